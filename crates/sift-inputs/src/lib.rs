@@ -1,0 +1,3 @@
+//! Turns a rerank request into what the model reads: prompt, token ids, pixels, position ids.
+
+pub mod positions;

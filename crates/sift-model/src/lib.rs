@@ -1,0 +1,242 @@
+//! The Qwen3-VL reranker network on burn.
+//!
+//! Input: token ids, multimodal position ids and the preprocessed pixels of each image or video
+//! (from `sift-inputs`). Output: the final hidden states and the reranker score
+//! `sigmoid(h_last · (W_yes − W_no))`. The full vocabulary head is never computed.
+
+pub mod config;
+mod rope;
+mod text;
+mod trace;
+mod vision;
+mod weights;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Int, TensorData};
+
+pub use burn::tensor::{Device, Tensor};
+pub use config::ModelConfig;
+pub use text::TextModel;
+pub use trace::Trace;
+pub use vision::{VisionModel, VisionOutput, VisualItem, VisualKind};
+
+use text::VisualInjection;
+use weights::Checkpoint;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot read {}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{0}")]
+    Weights(String),
+    #[error("invalid model input: {0}")]
+    Input(String),
+}
+
+/// `Qwen3VLModel`: the vision tower and the text decoder, named as in the checkpoint.
+#[derive(Module, Debug)]
+pub struct Qwen3VlModel {
+    pub visual: VisionModel,
+    pub language_model: TextModel,
+}
+
+/// The vocabulary ids whose logit difference is the score (`"yes"` and `"no"`).
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreTokens {
+    pub yes: u32,
+    pub no: u32,
+}
+
+/// One (query, document) pair as the model reads it.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    pub input_ids: Vec<u32>,
+    /// T, H and W position of every token (`get_rope_index`).
+    pub position_ids: [Vec<i64>; 3],
+    /// Images and videos in the order their pad tokens appear in `input_ids`.
+    pub visuals: Vec<VisualItem>,
+}
+
+/// The reranker's output for one pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// `logit_yes − logit_no`.
+    pub logit: f32,
+    /// `sigmoid(logit)`, in [0, 1].
+    pub score: f32,
+}
+
+/// The network with its weights and the score direction `W_yes − W_no`.
+pub struct RerankerModel {
+    config: ModelConfig,
+    net: Qwen3VlModel,
+    score_direction: Tensor<2>,
+    device: Device,
+}
+
+impl RerankerModel {
+    /// Loads `config.json` and the safetensors weights of a Hugging Face model directory.
+    pub fn load(dir: &Path, tokens: ScoreTokens, device: &Device) -> Result<Self, ModelError> {
+        let config_path = dir.join("config.json");
+        let json = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
+            path: config_path.clone(),
+            message: format!("{e}. Is {} a downloaded model directory?", dir.display()),
+        })?;
+        let config = ModelConfig::from_json(&json)?;
+        let mut net = Qwen3VlModel {
+            visual: VisionModel::new(&config.vision_config, device),
+            language_model: TextModel::new(&config, device),
+        };
+        let checkpoint = Checkpoint::open(dir)?;
+        // A tied checkpoint has no head of its own (transformers ties it even if one is saved).
+        let head = if config.tied_embeddings() {
+            "model.language_model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        checkpoint.check(&net, &["lm_head.weight"])?;
+        let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
+        let direction: Vec<f32> = rows[0].iter().zip(&rows[1]).map(|(y, n)| y - n).collect();
+        checkpoint.load_into(&mut net)?;
+        let hidden = direction.len();
+        Ok(Self {
+            config,
+            net,
+            score_direction: Tensor::from_data(TensorData::new(direction, [hidden, 1]), device),
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The vision tower alone, for callers that compare its intermediates.
+    pub fn vision(&self) -> &VisionModel {
+        &self.net.visual
+    }
+
+    /// Hidden states after the final norm, `[len, hidden]`.
+    pub fn forward(&self, input: &ModelInput, trace: &mut Trace) -> Result<Tensor<2>, ModelError> {
+        let len = input.input_ids.len();
+        let vocab = self.config.text_config.vocab_size;
+        if len == 0 {
+            return Err(ModelError::Input("the prompt has no tokens".into()));
+        }
+        if input.position_ids.iter().any(|axis| axis.len() != len) {
+            return Err(ModelError::Input(format!(
+                "position ids must have {len} entries per axis, like the prompt"
+            )));
+        }
+        if let Some(&id) = input.input_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::Input(format!(
+                "token id {id} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let device = &self.device;
+        let visual = self.visual_injection(input, trace)?;
+        let ids: Vec<i64> = input.input_ids.iter().map(|&id| id as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), device);
+        let rotary = rope::text_mrope(
+            &input.position_ids,
+            self.config.head_dim(),
+            self.config.rope_theta(),
+            &self.config.mrope_section(),
+            device,
+        );
+        Ok(self.net.language_model.forward(ids, visual, &rotary, trace))
+    }
+
+    /// The score of one pair: the last position's hidden state against `W_yes − W_no`.
+    pub fn score(&self, input: &ModelInput) -> Result<Score, ModelError> {
+        let logit = self.logit(input, &mut Trace::off())?;
+        let logit: f32 = logit
+            .into_data()
+            .iter::<f32>()
+            .next()
+            .ok_or_else(|| ModelError::Input("empty logit".into()))?;
+        Ok(Score {
+            logit,
+            score: 1.0 / (1.0 + (-logit).exp()),
+        })
+    }
+
+    /// `h_last · (W_yes − W_no)` as a one-element tensor, left on the device so that callers
+    /// that must read asynchronously (the browser) can.
+    pub fn logit(&self, input: &ModelInput, trace: &mut Trace) -> Result<Tensor<2>, ModelError> {
+        let hidden = self.forward(input, trace)?;
+        let [len, width] = hidden.dims();
+        let last = hidden.slice([len - 1..len, 0..width]);
+        Ok(last.matmul(self.score_direction.clone()))
+    }
+
+    /// Runs the vision tower over the input's items and pairs its outputs with the pad-token
+    /// positions they replace.
+    fn visual_injection(
+        &self,
+        input: &ModelInput,
+        trace: &mut Trace,
+    ) -> Result<Option<VisualInjection>, ModelError> {
+        let c = &self.config;
+        let merge = c.vision_config.spatial_merge_size;
+        let pad_of = |kind: VisualKind| match kind {
+            VisualKind::Image => c.image_token_id,
+            VisualKind::Video => c.video_token_id,
+        };
+        let positions: Vec<i64> = input
+            .input_ids
+            .iter()
+            .enumerate()
+            .filter(|&(_, &id)| id == c.image_token_id || id == c.video_token_id)
+            .map(|(i, _)| i as i64)
+            .collect();
+        // Item k owns the next `patches / merge²` pad positions, and they must be its kind's.
+        let mut cursor = 0;
+        for item in &input.visuals {
+            let tokens = item.patch_count() / (merge * merge);
+            let owned = positions.get(cursor..cursor + tokens).ok_or_else(|| {
+                ModelError::Input(format!(
+                    "the prompt has {} visual pad tokens, fewer than its images and videos need",
+                    positions.len()
+                ))
+            })?;
+            if let Some(&p) = owned
+                .iter()
+                .find(|&&p| input.input_ids[p as usize] != pad_of(item.kind))
+            {
+                return Err(ModelError::Input(format!(
+                    "token {p} should be a {:?} pad token: visual items must be given in prompt order",
+                    item.kind
+                )));
+            }
+            cursor += tokens;
+        }
+        if cursor != positions.len() {
+            return Err(ModelError::Input(format!(
+                "the prompt has {} visual pad tokens but its images and videos fill {cursor}",
+                positions.len()
+            )));
+        }
+        if input.visuals.is_empty() {
+            return Ok(None);
+        }
+        let out = self
+            .net
+            .visual
+            .forward(&input.visuals, &self.device, trace)?;
+        let count = positions.len();
+        Ok(Some(VisualInjection {
+            positions: Tensor::from_data(TensorData::new(positions, [count]), &self.device),
+            embeds: out.embeds,
+            deepstack: out.deepstack,
+        }))
+    }
+}

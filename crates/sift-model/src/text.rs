@@ -1,0 +1,214 @@
+//! The Qwen3 text decoder (`Qwen3VLTextModel`): RMSNorm, q/k norms before interleaved MRoPE,
+//! grouped-query causal attention, SwiGLU, and DeepStack features added after the first layers.
+//! Field names follow the checkpoint (`model.language_model.*`).
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor};
+
+use crate::config::ModelConfig;
+use crate::rope::{self, RotaryTables};
+use crate::trace::Trace;
+
+#[derive(Module, Debug)]
+pub struct TextAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: RmsNorm,
+    pub k_norm: RmsNorm,
+    #[module(skip)]
+    num_heads: usize,
+    #[module(skip)]
+    num_kv_heads: usize,
+    #[module(skip)]
+    head_dim: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct TextMlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub self_attn: TextAttention,
+    pub mlp: TextMlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct TextModel {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+}
+
+/// Visual features to place into the decoder's input: `embeds` rows replace the embeddings at
+/// `positions` (sequence indices of the image and video pad tokens, ascending), and DeepStack
+/// feature set `l` is added at the same positions after decoder layer `l`.
+pub struct VisualInjection {
+    pub positions: Tensor<1, Int>,
+    pub embeds: Tensor<2>,
+    pub deepstack: Vec<Tensor<2>>,
+}
+
+impl TextAttention {
+    /// Heads-first view `[heads, len, head_dim]` of a projection's output `[len, heads·head_dim]`.
+    fn split_heads(x: Tensor<2>, heads: usize, head_dim: usize) -> Tensor<3> {
+        let [len, _] = x.dims();
+        x.reshape([len, heads, head_dim]).swap_dims(0, 1)
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        rotary: &RotaryTables,
+        causal_mask: &Tensor<3, Bool>,
+    ) -> Tensor<2> {
+        let [len, _] = x.dims();
+        let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self.q_norm.forward(Self::split_heads(
+            self.q_proj.forward(x.clone()),
+            heads,
+            head_dim,
+        ));
+        let k = self.k_norm.forward(Self::split_heads(
+            self.k_proj.forward(x.clone()),
+            kv_heads,
+            head_dim,
+        ));
+        let v = Self::split_heads(self.v_proj.forward(x), kv_heads, head_dim);
+        let q = rope::apply_rotary(q, rotary);
+        let k = rope::apply_rotary(k, rotary);
+        // Grouped-query attention: KV head g serves query heads g·rep .. (g+1)·rep.
+        let rep = heads / kv_heads;
+        let repeat = |t: Tensor<3>| {
+            t.unsqueeze_dim::<4>(1)
+                .expand([kv_heads, rep, len, head_dim])
+                .reshape([heads, len, head_dim])
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        let scores = q.matmul(k.swap_dims(1, 2)) * (head_dim as f64).powf(-0.5);
+        let scores = scores.mask_fill(causal_mask.clone(), f32::NEG_INFINITY);
+        let out = softmax(scores, 2).matmul(v);
+        self.o_proj
+            .forward(out.swap_dims(0, 1).reshape([len, heads * head_dim]))
+    }
+}
+
+impl DecoderLayer {
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        rotary: &RotaryTables,
+        causal_mask: &Tensor<3, Bool>,
+    ) -> Tensor<2> {
+        let x = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rotary, causal_mask);
+        let h = self.post_attention_layernorm.forward(x.clone());
+        let gated = silu(self.mlp.gate_proj.forward(h.clone())) * self.mlp.up_proj.forward(h);
+        x + self.mlp.down_proj.forward(gated)
+    }
+}
+
+impl TextModel {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let t = &config.text_config;
+        let head_dim = config.head_dim();
+        let eps = t.rms_norm_eps;
+        let linear =
+            |d_in, d_out, bias| LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
+        let rms = |d| RmsNormConfig::new(d).with_epsilon(eps).init(device);
+        let layers = (0..t.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                self_attn: TextAttention {
+                    q_proj: linear(
+                        t.hidden_size,
+                        t.num_attention_heads * head_dim,
+                        t.attention_bias,
+                    ),
+                    k_proj: linear(
+                        t.hidden_size,
+                        t.num_key_value_heads * head_dim,
+                        t.attention_bias,
+                    ),
+                    v_proj: linear(
+                        t.hidden_size,
+                        t.num_key_value_heads * head_dim,
+                        t.attention_bias,
+                    ),
+                    o_proj: linear(
+                        t.num_attention_heads * head_dim,
+                        t.hidden_size,
+                        t.attention_bias,
+                    ),
+                    q_norm: rms(head_dim),
+                    k_norm: rms(head_dim),
+                    num_heads: t.num_attention_heads,
+                    num_kv_heads: t.num_key_value_heads,
+                    head_dim,
+                },
+                mlp: TextMlp {
+                    gate_proj: linear(t.hidden_size, t.intermediate_size, false),
+                    up_proj: linear(t.hidden_size, t.intermediate_size, false),
+                    down_proj: linear(t.intermediate_size, t.hidden_size, false),
+                },
+                input_layernorm: rms(t.hidden_size),
+                post_attention_layernorm: rms(t.hidden_size),
+            })
+            .collect();
+        Self {
+            embed_tokens: EmbeddingConfig::new(t.vocab_size, t.hidden_size).init(device),
+            layers,
+            norm: rms(t.hidden_size),
+        }
+    }
+
+    /// Hidden states after the final norm, `[len, hidden]`.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<1, Int>,
+        visual: Option<VisualInjection>,
+        rotary: &RotaryTables,
+        trace: &mut Trace,
+    ) -> Tensor<2> {
+        let [len] = input_ids.dims();
+        let device = input_ids.device();
+        let mut x = self.embed_tokens.weight.val().select(0, input_ids);
+        if let Some(v) = &visual {
+            x = x.select_assign(
+                0,
+                v.positions.clone(),
+                v.embeds.clone(),
+                IndexingUpdateOp::Assign,
+            );
+        }
+        trace.record(|| "text.inputs_embeds".into(), &x);
+        let causal_mask = Tensor::<2, Bool>::tril_mask([len, len], 0, &device).unsqueeze::<3>();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, rotary, &causal_mask);
+            if let Some(v) = &visual
+                && let Some(feature) = v.deepstack.get(i)
+            {
+                x = x.select_assign(
+                    0,
+                    v.positions.clone(),
+                    feature.clone(),
+                    IndexingUpdateOp::Add,
+                );
+            }
+            trace.record(|| format!("text.layers.{i}"), &x);
+        }
+        let x = self.norm.forward(x);
+        trace.record(|| "text.norm".into(), &x);
+        x
+    }
+}

@@ -1,0 +1,275 @@
+//! Weights from a Hugging Face model directory: `model.safetensors`, or shards listed by
+//! `model.safetensors.index.json`; bf16, f16 or f32 on disk, computed in f32.
+//!
+//! Every shard's header is read and checked against the network's expected tensors before any
+//! data is loaded, so a missing, extra, mis-shaped or truncated tensor is reported by its
+//! checkpoint name, with both shapes, instead of failing somewhere inside the loader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{
+    BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore,
+};
+use burn::tensor::DType;
+use safetensors::Dtype;
+use safetensors::tensor::{Metadata, TensorInfo};
+
+use crate::ModelError;
+
+/// Checkpoint names carry this prefix; the network's module paths do not.
+const PREFIX: &str = "model.";
+
+struct Shard {
+    path: PathBuf,
+    data_start: u64,
+    metadata: Metadata,
+}
+
+/// The tensors of a checkpoint, by name, with where their bytes are.
+pub(crate) struct Checkpoint {
+    shards: Vec<Shard>,
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ModelError {
+    ModelError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn bad_file(path: &Path, what: impl std::fmt::Display) -> ModelError {
+    ModelError::Weights(format!(
+        "{}: {what}. The file is damaged or incomplete: download it again.",
+        path.display()
+    ))
+}
+
+impl Shard {
+    fn open(path: PathBuf) -> Result<Self, ModelError> {
+        let mut file = File::open(&path).map_err(|e| io_error(&path, e))?;
+        let file_len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        let mut len_bytes = [0u8; 8];
+        file.read_exact(&mut len_bytes)
+            .map_err(|_| bad_file(&path, "too short to be a safetensors file"))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > 100_000_000 || 8 + header_len > file_len {
+            return Err(bad_file(
+                &path,
+                "its safetensors header length is impossible",
+            ));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header)
+            .map_err(|e| io_error(&path, e))?;
+        let metadata: Metadata = serde_json::from_slice(&header)
+            .map_err(|e| bad_file(&path, format!("its safetensors header is invalid ({e})")))?;
+        let data_start = 8 + header_len;
+        let expected_len = data_start + metadata.data_len() as u64;
+        if file_len != expected_len {
+            return Err(bad_file(
+                &path,
+                format!("it is {file_len} bytes long but its header describes {expected_len}"),
+            ));
+        }
+        Ok(Self {
+            path,
+            data_start,
+            metadata,
+        })
+    }
+}
+
+impl Checkpoint {
+    pub(crate) fn open(dir: &Path) -> Result<Self, ModelError> {
+        let index = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let paths: Vec<PathBuf> = if index.exists() {
+            let text = std::fs::read_to_string(&index).map_err(|e| io_error(&index, e))?;
+            let parsed: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| bad_file(&index, format!("it is not valid JSON ({e})")))?;
+            let map = parsed
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| bad_file(&index, "it has no \"weight_map\" object"))?;
+            let files: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
+            files.into_iter().map(|f| dir.join(f)).collect()
+        } else if single.exists() {
+            vec![single]
+        } else {
+            return Err(ModelError::Weights(format!(
+                "{} has neither model.safetensors nor model.safetensors.index.json. Point --model at \
+                 the directory of a downloaded Hugging Face checkpoint (for example \
+                 `hf download Qwen/Qwen3-VL-Reranker-2B --local-dir DIR`).",
+                dir.display()
+            )));
+        };
+        let shards = paths
+            .into_iter()
+            .map(|path| {
+                if path.exists() {
+                    Shard::open(path)
+                } else {
+                    Err(ModelError::Weights(format!(
+                        "{} names the shard {}, which is missing: download the model again.",
+                        index.display(),
+                        path.display()
+                    )))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { shards })
+    }
+
+    fn find(&self, name: &str) -> Option<(&Shard, &TensorInfo)> {
+        self.shards
+            .iter()
+            .find_map(|s| s.metadata.info(name).map(|info| (s, info)))
+    }
+
+    /// Every tensor of the checkpoint with its shape.
+    fn shapes(&self) -> BTreeMap<String, (Vec<usize>, Dtype)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.metadata.tensors())
+            .map(|(name, info)| (name, (info.shape.clone(), info.dtype)))
+            .collect()
+    }
+
+    /// Checks names, shapes and dtypes against what `net` expects; `also_allowed` names tensors
+    /// the checkpoint may hold beyond those (read separately, or ignored as the reference does).
+    pub(crate) fn check<M: Module>(
+        &self,
+        net: &M,
+        also_allowed: &[&str],
+    ) -> Result<(), ModelError> {
+        let expected: BTreeMap<String, Vec<usize>> = net
+            .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+            .into_iter()
+            .map(|t| (format!("{PREFIX}{}", t.name), t.shape.to_vec()))
+            .collect();
+        let found = self.shapes();
+        let mut problems = Vec::new();
+        for (name, shape) in &expected {
+            match found.get(name) {
+                None => problems.push(format!("missing tensor {name} (expected shape {shape:?})")),
+                Some((s, _)) if s != shape => {
+                    problems.push(format!("tensor {name} has shape {s:?}, expected {shape:?}"))
+                }
+                Some((_, dtype)) if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) => {
+                    problems.push(format!(
+                        "tensor {name} is stored as {dtype:?}; only F32, F16 and BF16 are supported"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, (shape, _)) in &found {
+            if !expected.contains_key(name) && !also_allowed.contains(&name.as_str()) {
+                problems.push(format!("unexpected tensor {name} (shape {shape:?})"));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let shown = problems.len().min(12);
+        let more = problems.len() - shown;
+        Err(ModelError::Weights(format!(
+            "the checkpoint does not match its config.json ({} problem{}):\n  {}{}\nCheck that \
+             config.json and the safetensors files come from the same model.",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems[..shown].join("\n  "),
+            if more > 0 {
+                format!("\n  … and {more} more")
+            } else {
+                String::new()
+            }
+        )))
+    }
+
+    /// Loads every tensor `net` expects, converted to f32. Call [`Checkpoint::check`] first.
+    pub(crate) fn load_into<M: Module>(&self, net: &mut M) -> Result<(), ModelError> {
+        for shard in &self.shards {
+            let mut store = SafetensorsStore::from_file(&shard.path)
+                .remap(
+                    KeyRemapper::new()
+                        .add_pattern("^model\\.", "")
+                        .map_err(|e| ModelError::Weights(format!("key remapping: {e}")))?,
+                )
+                .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
+                .allow_partial(true);
+            let result = net
+                .load_from(&mut store)
+                .map_err(|e| ModelError::Weights(format!("{}: {e}", shard.path.display())))?;
+            if let Some(error) = result.errors.first() {
+                return Err(ModelError::Weights(format!(
+                    "{}: {error}",
+                    shard.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows `rows` of the 2-D tensor `name`, as f32.
+    pub(crate) fn read_rows(
+        &self,
+        name: &str,
+        rows: &[usize],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let (shard, info) = self
+            .find(name)
+            .ok_or_else(|| ModelError::Weights(format!("missing tensor {name}")))?;
+        let [height, width] = info.shape[..] else {
+            return Err(ModelError::Weights(format!(
+                "tensor {name} has shape {:?}, expected 2 dimensions",
+                info.shape
+            )));
+        };
+        let elem = info.dtype.bitsize() / 8;
+        let mut file = File::open(&shard.path).map_err(|e| io_error(&shard.path, e))?;
+        rows.iter()
+            .map(|&row| {
+                if row >= height {
+                    return Err(ModelError::Weights(format!(
+                        "token id {row} is outside {name} ({height} rows)"
+                    )));
+                }
+                let offset = shard.data_start + (info.data_offsets.0 + row * width * elem) as u64;
+                let mut bytes = vec![0u8; width * elem];
+                file.seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.read_exact(&mut bytes))
+                    .map_err(|e| io_error(&shard.path, e))?;
+                decode_f32(&bytes, info.dtype).ok_or_else(|| {
+                    ModelError::Weights(format!(
+                        "tensor {name} is stored as {:?}; only F32, F16 and BF16 are supported",
+                        info.dtype
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        _ => return None,
+    })
+}

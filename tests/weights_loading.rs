@@ -1,0 +1,152 @@
+//! Loading weights the ways a download lays them out, and refusing broken checkpoints with a
+//! message that names the tensor (and both shapes) or the file, and says what to do.
+
+use std::path::Path;
+
+use sift_model::{Device, ModelError, RerankerModel, ScoreTokens};
+use sift_tests::{Case, TempDir, model_dir, read_model, write_model};
+
+const MODEL: &str = "untied-gqa4";
+
+fn tokens() -> ScoreTokens {
+    Case::load(MODEL, "text").score_tokens()
+}
+
+fn load(dir: &Path) -> Result<RerankerModel, ModelError> {
+    RerankerModel::load(dir, tokens(), &Device::flex())
+}
+
+fn score(model: &RerankerModel) -> f32 {
+    let case = Case::load(MODEL, "image");
+    model.score(&case.model_input(model)).unwrap().score
+}
+
+fn load_error(dir: &Path) -> String {
+    match load(dir) {
+        Ok(_) => panic!("{} loaded, but it should have been refused", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn sharded_f32_weights_score_exactly_like_the_single_bf16_file() {
+    let reference = score(&load(&model_dir(MODEL)).unwrap());
+    let dir = TempDir::new().unwrap();
+    write_model(
+        dir.path(),
+        &model_dir(MODEL),
+        &read_model(&model_dir(MODEL)),
+        3,
+    );
+    assert!(dir.path().join("model.safetensors.index.json").exists());
+    assert_eq!(score(&load(dir.path()).unwrap()), reference);
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = TempDir::new().unwrap();
+    let mut tensors = read_model(&model_dir(MODEL));
+    tensors.retain(|(name, _, _)| name != "model.language_model.layers.2.mlp.up_proj.weight");
+    write_model(dir.path(), &model_dir(MODEL), &tensors, 1);
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("missing tensor model.language_model.layers.2.mlp.up_proj.weight (expected shape [128, 64])"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_extra_tensor_is_named() {
+    let dir = TempDir::new().unwrap();
+    let mut tensors = read_model(&model_dir(MODEL));
+    tensors.push((
+        "model.visual.blocks.9.attn.qkv.weight".into(),
+        vec![2, 2],
+        vec![0.0; 4],
+    ));
+    write_model(dir.path(), &model_dir(MODEL), &tensors, 1);
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("unexpected tensor model.visual.blocks.9.attn.qkv.weight (shape [2, 2])"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_misshaped_tensor_is_named_with_both_shapes() {
+    let dir = TempDir::new().unwrap();
+    let mut tensors = read_model(&model_dir(MODEL));
+    for (name, shape, values) in &mut tensors {
+        if name == "model.visual.merger.linear_fc2.weight" {
+            *shape = vec![shape[0] / 2, shape[1]];
+            values.truncate(values.len() / 2);
+        }
+    }
+    write_model(dir.path(), &model_dir(MODEL), &tensors, 1);
+    let message = load_error(dir.path());
+    assert!(
+        message.contains(
+            "tensor model.visual.merger.linear_fc2.weight has shape [32, 192], expected [64, 192]"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_truncated_file_is_named() {
+    let dir = TempDir::new().unwrap();
+    std::fs::copy(
+        model_dir(MODEL).join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(model_dir(MODEL).join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        &bytes[..bytes.len() - 1000],
+    )
+    .unwrap();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("model.safetensors") && message.contains("download it again"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_shard_missing_from_the_index_is_named() {
+    let dir = TempDir::new().unwrap();
+    write_model(
+        dir.path(),
+        &model_dir(MODEL),
+        &read_model(&model_dir(MODEL)),
+        2,
+    );
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("model-00002-of-00002.safetensors, which is missing"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_directory_without_weights_says_how_to_get_them() {
+    let dir = TempDir::new().unwrap();
+    std::fs::copy(
+        model_dir(MODEL).join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("neither model.safetensors") && message.contains("hf download"),
+        "{message}"
+    );
+    let empty = TempDir::new().unwrap();
+    let message = load_error(empty.path());
+    assert!(
+        message.contains("config.json") && message.contains("downloaded model directory"),
+        "{message}"
+    );
+}
