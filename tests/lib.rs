@@ -188,6 +188,10 @@ pub fn relative_l2(actual: &[f64], expected: &[f64]) -> f64 {
 pub struct Report {
     pub compared: Vec<String>,
     pub failures: Vec<String>,
+    /// The largest relative L2 error of any intermediate.
+    pub worst_intermediate: f64,
+    /// |score − reference score|.
+    pub score_error: f64,
 }
 
 impl Report {
@@ -201,6 +205,7 @@ impl Report {
             return;
         }
         let err = relative_l2(actual, case.floats(golden));
+        self.worst_intermediate = self.worst_intermediate.max(err);
         if err.is_nan() || err > INTERMEDIATE_TOLERANCE {
             self.failures.push(format!(
                 "{name}: relative L2 error {err:.3e} against {golden}"
@@ -272,7 +277,8 @@ pub fn compare_case(model: &RerankerModel, case: &Case, score_tolerance: f64) ->
     let logit = logit.into_data().iter::<f32>().next().unwrap() as f64;
     let score = 1.0 / (1.0 + (-logit).exp());
     report.compared.push("score".into());
-    if (score - case.meta.score).abs() > score_tolerance || score.is_nan() {
+    report.score_error = (score - case.meta.score).abs();
+    if report.score_error > score_tolerance || score.is_nan() {
         report.failures.push(format!(
             "score {score:.8} (logit {logit:.8}), reference {:.8} (logit {:.8})",
             case.meta.score, case.meta.logit
@@ -373,3 +379,69 @@ pub fn copy_model_with(from: &Path, to: &Path, mut edit: impl FnMut(&str, &mut V
     }
     write_model(to, from, &tensors, 1);
 }
+
+/// The real Qwen3 tokenizer, fetched by `tests/golden/fetch_tokenizer.sh` (`.ci/run` runs it).
+pub fn tokenizer_dir() -> PathBuf {
+    let dir = golden_dir().join("tokenizer");
+    assert!(
+        dir.join("tokenizer.json").exists(),
+        "the real tokenizer is missing: run tests/golden/fetch_tokenizer.sh"
+    );
+    dir
+}
+
+/// The `tied-real-vocab` model with the real tokenizer, laid out as a Hugging Face download
+/// (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`).
+pub fn downloaded_model() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let model = model_dir("tied-real-vocab");
+    for (from, name) in [
+        (&model, "config.json"),
+        (&model, "model.safetensors"),
+        (&tokenizer_dir(), "tokenizer.json"),
+        (&tokenizer_dir(), "tokenizer_config.json"),
+    ] {
+        std::fs::copy(from.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+/// An end-to-end case of `tests/golden/rerank/`: a request made of files and what the
+/// reference computed for each document.
+pub struct RerankCase {
+    pub dir: PathBuf,
+    pub max_length: usize,
+    pub documents: Vec<ExpectedDocument>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExpectedDocument {
+    pub input_ids: Vec<u32>,
+    pub score: f64,
+}
+
+#[derive(Deserialize)]
+struct ExpectedJson {
+    max_length: usize,
+    documents: Vec<ExpectedDocument>,
+}
+
+impl RerankCase {
+    pub fn load(name: &str) -> Self {
+        let dir = golden_dir().join("rerank").join(name);
+        let expected: ExpectedJson =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        Self {
+            dir,
+            max_length: expected.max_length,
+            documents: expected.documents,
+        }
+    }
+
+    pub fn request_path(&self) -> PathBuf {
+        self.dir.join("request.json")
+    }
+}
+
+pub const RERANK_CASES: &[&str] = &["text", "truncated", "image", "mixed"];

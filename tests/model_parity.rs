@@ -9,6 +9,7 @@ use sift_tests::{Case, all_cases, compare_case, golden_intermediates, load_model
 fn check_every_fixture(device: &Device, score_tolerance: f64) {
     let mut models: BTreeMap<String, RerankerModel> = BTreeMap::new();
     let mut failures = Vec::new();
+    let (mut worst_intermediate, mut worst_score) = (0f64, 0f64);
     let cases = all_cases();
     assert!(
         cases.len() >= 16,
@@ -21,6 +22,8 @@ fn check_every_fixture(device: &Device, score_tolerance: f64) {
             .entry(model_name.clone())
             .or_insert_with(|| load_model(model_name, &case, device));
         let report = compare_case(model, &case, score_tolerance);
+        worst_intermediate = worst_intermediate.max(report.worst_intermediate);
+        worst_score = worst_score.max(report.score_error);
         for golden in golden_intermediates(&case) {
             if !report.compared.contains(&golden) {
                 failures.push(format!(
@@ -35,6 +38,11 @@ fn check_every_fixture(device: &Device, score_tolerance: f64) {
                 .map(|f| format!("{model_name}/{case_name}: {f}")),
         );
     }
+    eprintln!(
+        "{} fixtures: worst intermediate relative L2 {worst_intermediate:.2e}, \
+         worst |score - reference| {worst_score:.2e}",
+        cases.len()
+    );
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
