@@ -139,13 +139,15 @@ impl ModelConfig {
                 v.hidden_act
             ));
         }
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
-        if v.hidden_size % v.num_heads != 0 || (v.hidden_size / v.num_heads) % 4 != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_heads)
+            || !(v.hidden_size / v.num_heads).is_multiple_of(4)
+        {
             return bad(format!(
                 "vision head_dim {}/{} must be a whole multiple of 4 for the 2-D rotary embedding",
                 v.hidden_size, v.num_heads

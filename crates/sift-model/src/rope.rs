@@ -53,12 +53,17 @@ pub fn text_mrope(
             _ => 0,
         })
         .collect();
-    let len = position_ids[0].len();
+    let [t, h, w] = position_ids;
+    let len = t.len();
     let mut angles = Vec::with_capacity(len * half);
-    for i in 0..len {
-        for (j, f) in inv_freq.iter().enumerate() {
-            angles.push(position_ids[axis_of_slot[j]][i] as f32 * f);
-        }
+    for ((&t, &h), &w) in t.iter().zip(h).zip(w) {
+        let position = [t, h, w];
+        angles.extend(
+            inv_freq
+                .iter()
+                .zip(&axis_of_slot)
+                .map(|(f, &axis)| position[axis] as f32 * f),
+        );
     }
     tables_from_angles(angles, len, half, device)
 }

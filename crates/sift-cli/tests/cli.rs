@@ -1,0 +1,275 @@
+//! The `sift` command from the outside: requests made of files in, the reference's scores out;
+//! the quick form, batches, the Hugging Face cache, and every kind of bad input a user can give.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sift_tests::{RERANK_CASES, RerankCase, TempDir, downloaded_model, golden_dir};
+
+fn sift(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sift"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "sift failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn rerank_prints_the_reference_scores_best_first() {
+    let model = downloaded_model();
+    for name in RERANK_CASES {
+        let case = RerankCase::load(name);
+        let max_length = case.max_length.to_string();
+        let out = stdout_json(&sift(&[
+            "rerank",
+            "--model",
+            path(model.path()),
+            "--max-length",
+            &max_length,
+            path(&case.request_path()),
+        ]));
+        let results = out["results"].as_array().unwrap();
+        assert_eq!(results.len(), case.documents.len());
+        let scores: Vec<f64> = results
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "{name}: not sorted: {scores:?}"
+        );
+        for result in results {
+            let index = result["index"].as_u64().unwrap() as usize;
+            let expected = case.documents[index].score;
+            let score = result["score"].as_f64().unwrap();
+            assert!(
+                (score - expected).abs() <= 1e-5,
+                "{name} document {index}: {score} vs {expected}"
+            );
+        }
+    }
+}
+
+#[test]
+fn top_n_and_stdin() {
+    let model = downloaded_model();
+    let case = RerankCase::load("image");
+    let request = std::fs::read_to_string(case.request_path()).unwrap();
+    // Relative image paths resolve against the working directory when the request is on stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sift"))
+        .args(["rerank", "--model", path(model.path()), "--top-n", "2", "-"])
+        .current_dir(&case.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = stdout_json(&child.wait_with_output().unwrap());
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let best = case
+        .documents
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+        .unwrap()
+        .0;
+    assert_eq!(results[0]["index"].as_u64().unwrap() as usize, best);
+}
+
+#[test]
+fn the_quick_form_prints_a_table_of_files_and_texts() {
+    let model = downloaded_model();
+    let image = golden_dir().join("rerank/image/red.png");
+    let out = sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        "--query",
+        "a red painting",
+        path(&image),
+        "a text about paintings",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("rank  score   document\n"), "{table}");
+    assert!(
+        table.contains("red.png") && table.contains("a text about paintings"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 3, "{table}");
+}
+
+#[test]
+fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
+    let model = downloaded_model();
+    let dir = TempDir::new().unwrap();
+    let text_request = std::fs::read_to_string(RerankCase::load("text").request_path()).unwrap();
+    let one_line: Value = serde_json::from_str(&text_request).unwrap();
+    let batch = format!("{one_line}\n{{\"query\": 1}}\n\n{one_line}\n");
+    let file = dir.path().join("requests.jsonl");
+    std::fs::write(&file, batch).unwrap();
+    let out = sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        "--batch",
+        path(&file),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], lines[2]);
+    assert_eq!(lines[0]["results"].as_array().unwrap().len(), 6);
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("request 2:"),
+        "{}",
+        lines[1]
+    );
+}
+
+/// `--model Qwen/...` finds a model already in the Hugging Face cache, with the hub offline.
+#[test]
+fn a_hub_id_resolves_through_a_prefilled_cache_offline() {
+    let model = downloaded_model();
+    let home = TempDir::new().unwrap();
+    let repo = home.path().join("hub/models--Qwen--Qwen3-VL-Reranker-2B");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for entry in std::fs::read_dir(model.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
+    }
+    let case = RerankCase::load("text");
+    let run = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sift"))
+            .args(["rerank", "--model", id, path(&case.request_path())])
+            .env("HF_HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let out = stdout_json(&run("Qwen/Qwen3-VL-Reranker-2B"));
+    assert_eq!(
+        out["results"].as_array().unwrap().len(),
+        case.documents.len()
+    );
+    let missing = run("Qwen/Qwen3-VL-Reranker-8B");
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("not complete in the Hugging Face cache")
+            && stderr.contains("HF_HUB_OFFLINE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_documents_are_reported_last_and_the_rest_still_scored() {
+    let model = downloaded_model();
+    let bad = golden_dir().join("bad_inputs");
+    let dir = TempDir::new().unwrap();
+    let request = serde_json::json!({
+        "query": {"text": "anything"},
+        "documents": [
+            {"image": path(&bad.join("corrupt.jpg"))},
+            {"text": "fine"},
+            {"image": path(&bad.join("bomb_30000x30000.png"))},
+            {"image": "does-not-exist.png"},
+        ]
+    });
+    let file = dir.path().join("request.json");
+    std::fs::write(&file, request.to_string()).unwrap();
+    let out = stdout_json(&sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        path(&file),
+    ]));
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results[0]["index"], 1);
+    assert!(results[0]["score"].is_f64());
+    let failed: Vec<u64> = results[1..]
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(failed, [0, 2, 3]);
+    for r in &results[1..] {
+        assert!(
+            r["score"].is_null() && r["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{r}"
+        );
+    }
+    assert!(
+        results[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does-not-exist.png")
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_reason() {
+    let model = downloaded_model();
+    let dir = TempDir::new().unwrap();
+    let latin1 = golden_dir().join("bad_inputs/latin1_request.json");
+    let out = sift(&["rerank", "--model", path(model.path()), path(&latin1)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
+
+    let malformed = dir.path().join("malformed.json");
+    std::fs::write(
+        &malformed,
+        r#"{"query": {"text": "q"}, "documents": [{"text": "a"}"#,
+    )
+    .unwrap();
+    let out = sift(&["rerank", "--model", path(model.path()), path(&malformed)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+
+    let out = sift(&[
+        "rerank",
+        "--model",
+        path(&dir.path().join("no-model")),
+        path(&malformed),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
+}

@@ -1,0 +1,23 @@
+//! sift: rerank documents (text, images, video) against a query with Qwen3-VL-Reranker.
+//!
+//! ```no_run
+//! use sift::{Content, Reranker, RerankOptions, Request};
+//!
+//! let reranker = Reranker::load("Qwen3-VL-Reranker-2B".as_ref(), RerankOptions::default())?;
+//! let request = Request {
+//!     query: Content::text("a cat asleep on a sofa"),
+//!     documents: vec![Content::text("Cats sleep up to 16 hours a day."), Content::text("Stock prices fell.")],
+//!     ..Request::default()
+//! };
+//! for (i, score) in reranker.score(&request).iter().enumerate() {
+//!     println!("{i}: {score:?}");
+//! }
+//! # Ok::<(), sift::LoadError>(())
+//! ```
+
+mod request;
+mod reranker;
+
+pub use request::{Content, ImageSource, Request, RequestError, VideoSource};
+pub use reranker::{Backend, DocError, LoadError, RerankOptions, Reranker};
+pub use sift_inputs::ImageOptions;

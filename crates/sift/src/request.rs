@@ -1,0 +1,174 @@
+//! A rerank request, in the shape of the reference's `process(inputs)`:
+//! `{"instruction": "...", "query": {"text": "...", "image": "a.jpg"}, "documents": [...],
+//! "fps": 1.0, "max_frames": 64}`, where `text`, `image` and `video` take one value or a list.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sift_inputs::RgbImage;
+
+/// Where an image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+    Pixels(RgbImage),
+}
+
+/// Where a video comes from.
+#[derive(Debug, Clone)]
+pub enum VideoSource {
+    Path(PathBuf),
+}
+
+/// One side of a pair: any mix of texts, images and videos.
+#[derive(Debug, Clone, Default)]
+pub struct Content {
+    pub texts: Vec<String>,
+    pub images: Vec<ImageSource>,
+    pub videos: Vec<VideoSource>,
+}
+
+impl Content {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            texts: vec![text.into()],
+            ..Self::default()
+        }
+    }
+
+    pub fn image(source: ImageSource) -> Self {
+        Self {
+            images: vec![source],
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `None` uses the reranker's default instruction.
+    pub instruction: Option<String>,
+    pub query: Content,
+    pub documents: Vec<Content>,
+    /// Video sampling rate in frames per second (reference default 1.0).
+    pub fps: Option<f64>,
+    /// Most frames sampled from a video (reference default 64).
+    pub max_frames: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request is not valid JSON for a rerank request: {0}")]
+    Json(String),
+    #[error("the request has no documents: give at least one in \"documents\"")]
+    NoDocuments,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::One(v) => vec![v],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContentJson {
+    text: Option<OneOrMany<String>>,
+    image: Option<OneOrMany<String>>,
+    video: Option<OneOrMany<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestJson {
+    instruction: Option<String>,
+    query: ContentJson,
+    documents: Vec<ContentJson>,
+    fps: Option<f64>,
+    max_frames: Option<usize>,
+}
+
+impl ContentJson {
+    fn into_content(self, base: &Path) -> Content {
+        let path = |p: String| base.join(p);
+        Content {
+            texts: self.text.map(OneOrMany::into_vec).unwrap_or_default(),
+            images: self
+                .image
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| ImageSource::Path(path(p)))
+                .collect(),
+            videos: self
+                .video
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| VideoSource::Path(path(p)))
+                .collect(),
+        }
+    }
+}
+
+impl Request {
+    /// Parses a JSON request; relative image and video paths are taken from `base_dir`.
+    pub fn from_json(json: &str, base_dir: &Path) -> Result<Self, RequestError> {
+        let parsed: RequestJson =
+            serde_json::from_str(json).map_err(|e| RequestError::Json(e.to_string()))?;
+        if parsed.documents.is_empty() {
+            return Err(RequestError::NoDocuments);
+        }
+        Ok(Self {
+            instruction: parsed.instruction,
+            query: parsed.query.into_content(base_dir),
+            documents: parsed
+                .documents
+                .into_iter()
+                .map(|d| d.into_content(base_dir))
+                .collect(),
+            fps: parsed.fps,
+            max_frames: parsed.max_frames,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_value_or_a_list_and_paths_relative_to_the_request() {
+        let json = r#"{"query": {"text": "q", "image": "a.jpg"},
+                       "documents": [{"text": ["x", "y"]}, {"image": ["b.png", "/abs/c.jpg"]}]}"#;
+        let r = Request::from_json(json, Path::new("/req")).unwrap();
+        assert_eq!(r.query.texts, ["q"]);
+        assert!(matches!(&r.query.images[0], ImageSource::Path(p) if p == Path::new("/req/a.jpg")));
+        assert_eq!(r.documents[0].texts, ["x", "y"]);
+        assert!(
+            matches!(&r.documents[1].images[1], ImageSource::Path(p) if p == Path::new("/abs/c.jpg"))
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_with_the_reason() {
+        let err = Request::from_json(r#"{"query": {}, "documents": []}"#, Path::new("."));
+        assert!(matches!(err, Err(RequestError::NoDocuments)));
+        let err = Request::from_json(
+            r#"{"query": {"txt": "q"}, "documents": [{}]}"#,
+            Path::new("."),
+        );
+        assert!(err.unwrap_err().to_string().contains("unknown field `txt`"));
+    }
+}

@@ -1,0 +1,274 @@
+//! `Reranker`: a loaded model that scores every document of a request against its query,
+//! the way the reference's `Qwen3VLReranker.process` does, one pair per forward pass.
+
+use std::path::{Path, PathBuf};
+
+use sift_inputs::positions::{VisionTokenIds, rope_index};
+use sift_inputs::prompt::{
+    DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PromptTokenizer, SideContent, TokenizerError,
+    prompt_text,
+};
+use sift_inputs::{ImageError, ImageOptions, ProcessorConfig, load_image, load_image_path};
+use sift_model::{
+    Device, ModelError, ModelInput, RerankerModel, ScoreTokens, VisualItem, VisualKind,
+};
+
+use crate::request::{Content, ImageSource, Request};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (`flex`).
+    #[default]
+    Cpu,
+    /// burn's wgpu backend: Vulkan, Metal or DirectX 12 (needs the `wgpu` feature).
+    Gpu,
+}
+
+#[derive(Debug, Clone)]
+pub struct RerankOptions {
+    pub backend: Backend,
+    /// Tokens kept before the 5-token suffix (reference: 10240).
+    pub max_length: usize,
+    pub image: ImageOptions,
+}
+
+impl Default for RerankOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Cpu,
+            max_length: DEFAULT_MAX_LENGTH,
+            image: ImageOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{}: {error}", path.display())]
+    Processor { path: PathBuf, error: ImageError },
+    #[error(
+        "this build of sift has no {0} backend; rebuild with `--features {0}` or choose another device"
+    )]
+    BackendNotBuilt(&'static str),
+}
+
+/// Why one document could not be scored. The other documents are still scored.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("image {index} of the {side}: {error}")]
+    Image {
+        side: &'static str,
+        index: usize,
+        error: ImageError,
+    },
+    #[error(
+        "video {index} of the {side}: video input is not supported by this version of sift yet; \
+         pass frames as images instead"
+    )]
+    VideoUnsupported { side: &'static str, index: usize },
+    #[error("the prompt: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error("the model: {0}")]
+    Model(#[from] ModelError),
+    #[error("the query cannot be used, so no document can be scored: {0}")]
+    Query(String),
+}
+
+/// One side's prompt content and the visual inputs it contributes, in prompt order.
+struct PreparedSide {
+    content: SideContent,
+    visuals: Vec<VisualItem>,
+}
+
+pub struct Reranker {
+    model: RerankerModel,
+    tokenizer: PromptTokenizer,
+    processor: ProcessorConfig,
+    options: RerankOptions,
+}
+
+fn device_for(backend: Backend) -> Result<Device, LoadError> {
+    match backend {
+        #[cfg(feature = "flex")]
+        Backend::Cpu => Ok(Device::flex()),
+        #[cfg(not(feature = "flex"))]
+        Backend::Cpu => Err(LoadError::BackendNotBuilt("flex")),
+        #[cfg(feature = "wgpu")]
+        Backend::Gpu => Ok(Device::wgpu(Default::default())),
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Gpu => Err(LoadError::BackendNotBuilt("wgpu")),
+    }
+}
+
+impl Reranker {
+    /// Loads a Hugging Face model directory: `config.json`, the safetensors weights,
+    /// `tokenizer.json` and (if present) `preprocessor_config.json`.
+    pub fn load(model_dir: &Path, options: RerankOptions) -> Result<Self, LoadError> {
+        let tokenizer = PromptTokenizer::from_file(&model_dir.join("tokenizer.json"))?;
+        let processor_path = model_dir.join("preprocessor_config.json");
+        let processor = if processor_path.exists() {
+            ProcessorConfig::from_path(&processor_path).map_err(|error| LoadError::Processor {
+                path: processor_path,
+                error,
+            })?
+        } else {
+            ProcessorConfig::default()
+        };
+        let device = device_for(options.backend)?;
+        let tokens = ScoreTokens {
+            yes: tokenizer.yes_id,
+            no: tokenizer.no_id,
+        };
+        let model = RerankerModel::load(model_dir, tokens, &device)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            processor,
+            options,
+        })
+    }
+
+    /// Scores every document against the query, in request order. A document that cannot be
+    /// read gets its own error; the others are still scored. If the query itself cannot be
+    /// used, every document reports why.
+    pub fn score(&self, request: &Request) -> Vec<Result<f32, DocError>> {
+        self.score_each(request, |_, _| {})
+    }
+
+    /// Like [`Reranker::score`], calling `progress(done, total)` after each document.
+    pub fn score_each(
+        &self,
+        request: &Request,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Vec<Result<f32, DocError>> {
+        let instruction = request
+            .instruction
+            .as_deref()
+            .unwrap_or(DEFAULT_INSTRUCTION);
+        let query = self.prepare(&request.query, "query");
+        let total = request.documents.len();
+        request
+            .documents
+            .iter()
+            .enumerate()
+            .map(|(i, document)| {
+                let result = match &query {
+                    Ok(query) => self
+                        .prepare(document, "document")
+                        .and_then(|document| self.score_pair(instruction, query, &document)),
+                    Err(e) => Err(DocError::Query(e.to_string())),
+                };
+                progress(i + 1, total);
+                result
+            })
+            .collect()
+    }
+
+    fn prepare(&self, content: &Content, side: &'static str) -> Result<PreparedSide, DocError> {
+        if !content.videos.is_empty() {
+            return Err(DocError::VideoUnsupported { side, index: 0 });
+        }
+        let mut visuals = Vec::new();
+        let mut image_tokens = Vec::new();
+        let merge = self.processor.merge_size;
+        for (index, source) in content.images.iter().enumerate() {
+            let image_error = |error| DocError::Image { side, index, error };
+            let opts = &self.options.image;
+            let decoded = match source {
+                ImageSource::Path(path) => load_image_path(path, opts),
+                ImageSource::Bytes(bytes) => load_image(bytes, opts),
+                ImageSource::Pixels(pixels) => Ok(pixels.clone()),
+            }
+            .map_err(image_error)?;
+            let input = sift_inputs::preprocess_image(&decoded, opts, &self.processor)
+                .map_err(image_error)?;
+            image_tokens.push(input.num_tokens(merge));
+            visuals.push(VisualItem {
+                kind: VisualKind::Image,
+                pixel_values: input.pixel_values,
+                grid_thw: input.grid_thw,
+            });
+        }
+        Ok(PreparedSide {
+            content: SideContent {
+                videos: Vec::new(),
+                images: image_tokens,
+                texts: content.texts.clone(),
+            },
+            visuals,
+        })
+    }
+
+    /// The model input of document `index`, exactly what [`Reranker::score`] feeds the model:
+    /// for comparing token ids and pixels with the reference.
+    pub fn model_input(&self, request: &Request, index: usize) -> Result<ModelInput, DocError> {
+        let instruction = request
+            .instruction
+            .as_deref()
+            .unwrap_or(DEFAULT_INSTRUCTION);
+        let query = self
+            .prepare(&request.query, "query")
+            .map_err(|e| DocError::Query(e.to_string()))?;
+        let document = self.prepare(&request.documents[index], "document")?;
+        self.pair_input(instruction, &query, &document)
+    }
+
+    fn score_pair(
+        &self,
+        instruction: &str,
+        query: &PreparedSide,
+        document: &PreparedSide,
+    ) -> Result<f32, DocError> {
+        let input = self.pair_input(instruction, query, document)?;
+        Ok(self.model.score(&input)?.score)
+    }
+
+    fn pair_input(
+        &self,
+        instruction: &str,
+        query: &PreparedSide,
+        document: &PreparedSide,
+    ) -> Result<ModelInput, DocError> {
+        let text = prompt_text(instruction, &query.content, &document.content);
+        let ids = self.tokenizer.encode(&text)?;
+        let input_ids = self.tokenizer.truncate(ids, self.options.max_length);
+        // Prompt order: the query's visuals, then the document's.
+        let visuals: Vec<VisualItem> = query
+            .visuals
+            .iter()
+            .chain(&document.visuals)
+            .cloned()
+            .collect();
+        let config = self.model.config();
+        let grids = |kind| {
+            visuals
+                .iter()
+                .filter(|v| v.kind == kind)
+                .map(|v| v.grid_thw)
+                .collect::<Vec<_>>()
+        };
+        let ids = VisionTokenIds {
+            image_token_id: config.image_token_id,
+            video_token_id: config.video_token_id,
+            vision_start_token_id: config.vision_start_token_id,
+            spatial_merge_size: config.vision_config.spatial_merge_size,
+        };
+        let positions = rope_index(
+            &input_ids,
+            &grids(VisualKind::Image),
+            &grids(VisualKind::Video),
+            &ids,
+        )
+        .map_err(|e| ModelError::Input(e.to_string()))?;
+        Ok(ModelInput {
+            input_ids,
+            position_ids: positions.axes,
+            visuals,
+        })
+    }
+}

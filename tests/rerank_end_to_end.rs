@@ -1,0 +1,131 @@
+//! From files to scores, against the reference reranker: the real tokenizer's ids, the prompt,
+//! truncation, image preprocessing and the score, on the `tied-real-vocab` golden model.
+
+use sift::{Content, DocError, ImageSource, Request, RerankOptions, Reranker};
+use sift_inputs::prompt::PromptTokenizer;
+use sift_tests::{RERANK_CASES, RerankCase, downloaded_model, golden_dir, tokenizer_dir};
+
+#[derive(serde::Deserialize)]
+struct TokenCase {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[test]
+fn token_ids_equal_the_reference_tokenizer_on_multilingual_text() {
+    let tokenizer = PromptTokenizer::from_file(&tokenizer_dir().join("tokenizer.json")).unwrap();
+    let cases: Vec<TokenCase> =
+        serde_json::from_str(&std::fs::read_to_string(golden_dir().join("tokens.json")).unwrap())
+            .unwrap();
+    assert!(cases.len() >= 8);
+    for case in cases {
+        assert_eq!(
+            tokenizer.encode(&case.text).unwrap(),
+            case.ids,
+            "{:?}",
+            case.text
+        );
+    }
+    assert_eq!((tokenizer.yes_id, tokenizer.no_id), (9693, 2152));
+}
+
+#[test]
+fn requests_from_files_score_like_the_reference() {
+    let model = downloaded_model();
+    let mut failures = Vec::new();
+    let mut worst = 0f64;
+    for name in RERANK_CASES {
+        let case = RerankCase::load(name);
+        let options = RerankOptions {
+            max_length: case.max_length,
+            ..RerankOptions::default()
+        };
+        let reranker = Reranker::load(model.path(), options).unwrap();
+        let text = std::fs::read_to_string(case.request_path()).unwrap();
+        let request = Request::from_json(&text, &case.dir).unwrap();
+        let scores = reranker.score(&request);
+        for (i, (expected, score)) in case.documents.iter().zip(&scores).enumerate() {
+            let input = reranker.model_input(&request, i).unwrap();
+            if input.input_ids != expected.input_ids {
+                failures.push(format!(
+                    "{name} document {i}: token ids differ from the reference"
+                ));
+            }
+            let score = *score.as_ref().unwrap() as f64;
+            worst = worst.max((score - expected.score).abs());
+            if (score - expected.score).abs() > 1e-5 {
+                failures.push(format!(
+                    "{name} document {i}: score {score}, reference {}",
+                    expected.score
+                ));
+            }
+        }
+        assert_eq!(scores.len(), case.documents.len());
+    }
+    eprintln!("worst |score - reference| over the end-to-end requests: {worst:.2e}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every document that cannot be read gets its own error naming the cause; the rest are scored.
+#[test]
+fn bad_documents_fail_alone() {
+    let model = downloaded_model();
+    let reranker = Reranker::load(model.path(), RerankOptions::default()).unwrap();
+    let bad = golden_dir().join("bad_inputs");
+    let image = |name: &str| Content::image(ImageSource::Path(bad.join(name)));
+    let request = Request {
+        query: Content::text("anything"),
+        documents: vec![
+            image("corrupt.jpg"),
+            image("empty.png"),
+            image("missing.png"),
+            image("wide_201_to_1.png"),
+            image("bomb_30000x30000.png"),
+            image("notes.pdf"),
+            Content::text("a readable document"),
+            Content::image(ImageSource::Bytes(vec![1, 2, 3])),
+        ],
+        ..Request::default()
+    };
+    let scores = reranker.score(&request);
+    let message = |i: usize| match &scores[i] {
+        Err(e) => e.to_string(),
+        Ok(s) => panic!("document {i} scored {s}, expected an error"),
+    };
+    assert!(message(0).contains("corrupt"), "{}", message(0));
+    assert!(message(1).contains("empty (0 bytes)"), "{}", message(1));
+    assert!(
+        message(2).contains("missing.png") && message(2).contains("path exists"),
+        "{}",
+        message(2)
+    );
+    assert!(message(3).contains("aspect ratio"), "{}", message(3));
+    assert!(message(4).contains("decompression bomb"), "{}", message(4));
+    assert!(
+        message(5).contains("unsupported image format"),
+        "{}",
+        message(5)
+    );
+    assert!(scores[6].as_ref().is_ok_and(|s| (0.0..=1.0).contains(s)));
+    assert!(
+        message(7).contains("image 0 of the document"),
+        "{}",
+        message(7)
+    );
+}
+
+#[test]
+fn a_bad_query_is_reported_for_every_document() {
+    let model = downloaded_model();
+    let reranker = Reranker::load(model.path(), RerankOptions::default()).unwrap();
+    let request = Request {
+        query: Content::image(ImageSource::Path(golden_dir().join("bad_inputs/empty.png"))),
+        documents: vec![Content::text("one"), Content::text("two")],
+        ..Request::default()
+    };
+    for result in reranker.score(&request) {
+        let err = result.unwrap_err();
+        assert!(matches!(err, DocError::Query(_)), "{err}");
+        assert!(err.to_string().contains("image 0 of the query"), "{err}");
+    }
+}
