@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sift_inputs::positions::{VisionTokenIds, rope_index};
 use sift_model::{
     Device, ModelInput, RerankerModel, ScoreTokens, Tensor, Trace, VisualItem, VisualKind,
 };
@@ -136,31 +135,12 @@ impl Case {
     /// The model input, with position ids computed by sift (compared separately).
     pub fn model_input(&self, model: &RerankerModel) -> ModelInput {
         let visuals = self.visual_items();
-        let grids = |kind| {
-            visuals
-                .iter()
-                .filter(|v| v.kind == kind)
-                .map(|v| v.grid_thw)
-                .collect::<Vec<_>>()
-        };
-        let c = model.config();
-        let ids = VisionTokenIds {
-            image_token_id: c.image_token_id,
-            video_token_id: c.video_token_id,
-            vision_start_token_id: c.vision_start_token_id,
-            spatial_merge_size: c.vision_config.spatial_merge_size,
-        };
         let input_ids = self.input_ids();
-        let positions = rope_index(
-            &input_ids,
-            &grids(VisualKind::Image),
-            &grids(VisualKind::Video),
-            &ids,
-        )
-        .expect("fixture prompts are well formed");
+        let position_ids = sift::position_ids(model.config(), &input_ids, &visuals)
+            .expect("fixture prompts are well formed");
         ModelInput {
             input_ids,
-            position_ids: positions.axes,
+            position_ids,
             visuals,
         }
     }

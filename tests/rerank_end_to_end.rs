@@ -129,3 +129,26 @@ fn a_bad_query_is_reported_for_every_document() {
         assert!(err.to_string().contains("image 0 of the query"), "{err}");
     }
 }
+
+/// The GPU backend through the library's own device selection (CI: lavapipe).
+#[cfg(feature = "wgpu")]
+#[test]
+fn the_gpu_backend_scores_like_the_reference() {
+    let model = downloaded_model();
+    let options = RerankOptions {
+        backend: sift::Backend::Gpu,
+        ..RerankOptions::default()
+    };
+    let reranker = Reranker::load(model.path(), options).unwrap();
+    let case = RerankCase::load("mixed");
+    let text = std::fs::read_to_string(case.request_path()).unwrap();
+    let request = Request::from_json(&text, &case.dir).unwrap();
+    for (expected, score) in case.documents.iter().zip(reranker.score(&request)) {
+        let score = score.unwrap() as f64;
+        assert!(
+            (score - expected.score).abs() <= 1e-4,
+            "{score} vs {}",
+            expected.score
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! (from `sift-inputs`). Output: the final hidden states and the reranker score
 //! `sigmoid(h_last · (W_yes − W_no))`. The full vocabulary head is never computed.
 
+mod attention;
 pub mod config;
 mod rope;
 mod text;
@@ -35,6 +36,23 @@ pub enum ModelError {
     Weights(String),
     #[error("invalid model input: {0}")]
     Input(String),
+    #[error("no usable GPU: {0}")]
+    Gpu(String),
+}
+
+/// The default GPU through wgpu (Vulkan, Metal or DirectX 12), or why there is none.
+#[cfg(feature = "wgpu")]
+pub fn gpu_device() -> Result<Device, ModelError> {
+    use burn::tensor::wgpu::WgpuInitError;
+    match Device::wgpu_options().init() {
+        Ok(device) => Ok(device),
+        // The runtime is already up in this process (an earlier load): share it.
+        Err(WgpuInitError::Registration { .. }) => Ok(Device::wgpu(Default::default())),
+        Err(e) => Err(ModelError::Gpu(format!(
+            "{e}. Check the GPU driver (Vulkan, Metal or DirectX 12), or use the CPU backend \
+             (--device cpu)"
+        ))),
+    }
 }
 
 /// `Qwen3VLModel`: the vision tower and the text decoder, named as in the checkpoint.

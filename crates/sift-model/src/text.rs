@@ -4,9 +4,10 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
+use crate::attention::attention;
 use crate::config::ModelConfig;
 use crate::rope::{self, RotaryTables};
 use crate::trace::Trace;
@@ -65,12 +66,7 @@ impl TextAttention {
         x.reshape([len, heads, head_dim]).swap_dims(0, 1)
     }
 
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        rotary: &RotaryTables,
-        causal_mask: &Tensor<3, Bool>,
-    ) -> Tensor<2> {
+    fn forward(&self, x: Tensor<2>, rotary: &RotaryTables) -> Tensor<2> {
         let [len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = self.q_norm.forward(Self::split_heads(
@@ -93,26 +89,18 @@ impl TextAttention {
                 .expand([kv_heads, rep, len, head_dim])
                 .reshape([heads, len, head_dim])
         };
-        let (k, v) = (repeat(k), repeat(v));
-        let scores = q.matmul(k.swap_dims(1, 2)) * (head_dim as f64).powf(-0.5);
-        let scores = scores.mask_fill(causal_mask.clone(), f32::NEG_INFINITY);
-        let out = softmax(scores, 2).matmul(v);
+        let out = attention(q, repeat(k), repeat(v), true);
         self.o_proj
             .forward(out.swap_dims(0, 1).reshape([len, heads * head_dim]))
     }
 }
 
 impl DecoderLayer {
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        rotary: &RotaryTables,
-        causal_mask: &Tensor<3, Bool>,
-    ) -> Tensor<2> {
+    fn forward(&self, x: Tensor<2>, rotary: &RotaryTables) -> Tensor<2> {
         let x = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), rotary, causal_mask);
+                .forward(self.input_layernorm.forward(x), rotary);
         let h = self.post_attention_layernorm.forward(x.clone());
         let gated = silu(self.mlp.gate_proj.forward(h.clone())) * self.mlp.up_proj.forward(h);
         x + self.mlp.down_proj.forward(gated)
@@ -180,8 +168,6 @@ impl TextModel {
         rotary: &RotaryTables,
         trace: &mut Trace,
     ) -> Tensor<2> {
-        let [len] = input_ids.dims();
-        let device = input_ids.device();
         let mut x = self.embed_tokens.weight.val().select(0, input_ids);
         if let Some(v) = &visual {
             x = x.select_assign(
@@ -192,9 +178,8 @@ impl TextModel {
             );
         }
         trace.record(|| "text.inputs_embeds".into(), &x);
-        let causal_mask = Tensor::<2, Bool>::tril_mask([len, len], 0, &device).unsqueeze::<3>();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, rotary, &causal_mask);
+            x = layer.forward(x, rotary);
             if let Some(v) = &visual
                 && let Some(feature) = v.deepstack.get(i)
             {

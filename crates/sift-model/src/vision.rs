@@ -4,10 +4,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, gelu_approximate, softmax};
+use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
+use crate::attention::attention;
 use crate::config::VisionConfig;
 use crate::rope::{self, RotaryTables};
 use crate::trace::Trace;
@@ -159,16 +160,12 @@ impl VisionAttention {
         let q = rope::apply_rotary(part(0), rotary);
         let k = rope::apply_rotary(part(1), rotary);
         let v = part(2);
-        let scale = (head_dim as f64).powf(-0.5);
         let outputs: Vec<Tensor<3>> = segments
             .iter()
             .map(|&(start, end)| {
                 let range = [0..heads, start..end, 0..head_dim];
-                let q = q.clone().slice(range.clone());
-                let k = k.clone().slice(range.clone());
-                let v = v.clone().slice(range);
-                let weights = softmax(q.matmul(k.swap_dims(1, 2)) * scale, 2);
-                weights.matmul(v)
+                let segment = |t: &Tensor<3>| t.clone().slice(range.clone());
+                attention(segment(&q), segment(&k), segment(&v), false)
             })
             .collect();
         let out = Tensor::cat(outputs, 1)

@@ -19,5 +19,5 @@ mod request;
 mod reranker;
 
 pub use request::{Content, ImageSource, Request, RequestError, VideoSource};
-pub use reranker::{Backend, DocError, LoadError, RerankOptions, Reranker};
+pub use reranker::{Backend, DocError, LoadError, RerankOptions, Reranker, position_ids};
 pub use sift_inputs::ImageOptions;

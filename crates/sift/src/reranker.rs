@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use sift_inputs::positions::{VisionTokenIds, rope_index};
+use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
 use sift_inputs::prompt::{
     DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PromptTokenizer, SideContent, TokenizerError,
     prompt_text,
 };
 use sift_inputs::{ImageError, ImageOptions, ProcessorConfig, load_image, load_image_path};
 use sift_model::{
-    Device, ModelError, ModelInput, RerankerModel, ScoreTokens, VisualItem, VisualKind,
+    Device, ModelConfig, ModelError, ModelInput, RerankerModel, ScoreTokens, VisualItem, VisualKind,
 };
 
 use crate::request::{Content, ImageSource, Request};
@@ -99,7 +99,7 @@ fn device_for(backend: Backend) -> Result<Device, LoadError> {
         #[cfg(not(feature = "flex"))]
         Backend::Cpu => Err(LoadError::BackendNotBuilt("flex")),
         #[cfg(feature = "wgpu")]
-        Backend::Gpu => Ok(Device::wgpu(Default::default())),
+        Backend::Gpu => Ok(sift_model::gpu_device()?),
         #[cfg(not(feature = "wgpu"))]
         Backend::Gpu => Err(LoadError::BackendNotBuilt("wgpu")),
     }
@@ -179,13 +179,19 @@ impl Reranker {
         for (index, source) in content.images.iter().enumerate() {
             let image_error = |error| DocError::Image { side, index, error };
             let opts = &self.options.image;
+            let loaded;
             let decoded = match source {
-                ImageSource::Path(path) => load_image_path(path, opts),
-                ImageSource::Bytes(bytes) => load_image(bytes, opts),
-                ImageSource::Pixels(pixels) => Ok(pixels.clone()),
-            }
-            .map_err(image_error)?;
-            let input = sift_inputs::preprocess_image(&decoded, opts, &self.processor)
+                ImageSource::Path(path) => {
+                    loaded = load_image_path(path, opts).map_err(image_error)?;
+                    &loaded
+                }
+                ImageSource::Bytes(bytes) => {
+                    loaded = load_image(bytes, opts).map_err(image_error)?;
+                    &loaded
+                }
+                ImageSource::Pixels(pixels) => pixels,
+            };
+            let input = sift_inputs::preprocess_image(decoded, opts, &self.processor)
                 .map_err(image_error)?;
             image_tokens.push(input.num_tokens(merge));
             visuals.push(VisualItem {
@@ -244,31 +250,41 @@ impl Reranker {
             .chain(&document.visuals)
             .cloned()
             .collect();
-        let config = self.model.config();
-        let grids = |kind| {
-            visuals
-                .iter()
-                .filter(|v| v.kind == kind)
-                .map(|v| v.grid_thw)
-                .collect::<Vec<_>>()
-        };
-        let ids = VisionTokenIds {
-            image_token_id: config.image_token_id,
-            video_token_id: config.video_token_id,
-            vision_start_token_id: config.vision_start_token_id,
-            spatial_merge_size: config.vision_config.spatial_merge_size,
-        };
-        let positions = rope_index(
-            &input_ids,
-            &grids(VisualKind::Image),
-            &grids(VisualKind::Video),
-            &ids,
-        )
-        .map_err(|e| ModelError::Input(e.to_string()))?;
+        let position_ids = position_ids(self.model.config(), &input_ids, &visuals)
+            .map_err(|e| ModelError::Input(e.to_string()))?;
         Ok(ModelInput {
             input_ids,
-            position_ids: positions.axes,
+            position_ids,
             visuals,
         })
     }
+}
+
+/// The multimodal position ids (`get_rope_index`) of a prompt whose visual items are given in
+/// prompt order.
+pub fn position_ids(
+    config: &ModelConfig,
+    input_ids: &[u32],
+    visuals: &[VisualItem],
+) -> Result<[Vec<i64>; 3], PositionError> {
+    let grids = |kind| {
+        visuals
+            .iter()
+            .filter(|v| v.kind == kind)
+            .map(|v| v.grid_thw)
+            .collect::<Vec<_>>()
+    };
+    let ids = VisionTokenIds {
+        image_token_id: config.image_token_id,
+        video_token_id: config.video_token_id,
+        vision_start_token_id: config.vision_start_token_id,
+        spatial_merge_size: config.vision_config.spatial_merge_size,
+    };
+    let positions = rope_index(
+        input_ids,
+        &grids(VisualKind::Image),
+        &grids(VisualKind::Video),
+        &ids,
+    )?;
+    Ok(positions.axes)
 }
