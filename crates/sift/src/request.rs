@@ -99,25 +99,24 @@ struct RequestJson {
     max_frames: Option<usize>,
 }
 
+impl<T> OneOrMany<T> {
+    /// The values of an optional field: none, one, or the list.
+    fn list(field: Option<Self>) -> Vec<T> {
+        field.map(Self::into_vec).unwrap_or_default()
+    }
+}
+
 impl ContentJson {
     fn into_content(self, base: &Path) -> Content {
-        let path = |p: String| base.join(p);
+        let paths = |field| {
+            OneOrMany::list(field)
+                .into_iter()
+                .map(|p: String| base.join(p))
+        };
         Content {
-            texts: self.text.map(OneOrMany::into_vec).unwrap_or_default(),
-            images: self
-                .image
-                .map(OneOrMany::into_vec)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| ImageSource::Path(path(p)))
-                .collect(),
-            videos: self
-                .video
-                .map(OneOrMany::into_vec)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| VideoSource::Path(path(p)))
-                .collect(),
+            texts: OneOrMany::list(self.text),
+            images: paths(self.image).map(ImageSource::Path).collect(),
+            videos: paths(self.video).map(VideoSource::Path).collect(),
         }
     }
 }
