@@ -6,12 +6,14 @@ mod decode;
 mod error;
 mod patches;
 mod resize;
+mod resize_torch;
 
 pub use decode::{load_image, load_image_path};
 pub use error::ImageError;
 pub use image::RgbImage;
 pub use patches::{ProcessorConfig, VisualInput, patchify};
 pub use resize::{MAX_ASPECT_RATIO, resize_bicubic_pil, smart_resize};
+pub use resize_torch::resize_bicubic_antialias_torch;
 
 /// Limits for decoding and resizing one image. Defaults are the reranker's.
 #[derive(Debug, Clone, PartialEq, Eq)]
