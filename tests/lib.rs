@@ -424,4 +424,16 @@ impl RerankCase {
     }
 }
 
+/// The cases of `tests/golden/rerank/`; those with video files need the `video` feature.
+#[cfg(feature = "video")]
+pub const RERANK_CASES: &[&str] = &[
+    "text",
+    "truncated",
+    "image",
+    "mixed",
+    "video_document",
+    "video_query",
+    "video_mixed",
+];
+#[cfg(not(feature = "video"))]
 pub const RERANK_CASES: &[&str] = &["text", "truncated", "image", "mixed"];

@@ -114,6 +114,66 @@ fn bad_documents_fail_alone() {
     );
 }
 
+/// Bad videos fail alone, quickly, with their cause; so does a pair over the visual-token limit.
+#[cfg(feature = "video")]
+#[test]
+fn bad_videos_and_oversized_pairs_fail_alone() {
+    use sift::{Video, VideoSource};
+    let model = downloaded_model();
+    let options = RerankOptions {
+        max_visual_tokens: 1000,
+        ..RerankOptions::default()
+    };
+    let reranker = Reranker::load(model.path(), options).unwrap();
+    let bad = golden_dir().join("video/bad");
+    let video = |name: &str| Content::video(VideoSource::Path(bad.join(name)));
+    let clip = golden_dir().join("video/clips/one_second.mp4");
+    let request = Request {
+        query: Content::text("anything"),
+        documents: vec![
+            video("corrupt.mp4"),
+            video("zero_frames.mp4"),
+            video("audio_only.m4a"),
+            video("unsupported_codec.avi"),
+            // 4 frames of 320x448: 2 groups of 140 tokens, under the limit.
+            Content::video(VideoSource::Path(clip.clone())),
+            // Every one of its 24 frames: 12 groups of 140 tokens, over it.
+            Content::video(Video {
+                source: VideoSource::Path(clip),
+                fps: Some(64.0),
+                max_frames: None,
+            }),
+            Content::video(VideoSource::Frames(vec![])),
+        ],
+        ..Request::default()
+    };
+    let scores = reranker.score(&request);
+    let message = |i: usize| match &scores[i] {
+        Err(e) => e.to_string(),
+        Ok(s) => panic!("document {i} scored {s}, expected an error"),
+    };
+    assert!(
+        message(0).contains("not a readable video"),
+        "{}",
+        message(0)
+    );
+    assert!(message(1).contains("no frames"), "{}", message(1));
+    assert!(message(2).contains("no video stream"), "{}", message(2));
+    assert!(message(3).contains("ZZZZ"), "{}", message(3));
+    assert!(scores[4].as_ref().is_ok_and(|s| (0.0..=1.0).contains(s)));
+    assert!(
+        message(5).contains("over the limit of 1000"),
+        "{}",
+        message(5)
+    );
+    assert!(message(6).contains("frame list is empty"), "{}", message(6));
+    assert!(
+        message(0).starts_with("video 0 of the document"),
+        "{}",
+        message(0)
+    );
+}
+
 #[test]
 fn a_bad_query_is_reported_for_every_document() {
     let model = downloaded_model();

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sift::{Backend, Content, ImageSource, Request, RerankOptions, Reranker};
+use sift::{Backend, Content, ImageSource, Request, RerankOptions, Reranker, VideoSource};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,10 @@ struct RerankArgs {
     /// Tokens kept before the prompt's 5-token suffix; longer document text is cut.
     #[arg(long, default_value_t = 10240)]
     max_length: usize,
+    /// Most image and video tokens in one (query, document) pair; a pair above it is an error
+    /// rather than an out-of-memory crash.
+    #[arg(long, default_value_t = sift::DEFAULT_MAX_VISUAL_TOKENS)]
+    max_visual_tokens: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,8 +73,10 @@ enum DeviceArg {
 }
 
 fn main() -> ExitCode {
-    let Command::Rerank(args) = Cli::parse().command;
-    match rerank(args) {
+    let result = match Cli::parse().command {
+        Command::Rerank(args) => rerank(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -87,6 +93,7 @@ fn rerank(args: RerankArgs) -> Result<(), String> {
             DeviceArg::Gpu => Backend::Gpu,
         },
         max_length: args.max_length,
+        max_visual_tokens: args.max_visual_tokens,
         ..RerankOptions::default()
     };
     let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
@@ -142,8 +149,9 @@ fn read_request(path: &str) -> Result<(String, PathBuf), String> {
 }
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
+const VIDEO_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "webm", "mkv", "avi"];
 
-/// The quick form's documents: an existing image file, an existing text file, or literal text.
+/// The quick form's documents: an existing image, video or text file, or literal text.
 fn quick_request(
     query: String,
     instruction: Option<String>,
@@ -166,6 +174,8 @@ fn quick_request(
                 .unwrap_or_default();
             if IMAGE_EXTENSIONS.contains(&extension.as_str()) {
                 Ok(Content::image(ImageSource::Path(path.to_path_buf())))
+            } else if VIDEO_EXTENSIONS.contains(&extension.as_str()) {
+                Ok(Content::video(VideoSource::Path(path.to_path_buf())))
             } else {
                 std::fs::read_to_string(path)
                     .map(Content::text)

@@ -2,6 +2,7 @@
 
 pub mod positions;
 pub mod prompt;
+pub mod video;
 pub mod visual;
 
 pub use visual::{

@@ -29,6 +29,21 @@ pub struct VideoPlaceholder {
     pub tokens_per_group: usize,
 }
 
+impl VideoPlaceholder {
+    /// What the processor puts in place of `<|vision_start|><|video_pad|><|vision_end|>`:
+    /// per group `<t seconds><|vision_start|>` pads `<|vision_end|>`.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for &seconds in &self.group_timestamps {
+            out.push_str(&format!("<{} seconds>", python_format_1f(seconds)));
+            out.push_str("<|vision_start|>");
+            out.push_str(&"<|video_pad|>".repeat(self.tokens_per_group));
+            out.push_str("<|vision_end|>");
+        }
+        out
+    }
+}
+
 /// What one side of the pair (query or document) holds. The reference writes a side's videos
 /// first, then its images, then its texts, whatever order the user gave them in.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,12 +65,7 @@ impl SideContent {
             return;
         }
         for video in &self.videos {
-            for &seconds in &video.group_timestamps {
-                out.push_str(&format!("<{} seconds>", python_format_1f(seconds)));
-                out.push_str("<|vision_start|>");
-                out.push_str(&"<|video_pad|>".repeat(video.tokens_per_group));
-                out.push_str("<|vision_end|>");
-            }
+            out.push_str(&video.text());
         }
         for &tokens in &self.images {
             out.push_str("<|vision_start|>");

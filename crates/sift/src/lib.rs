@@ -18,6 +18,9 @@
 mod request;
 mod reranker;
 
-pub use request::{Content, ImageSource, Request, RequestError, VideoSource};
-pub use reranker::{Backend, DocError, LoadError, RerankOptions, Reranker, position_ids};
+pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
+pub use reranker::{
+    Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, RerankOptions, Reranker, position_ids,
+};
 pub use sift_inputs::ImageOptions;
+pub use sift_inputs::video::{VideoError, VideoSampling};

@@ -1,6 +1,8 @@
 //! A rerank request, in the shape of the reference's `process(inputs)`:
 //! `{"instruction": "...", "query": {"text": "...", "image": "a.jpg"}, "documents": [...],
 //! "fps": 1.0, "max_frames": 64}`, where `text`, `image` and `video` take one value or a list.
+//! A video is a file path, `{"path": "a.mp4", "fps": 2.0, "max_frames": 16}` (its own sampling),
+//! or `{"frames": ["f0.jpg", "f1.jpg", ...]}` (a video given as frame images).
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +20,30 @@ pub enum ImageSource {
 /// Where a video comes from.
 #[derive(Debug, Clone)]
 pub enum VideoSource {
+    /// A video file, decoded with FFmpeg (the `video` feature).
     Path(PathBuf),
+    /// The frames of a video as images, in order.
+    Frames(Vec<ImageSource>),
+}
+
+/// A video and, optionally, its own sampling (else the request's, else the reference's).
+#[derive(Debug, Clone)]
+pub struct Video {
+    pub source: VideoSource,
+    /// Frames sampled per second of a video file.
+    pub fps: Option<f64>,
+    /// Most frames sampled from a file, or kept from a frame list (default 64).
+    pub max_frames: Option<usize>,
+}
+
+impl From<VideoSource> for Video {
+    fn from(source: VideoSource) -> Self {
+        Video {
+            source,
+            fps: None,
+            max_frames: None,
+        }
+    }
 }
 
 /// One side of a pair: any mix of texts, images and videos.
@@ -26,7 +51,7 @@ pub enum VideoSource {
 pub struct Content {
     pub texts: Vec<String>,
     pub images: Vec<ImageSource>,
-    pub videos: Vec<VideoSource>,
+    pub videos: Vec<Video>,
 }
 
 impl Content {
@@ -43,6 +68,13 @@ impl Content {
             ..Self::default()
         }
     }
+
+    pub fn video(video: impl Into<Video>) -> Self {
+        Self {
+            videos: vec![video.into()],
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -51,9 +83,12 @@ pub struct Request {
     pub instruction: Option<String>,
     pub query: Content,
     pub documents: Vec<Content>,
-    /// Video sampling rate in frames per second (reference default 1.0).
+    /// Frames sampled per second of a video file, for files without their own
+    /// (reference default 1.0).
     pub fps: Option<f64>,
-    /// Most frames sampled from a video (reference default 64).
+    /// Most frames sampled from a video file, for files without their own (reference default
+    /// 64). As in the reference, frame lists are not affected: they keep up to 64 frames, or
+    /// their own `max_frames`.
     pub max_frames: Option<usize>,
 }
 
@@ -86,7 +121,53 @@ impl<T> OneOrMany<T> {
 struct ContentJson {
     text: Option<OneOrMany<String>>,
     image: Option<OneOrMany<String>>,
-    video: Option<OneOrMany<String>>,
+    video: Option<OneOrMany<VideoJson>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VideoJson {
+    Path(String),
+    File(VideoFileJson),
+    Frames(VideoFramesJson),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VideoFileJson {
+    path: String,
+    fps: Option<f64>,
+    max_frames: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VideoFramesJson {
+    frames: Vec<String>,
+    max_frames: Option<usize>,
+}
+
+impl VideoJson {
+    fn into_video(self, base: &Path) -> Video {
+        match self {
+            Self::Path(path) => VideoSource::Path(base.join(path)).into(),
+            Self::File(file) => Video {
+                source: VideoSource::Path(base.join(file.path)),
+                fps: file.fps,
+                max_frames: file.max_frames,
+            },
+            Self::Frames(list) => Video {
+                source: VideoSource::Frames(
+                    list.frames
+                        .into_iter()
+                        .map(|f| ImageSource::Path(base.join(f)))
+                        .collect(),
+                ),
+                fps: None,
+                max_frames: list.max_frames,
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -116,7 +197,10 @@ impl ContentJson {
         Content {
             texts: OneOrMany::list(self.text),
             images: paths(self.image).map(ImageSource::Path).collect(),
-            videos: paths(self.video).map(VideoSource::Path).collect(),
+            videos: OneOrMany::list(self.video)
+                .into_iter()
+                .map(|v| v.into_video(base))
+                .collect(),
         }
     }
 }
@@ -158,6 +242,22 @@ mod tests {
         assert!(
             matches!(&r.documents[1].images[1], ImageSource::Path(p) if p == Path::new("/abs/c.jpg"))
         );
+    }
+
+    #[test]
+    fn videos_are_paths_files_with_sampling_or_frame_lists() {
+        let json = r#"{"query": {"video": "q.mp4"}, "fps": 2.0,
+                       "documents": [{"video": [{"path": "d.webm", "fps": 0.5, "max_frames": 8},
+                                                {"frames": ["f0.png", "f1.png"]}]}]}"#;
+        let r = Request::from_json(json, Path::new("/req")).unwrap();
+        assert_eq!(r.fps, Some(2.0));
+        let q = &r.query.videos[0];
+        assert!(matches!(&q.source, VideoSource::Path(p) if p == Path::new("/req/q.mp4")));
+        assert_eq!((q.fps, q.max_frames), (None, None));
+        let d = &r.documents[0].videos;
+        assert!(matches!(&d[0].source, VideoSource::Path(p) if p == Path::new("/req/d.webm")));
+        assert_eq!((d[0].fps, d[0].max_frames), (Some(0.5), Some(8)));
+        assert!(matches!(&d[1].source, VideoSource::Frames(f) if f.len() == 2));
     }
 
     #[test]

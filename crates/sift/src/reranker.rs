@@ -8,12 +8,17 @@ use sift_inputs::prompt::{
     DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PromptTokenizer, SideContent, TokenizerError,
     prompt_text,
 };
-use sift_inputs::{ImageError, ImageOptions, ProcessorConfig, load_image, load_image_path};
+use sift_inputs::video::{
+    VideoError, VideoFrames, VideoSampling, frame_list_indices, read_video, video_from_frames,
+};
+use sift_inputs::{
+    ImageError, ImageOptions, ProcessorConfig, RgbImage, load_image, load_image_path,
+};
 use sift_model::{
     Device, ModelConfig, ModelError, ModelInput, RerankerModel, ScoreTokens, VisualItem, VisualKind,
 };
 
-use crate::request::{Content, ImageSource, Request};
+use crate::request::{Content, ImageSource, Request, Video, VideoSource};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,7 +36,14 @@ pub struct RerankOptions {
     /// Tokens kept before the 5-token suffix (reference: 10240).
     pub max_length: usize,
     pub image: ImageOptions,
+    /// Most image and video tokens in one (query, document) pair. The reference has no limit;
+    /// sift refuses a pair above it with a message instead of running out of memory.
+    pub max_visual_tokens: usize,
 }
+
+/// The default `max_visual_tokens`: room for a 64-frame 1080p video (23,040 tokens, spec §4.2)
+/// beside a few full-size images.
+pub const DEFAULT_MAX_VISUAL_TOKENS: usize = 32_768;
 
 impl Default for RerankOptions {
     fn default() -> Self {
@@ -39,6 +51,7 @@ impl Default for RerankOptions {
             backend: Backend::Cpu,
             max_length: DEFAULT_MAX_LENGTH,
             image: ImageOptions::default(),
+            max_visual_tokens: DEFAULT_MAX_VISUAL_TOKENS,
         }
     }
 }
@@ -66,11 +79,18 @@ pub enum DocError {
         index: usize,
         error: ImageError,
     },
+    #[error("video {index} of the {side}: {error}")]
+    Video {
+        side: &'static str,
+        index: usize,
+        error: VideoError,
+    },
     #[error(
-        "video {index} of the {side}: video input is not supported by this version of sift yet; \
-         pass frames as images instead"
+        "the pair has {tokens} image and video tokens, over the limit of {limit}; lower the \
+         request's \"fps\" or \"max_frames\", use smaller images, or raise the limit \
+         (`--max-visual-tokens`, `RerankOptions::max_visual_tokens`) if the GPU has the memory"
     )]
-    VideoUnsupported { side: &'static str, index: usize },
+    TooManyVisualTokens { tokens: usize, limit: usize },
     #[error("the prompt: {0}")]
     Tokenizer(#[from] TokenizerError),
     #[error("the model: {0}")]
@@ -150,7 +170,8 @@ impl Reranker {
             .instruction
             .as_deref()
             .unwrap_or(DEFAULT_INSTRUCTION);
-        let query = self.prepare(&request.query, "query");
+        let sampling = request_sampling(request);
+        let query = self.prepare(&request.query, "query", &sampling);
         let total = request.documents.len();
         request
             .documents
@@ -159,7 +180,7 @@ impl Reranker {
             .map(|(i, document)| {
                 let result = match &query {
                     Ok(query) => self
-                        .prepare(document, "document")
+                        .prepare(document, "document", &sampling)
                         .and_then(|document| self.score_pair(instruction, query, &document)),
                     Err(e) => Err(DocError::Query(e.to_string())),
                 };
@@ -169,29 +190,36 @@ impl Reranker {
             .collect()
     }
 
-    fn prepare(&self, content: &Content, side: &'static str) -> Result<PreparedSide, DocError> {
-        if !content.videos.is_empty() {
-            return Err(DocError::VideoUnsupported { side, index: 0 });
-        }
+    /// Reads a side's videos, then its images (the prompt's order), into prompt content and
+    /// vision-tower inputs.
+    fn prepare(
+        &self,
+        content: &Content,
+        side: &'static str,
+        sampling: &VideoSampling,
+    ) -> Result<PreparedSide, DocError> {
         let mut visuals = Vec::new();
+        let mut videos = Vec::new();
+        for (index, video) in content.videos.iter().enumerate() {
+            let video_error = |error| DocError::Video { side, index, error };
+            let frames = self.read_video(video, sampling).map_err(video_error)?;
+            let prepared = frames
+                .prepare(&self.processor)
+                .map_err(|e| video_error(VideoError::Frame(e)))?;
+            videos.push(prepared.placeholder);
+            visuals.push(VisualItem {
+                kind: VisualKind::Video,
+                pixel_values: prepared.input.pixel_values,
+                grid_thw: prepared.input.grid_thw,
+            });
+        }
         let mut image_tokens = Vec::new();
         let merge = self.processor.merge_size;
         for (index, source) in content.images.iter().enumerate() {
             let image_error = |error| DocError::Image { side, index, error };
             let opts = &self.options.image;
-            let loaded;
-            let decoded = match source {
-                ImageSource::Path(path) => {
-                    loaded = load_image_path(path, opts).map_err(image_error)?;
-                    &loaded
-                }
-                ImageSource::Bytes(bytes) => {
-                    loaded = load_image(bytes, opts).map_err(image_error)?;
-                    &loaded
-                }
-                ImageSource::Pixels(pixels) => pixels,
-            };
-            let input = sift_inputs::preprocess_image(decoded, opts, &self.processor)
+            let decoded = self.decode_image(source).map_err(image_error)?;
+            let input = sift_inputs::preprocess_image(&decoded, opts, &self.processor)
                 .map_err(image_error)?;
             image_tokens.push(input.num_tokens(merge));
             visuals.push(VisualItem {
@@ -202,12 +230,50 @@ impl Reranker {
         }
         Ok(PreparedSide {
             content: SideContent {
-                videos: Vec::new(),
+                videos,
                 images: image_tokens,
                 texts: content.texts.clone(),
             },
             visuals,
         })
+    }
+
+    fn decode_image(&self, source: &ImageSource) -> Result<RgbImage, ImageError> {
+        let opts = &self.options.image;
+        match source {
+            ImageSource::Path(path) => load_image_path(path, opts),
+            ImageSource::Bytes(bytes) => load_image(bytes, opts),
+            ImageSource::Pixels(pixels) => Ok(pixels.clone()),
+        }
+    }
+
+    /// A video's frames as `fetch_video` returns them. A file's own sampling wins over the
+    /// request's. A frame list keeps at most its own `max_frames`, else 64: as in the reference,
+    /// where the call's `max_frames` reaches files only and lists use the reranker's default.
+    fn read_video(
+        &self,
+        video: &Video,
+        sampling: &VideoSampling,
+    ) -> Result<VideoFrames, VideoError> {
+        match &video.source {
+            VideoSource::Path(path) => {
+                let sampling = VideoSampling {
+                    fps: video.fps.unwrap_or(sampling.fps),
+                    max_frames: video.max_frames.unwrap_or(sampling.max_frames),
+                };
+                read_video(path, &sampling)
+            }
+            VideoSource::Frames(sources) => {
+                let max_frames = video
+                    .max_frames
+                    .unwrap_or(VideoSampling::default().max_frames);
+                let images = frame_list_indices(sources.len(), max_frames)
+                    .into_iter()
+                    .map(|i| self.decode_image(&sources[i]).map_err(VideoError::Frame))
+                    .collect::<Result<Vec<_>, _>>()?;
+                video_from_frames(&images)
+            }
+        }
     }
 
     /// The model input of document `index`, exactly what [`Reranker::score`] feeds the model:
@@ -217,10 +283,11 @@ impl Reranker {
             .instruction
             .as_deref()
             .unwrap_or(DEFAULT_INSTRUCTION);
+        let sampling = request_sampling(request);
         let query = self
-            .prepare(&request.query, "query")
+            .prepare(&request.query, "query", &sampling)
             .map_err(|e| DocError::Query(e.to_string()))?;
-        let document = self.prepare(&request.documents[index], "document")?;
+        let document = self.prepare(&request.documents[index], "document", &sampling)?;
         self.pair_input(instruction, &query, &document)
     }
 
@@ -240,6 +307,19 @@ impl Reranker {
         query: &PreparedSide,
         document: &PreparedSide,
     ) -> Result<ModelInput, DocError> {
+        let merge = self.processor.merge_size * self.processor.merge_size;
+        let tokens: usize = query
+            .visuals
+            .iter()
+            .chain(&document.visuals)
+            .map(|v| v.grid_thw.iter().product::<usize>() / merge)
+            .sum();
+        if tokens > self.options.max_visual_tokens {
+            return Err(DocError::TooManyVisualTokens {
+                tokens,
+                limit: self.options.max_visual_tokens,
+            });
+        }
         let text = prompt_text(instruction, &query.content, &document.content);
         let ids = self.tokenizer.encode(&text)?;
         let input_ids = self.tokenizer.truncate(ids, self.options.max_length);
@@ -257,6 +337,15 @@ impl Reranker {
             position_ids,
             visuals,
         })
+    }
+}
+
+/// The request's sampling for videos without their own, else the reference's defaults.
+fn request_sampling(request: &Request) -> VideoSampling {
+    let default = VideoSampling::default();
+    VideoSampling {
+        fps: request.fps.unwrap_or(default.fps),
+        max_frames: request.max_frames.unwrap_or(default.max_frames),
     }
 }
 

@@ -1,0 +1,141 @@
+//! The video path of the reference: qwen-vl-utils 0.0.14 `fetch_video` (frame sampling, the
+//! per-frame pixel budget, torchvision's antialiased bicubic resize), then transformers 4.57.3
+//! `Qwen3VLVideoProcessor` with `do_resize=False` and the processor's per-group timestamps.
+//! Spec sections 4.2-4.4.
+//!
+//! Files are decoded with FFmpeg behind the `video` feature; frame lists need no decoder.
+
+#[cfg(feature = "video")]
+mod decode;
+mod error;
+mod sampling;
+
+use std::path::Path;
+
+pub use error::VideoError;
+pub use sampling::{
+    FILE_TOTAL_PIXELS, FRAME_FACTOR, FRAME_LIST_FPS, FRAME_LIST_TOTAL_PIXELS, VideoSampling,
+    frame_list_indices, frame_size, group_timestamps, sample_indices, sampled_frame_count,
+};
+
+use crate::prompt::VideoPlaceholder;
+use crate::visual::{
+    ImageError, ProcessorConfig, RgbImage, VisualInput, patchify, resize_bicubic_antialias_torch,
+    resize_bicubic_pil, smart_resize,
+};
+
+/// Frames as `fetch_video` returns them: sampled, resized to the model's size, with what the
+/// processor needs for timestamps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrames {
+    /// All of one size, sides multiples of 32.
+    pub frames: Vec<RgbImage>,
+    /// The frame index of each frame in the source (`frames_indices` of the metadata).
+    pub indices: Vec<usize>,
+    /// Frame rate of the source (`metadata.fps`): timestamps are `index / fps`.
+    pub fps: f64,
+    /// Frames decoded to get these: for a long file, far fewer than it holds, since the
+    /// reader seeks to the keyframe before each sample.
+    pub decoded_frames: usize,
+}
+
+/// A video turned into model input: its pixels and its placeholder in the prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedVideo {
+    pub input: VisualInput,
+    pub placeholder: VideoPlaceholder,
+}
+
+/// Reads and samples a video file as the reference does with decord: frame `i` is the `i`-th
+/// packet of the video stream in presentation order, `sampled_frame_count` of them chosen by
+/// `sample_indices`, each resized to `frame_size` with torchvision's kernel right after
+/// decoding (so a 4K video never holds more than one full-size frame). Only the frames that are
+/// needed are decoded: the decoder seeks to the keyframe before each one.
+pub fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoFrames, VideoError> {
+    sampling.validate()?;
+    #[cfg(feature = "video")]
+    {
+        decode::read_video(path, sampling)
+    }
+    #[cfg(not(feature = "video"))]
+    {
+        let _ = path;
+        Err(VideoError::DecoderNotBuilt)
+    }
+}
+
+/// A video given as decoded frame images (already picked with [`frame_list_indices`]), as
+/// `fetch_video` treats a list: each frame through `fetch_image` with factor 64 (a quirk of
+/// qwen-vl-utils: PIL bicubic to multiples of 64, 4 to 16384 tokens of 64²), padded to an even
+/// count with the last frame, stamped at 2 fps, then the video resize of a file.
+pub fn video_from_frames(images: &[RgbImage]) -> Result<VideoFrames, VideoError> {
+    const FACTOR: u32 = 64;
+    if images.is_empty() {
+        return Err(VideoError::InvalidOptions(
+            "the frame list is empty; pass at least one frame".into(),
+        ));
+    }
+    let mut frames = Vec::with_capacity(images.len() + 1);
+    for (index, image) in images.iter().enumerate() {
+        let (h, w) = smart_resize(
+            image.height(),
+            image.width(),
+            FACTOR,
+            4 * u64::from(FACTOR * FACTOR),
+            16384 * u64::from(FACTOR * FACTOR),
+        )
+        .map_err(VideoError::Frame)?;
+        let resized = resize_bicubic_pil(image, w, h);
+        if let Some(f) = frames.first().map(|f: &RgbImage| f.dimensions())
+            && f != resized.dimensions()
+        {
+            return Err(VideoError::FrameSizeMismatch {
+                index,
+                width: w,
+                height: h,
+                first_width: f.0,
+                first_height: f.1,
+            });
+        }
+        frames.push(resized);
+    }
+    while !frames.len().is_multiple_of(FRAME_FACTOR) {
+        frames.push(frames[frames.len() - 1].clone());
+    }
+    let (h, w) = frame_size(
+        frames[0].height(),
+        frames[0].width(),
+        frames.len(),
+        FRAME_LIST_TOTAL_PIXELS,
+    )?;
+    let frames: Vec<RgbImage> = frames
+        .iter()
+        .map(|f| resize_bicubic_antialias_torch(f, w, h))
+        .collect();
+    Ok(VideoFrames {
+        indices: (0..frames.len()).collect(),
+        frames,
+        fps: FRAME_LIST_FPS,
+        decoded_frames: images.len(),
+    })
+}
+
+impl VideoFrames {
+    /// Pixels and placeholder: the processor pads to an even frame count with the last frame,
+    /// lays out patches like an image's, and writes one timestamp per 2-frame group.
+    pub fn prepare(&self, proc: &ProcessorConfig) -> Result<PreparedVideo, ImageError> {
+        let mut frames: Vec<&RgbImage> = self.frames.iter().collect();
+        if let Some(&last) = frames.last() {
+            while !frames.len().is_multiple_of(proc.temporal_patch_size) {
+                frames.push(last);
+            }
+        }
+        let input = patchify(&frames, proc)?;
+        let [_, h, w] = input.grid_thw;
+        let placeholder = VideoPlaceholder {
+            group_timestamps: group_timestamps(&self.indices, self.fps),
+            tokens_per_group: h * w / (proc.merge_size * proc.merge_size),
+        };
+        Ok(PreparedVideo { input, placeholder })
+    }
+}
