@@ -32,6 +32,19 @@ enum Command {
     ///   sift rerank --model DIR --batch FILE.jsonl    (one request per line, one result per line)
     #[command(verbatim_doc_comment)]
     Rerank(RerankArgs),
+    /// Convert a model to sift's 4-bit format (Q4 weights in checked shards of at most 256 MB),
+    /// the format of the browser build.
+    Quantize(QuantizeArgs),
+}
+
+#[derive(Args)]
+struct QuantizeArgs {
+    /// A model directory, or a Hugging Face model id (as for `rerank`).
+    #[arg(long)]
+    model: String,
+    /// The directory to write (created if missing).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -75,6 +88,7 @@ enum DeviceArg {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Rerank(args) => rerank(args),
+        Command::Quantize(args) => quantize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +97,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn quantize(args: QuantizeArgs) -> Result<(), String> {
+    let model_dir = model_source::resolve(&args.model)?;
+    let report = sift::quantize(&model_dir, &args.out).map_err(|e| e.to_string())?;
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "{} tensors ({} in Q4): {:.1} MB -> {:.1} MB in {} shard(s) in {}",
+        report.tensors,
+        report.q4_tensors,
+        mb(report.source_bytes),
+        mb(report.shard_bytes),
+        report.shards,
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn rerank(args: RerankArgs) -> Result<(), String> {

@@ -15,9 +15,11 @@
 //! # Ok::<(), sift::LoadError>(())
 //! ```
 
+mod quantize;
 mod request;
 mod reranker;
 
+pub use quantize::{QuantError, QuantizeError, QuantizeReport, quantize};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{
     Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, RerankOptions, Reranker, position_ids,

@@ -1,0 +1,15 @@
+//! 4-bit weights for sift: the block-32 quantizer (`q4`), the on-disk format of a quantized
+//! model (a manifest plus safetensors shards of at most 256 MB, each with its sha256), the
+//! conversion from a Hugging Face model directory, and the checks made when reading one back.
+
+mod convert;
+mod error;
+mod manifest;
+pub mod q4;
+
+pub use convert::{QuantizeReport, dequantize_model, quantize_model};
+pub use error::QuantError;
+pub use manifest::{
+    Encoding, FileEntry, MANIFEST, MAX_PART_BYTES, MAX_SHARD_BYTES, Manifest, Part, QuantizedModel,
+    TensorEntry,
+};

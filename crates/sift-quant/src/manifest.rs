@@ -1,0 +1,186 @@
+//! The on-disk format of a 4-bit model directory:
+//!
+//! - `sift-q4.json`, the manifest: the files copied from the source model (`config.json`,
+//!   `tokenizer.json`, ...) and the shards, each with its size and sha256, and for every tensor
+//!   of the source checkpoint its shape, encoding and where its rows are;
+//! - shards `q4-00001.safetensors`, ...: ordinary safetensors files of at most 256 MB, so a
+//!   browser can fetch, check and upload them one at a time and never hold the whole model.
+//!
+//! A Q4 tensor `W` is stored as `W.q4` (U8, `[rows, cols / 2]`) and `W.scales` (F16,
+//! `[rows, cols / 32]`); other tensors as F16 (2-D and up) or F32 (1-D). A tensor larger than
+//! 128 MB (an embedding table) is split into parts by rows, so no part exceeds WebGPU's default
+//! `maxStorageBufferBindingSize`. The head (`lm_head.weight`, untied models) keeps only the
+//! "yes" and "no" rows the score reads.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{QuantError, io};
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "sift-q4.json";
+/// The largest shard written.
+pub const MAX_SHARD_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest part of one tensor: WebGPU's default `maxStorageBufferBindingSize`.
+pub const MAX_PART_BYTES: u64 = 128 * 1024 * 1024;
+
+pub(crate) const FORMAT: &str = "sift-q4";
+pub(crate) const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always `sift-q4`.
+    pub format: String,
+    pub version: u32,
+    /// Values per Q4 scale.
+    pub block_size: usize,
+    /// Files copied unchanged from the source directory.
+    pub files: Vec<FileEntry>,
+    pub shards: Vec<FileEntry>,
+    /// Every tensor of the source checkpoint, by its checkpoint name.
+    pub tensors: BTreeMap<String, TensorEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// 4-bit, one f16 scale per 32 values of a row.
+    Q4B32,
+    F16,
+    F32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TensorEntry {
+    /// The source shape; Q4 tensors are stored as `[shape[0], product of the rest]`.
+    pub shape: Vec<usize>,
+    pub encoding: Encoding,
+    /// Rows of the source tensor that are stored (all of them unless listed): the head keeps
+    /// only the rows the score reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_rows: Option<Vec<usize>>,
+    pub parts: Vec<Part>,
+}
+
+/// Rows `rows[0]..rows[1]` of a tensor (of its kept rows), stored in shard `shard` under `key`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Part {
+    pub shard: usize,
+    pub rows: [usize; 2],
+    pub key: String,
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A quantized model directory whose manifest has been read. Shards are read and checked one
+/// at a time with [`QuantizedModel::read_shard`].
+#[derive(Debug, Clone)]
+pub struct QuantizedModel {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl QuantizedModel {
+    /// Reads and checks the manifest (not the shards).
+    pub fn open(dir: &Path) -> Result<Self, QuantError> {
+        let path = dir.join(MANIFEST);
+        if !path.is_file() {
+            return Err(QuantError::NotQuantized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let bad = |detail: String| QuantError::BadManifest {
+            path: path.clone(),
+            detail,
+        };
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if manifest.format != FORMAT || manifest.version != VERSION {
+            return Err(bad(format!(
+                "format {} version {}, but this sift reads {FORMAT} version {VERSION}",
+                manifest.format, manifest.version
+            )));
+        }
+        for (name, entry) in &manifest.tensors {
+            if let Some(part) = entry
+                .parts
+                .iter()
+                .find(|p| p.shard >= manifest.shards.len())
+            {
+                return Err(bad(format!(
+                    "tensor {name} names shard {} of {}",
+                    part.shard,
+                    manifest.shards.len()
+                )));
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The bytes of shard `index`, after checking its size and sha256 against the manifest.
+    pub fn read_shard(&self, index: usize) -> Result<Vec<u8>, QuantError> {
+        read_checked(&self.dir, &self.manifest.shards[index])
+    }
+
+    /// Checks every shard and copied file without keeping them: for `sift quantize --check`
+    /// style verification and tests.
+    pub fn verify(&self) -> Result<(), QuantError> {
+        for entry in self.manifest.files.iter().chain(&self.manifest.shards) {
+            read_checked(&self.dir, entry)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a file named by the manifest, checking that it exists and its size before reading
+/// and its sha256 after.
+pub(crate) fn read_checked(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>, QuantError> {
+    let path = dir.join(&entry.file);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(QuantError::MissingShard {
+                file: entry.file.clone(),
+            });
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let found = file.metadata().map_err(io(&path))?.len();
+    if found != entry.bytes {
+        return Err(QuantError::SizeMismatch {
+            file: entry.file.clone(),
+            expected: entry.bytes,
+            found,
+        });
+    }
+    let mut bytes = Vec::with_capacity(found as usize);
+    file.read_to_end(&mut bytes).map_err(io(&path))?;
+    let digest = sha256_hex(&bytes);
+    if digest != entry.sha256 {
+        return Err(QuantError::ChecksumMismatch {
+            file: entry.file.clone(),
+            expected: entry.sha256.clone(),
+            found: digest,
+        });
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,215 @@
+//! The 4-bit directory format: conversion, the round trip back to f32, determinism, and the
+//! named errors for a damaged directory.
+
+use std::path::Path;
+
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use sift_quant::{
+    Encoding, MANIFEST, QuantError, QuantizedModel, dequantize_model, quantize_model,
+};
+
+/// Deterministic values of a trained-looking spread: per-row scales and a few large columns.
+fn values(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s as f32 / u32::MAX as f32 - 0.5
+    };
+    (0..rows * cols)
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            let outlier = if c % 29 == 3 { 8.0 } else { 1.0 };
+            next() * 0.05 * (1.0 + (r % 7) as f32) * outlier
+        })
+        .collect()
+}
+
+/// A small Hugging Face-style directory: a bf16-free f32 checkpoint with one of each kind.
+fn write_source(dir: &Path) {
+    let tensors: Vec<(&str, Vec<usize>)> = vec![
+        ("model.language_model.embed_tokens.weight", vec![300, 64]),
+        (
+            "model.language_model.layers.0.mlp.up_proj.weight",
+            vec![128, 64],
+        ),
+        (
+            "model.language_model.layers.0.input_layernorm.weight",
+            vec![64],
+        ),
+        ("model.visual.patch_embed.proj.weight", vec![16, 3, 2, 4, 4]),
+        ("model.visual.blocks.0.attn.qkv.bias", vec![48]),
+        ("model.visual.odd.weight", vec![8, 20]),
+        ("lm_head.weight", vec![300, 64]),
+    ];
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n: usize = shape.iter().product();
+            let rows = shape[0];
+            let v = values(rows, n / rows, i as u32 + 1);
+            (
+                name.to_string(),
+                shape.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = data.iter().map(|(n, s, b)| {
+        (
+            n.clone(),
+            TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+        )
+    });
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("config.json"), "{\"tie_word_embeddings\": false}").unwrap();
+}
+
+fn read_f32(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let f = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            (n, f.collect())
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn quantize_then_dequantize_keeps_every_tensor_close_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, q4, back, again) = (
+        dir.path().join("src"),
+        dir.path().join("q4"),
+        dir.path().join("back"),
+        dir.path().join("again"),
+    );
+    std::fs::create_dir_all(&source).unwrap();
+    write_source(&source);
+    let report = quantize_model(&source, &q4, &[9, 2]).unwrap();
+    assert_eq!(
+        (report.tensors, report.q4_tensors, report.shards),
+        (7, 2, 1)
+    );
+
+    let model = QuantizedModel::open(&q4).unwrap();
+    model.verify().unwrap();
+    let t = &model.manifest.tensors;
+    let enc = |n: &str| t[n].encoding;
+    assert_eq!(
+        enc("model.language_model.layers.0.mlp.up_proj.weight"),
+        Encoding::Q4B32
+    );
+    assert_eq!(enc("model.visual.patch_embed.proj.weight"), Encoding::Q4B32);
+    assert_eq!(
+        enc("model.language_model.embed_tokens.weight"),
+        Encoding::F16
+    );
+    assert_eq!(
+        enc("model.visual.odd.weight"),
+        Encoding::F16,
+        "20 columns: not a block multiple"
+    );
+    assert_eq!(
+        enc("model.language_model.layers.0.input_layernorm.weight"),
+        Encoding::F32
+    );
+    assert_eq!(t["lm_head.weight"].kept_rows, Some(vec![9, 2]));
+    assert_eq!(model.manifest.files[0].file, "config.json");
+
+    dequantize_model(&q4, &back).unwrap();
+    let original = read_f32(&source.join("model.safetensors"));
+    let restored = read_f32(&back.join("model.safetensors"));
+    for ((name, a), (name_b, b)) in original.iter().zip(&restored) {
+        assert_eq!(name, name_b);
+        let max = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        match enc(name) {
+            // Half a step of the largest block: max / 14 at most.
+            Encoding::Q4B32 => assert!(worst <= max / 14.0 * 1.001, "{name}: {worst}"),
+            Encoding::F16 => assert!(worst <= max * 1e-3, "{name}: {worst}"),
+            Encoding::F32 if name == "lm_head.weight" => {
+                // Only rows 9 and 2 are kept, exactly.
+                let cols = 64;
+                for r in [9, 2] {
+                    assert_eq!(a[r * cols..(r + 1) * cols], b[r * cols..(r + 1) * cols]);
+                }
+                assert!(b[0..cols].iter().all(|&v| v == 0.0));
+            }
+            Encoding::F32 => assert_eq!(a, b, "{name}"),
+        }
+    }
+
+    // The same input gives the same bytes.
+    quantize_model(&source, &again, &[9, 2]).unwrap();
+    assert_eq!(
+        std::fs::read(q4.join(MANIFEST)).unwrap(),
+        std::fs::read(again.join(MANIFEST)).unwrap()
+    );
+}
+
+fn quantized_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    write_source(&source);
+    let q4 = dir.path().join("q4");
+    quantize_model(&source, &q4, &[9, 2]).unwrap();
+    (dir, q4)
+}
+
+#[test]
+fn a_truncated_shard_is_named() {
+    let (_dir, q4) = quantized_copy();
+    let shard = q4.join("q4-00001.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 100]).unwrap();
+    let err = QuantizedModel::open(&q4)
+        .unwrap()
+        .read_shard(0)
+        .unwrap_err();
+    assert!(matches!(err, QuantError::SizeMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("q4-00001.safetensors"), "{err}");
+}
+
+#[test]
+fn a_shard_with_other_bytes_fails_its_checksum() {
+    let (_dir, q4) = quantized_copy();
+    let shard = q4.join("q4-00001.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&shard, &bytes).unwrap();
+    let err = QuantizedModel::open(&q4).unwrap().verify().unwrap_err();
+    assert!(matches!(err, QuantError::ChecksumMismatch { .. }), "{err}");
+}
+
+#[test]
+fn a_missing_shard_and_a_missing_manifest_are_named() {
+    let (_dir, q4) = quantized_copy();
+    std::fs::remove_file(q4.join("q4-00001.safetensors")).unwrap();
+    let err = QuantizedModel::open(&q4)
+        .unwrap()
+        .read_shard(0)
+        .unwrap_err();
+    assert!(matches!(err, QuantError::MissingShard { .. }), "{err}");
+    assert!(err.to_string().contains("q4-00001.safetensors"), "{err}");
+    std::fs::remove_file(q4.join(MANIFEST)).unwrap();
+    let err = QuantizedModel::open(&q4).unwrap_err();
+    assert!(matches!(err, QuantError::NotQuantized { .. }), "{err}");
+}

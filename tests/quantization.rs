@@ -1,0 +1,135 @@
+//! What 4-bit weights change: every golden tiny model quantized (`sift quantize`'s format),
+//! turned back into f32 and scored, against the f32 reference scores; and the ranking of 20
+//! documents for a query, f32 against Q4 (Kendall τ). Figures in docs/quantization.md.
+
+use std::collections::BTreeMap;
+
+use sift::{Content, Request, RerankOptions, Reranker};
+use sift_model::{Device, RerankerModel};
+use sift_quant::{dequantize_model, quantize_model};
+use sift_tests::{Case, all_cases, downloaded_model, model_dir};
+
+#[test]
+fn q4_scores_stay_close_to_f32_on_every_golden_model() {
+    let device = Device::flex();
+    let work = tempfile::tempdir().unwrap();
+    let mut per_model: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut models: BTreeMap<String, RerankerModel> = BTreeMap::new();
+    for (model, case_name) in all_cases() {
+        let case = Case::load(&model, &case_name);
+        let tokens = case.score_tokens();
+        let q4 = models.entry(model.clone()).or_insert_with(|| {
+            let (q, back) = (
+                work.path().join(&model),
+                work.path().join(format!("{model}-f32")),
+            );
+            quantize_model(
+                &model_dir(&model),
+                &q,
+                &[tokens.yes as usize, tokens.no as usize],
+            )
+            .unwrap();
+            dequantize_model(&q, &back).unwrap();
+            RerankerModel::load(&back, tokens, &device).unwrap()
+        });
+        let score = f64::from(q4.score(&case.model_input(q4)).unwrap().score);
+        let reference = case.meta.score;
+        per_model
+            .entry(model)
+            .or_default()
+            .push((score - reference).abs());
+    }
+    let mut worst = 0f64;
+    for (model, deltas) in &per_model {
+        let mean = deltas.iter().sum::<f64>() / deltas.len() as f64;
+        let max = deltas.iter().copied().fold(0f64, f64::max);
+        worst = worst.max(max);
+        println!(
+            "{model}: {} inputs, mean |q4 - f32| {mean:.2e}, max {max:.2e}",
+            deltas.len()
+        );
+    }
+    // Random tiny models (hidden size 32 to 64) are far more sensitive than trained ones; this
+    // bound catches a broken format (wrong nibble order, scales or rows), not a fidelity target.
+    assert!(worst < 0.1, "a q4 score moved by {worst}");
+}
+
+/// Kendall's τ-a between two score lists (no ties expected).
+fn kendall_tau(a: &[f32], b: &[f32]) -> f64 {
+    let (mut concordant, mut discordant) = (0i64, 0i64);
+    for i in 0..a.len() {
+        for j in i + 1..a.len() {
+            let s = (a[i] - a[j]).signum() * (b[i] - b[j]).signum();
+            if s > 0.0 {
+                concordant += 1;
+            } else if s < 0.0 {
+                discordant += 1;
+            }
+        }
+    }
+    let pairs = (a.len() * (a.len() - 1) / 2) as f64;
+    (concordant - discordant) as f64 / pairs
+}
+
+#[test]
+fn q4_ranks_twenty_documents_like_f32() {
+    let model = downloaded_model();
+    let work = tempfile::tempdir().unwrap();
+    let (q4, back) = (work.path().join("q4"), work.path().join("back"));
+    let report = sift::quantize(model.path(), &q4).unwrap();
+    println!("{report:?}");
+    dequantize_model(&q4, &back).unwrap();
+    let documents: Vec<Content> = [
+        "A cat sleeps on a warm windowsill.",
+        "Stock markets fell sharply on Monday.",
+        "Kittens need to eat four times a day.",
+        "The recipe calls for two cups of flour.",
+        "Lions are the only cats that live in groups.",
+        "The train to Berlin leaves at noon.",
+        "My cat knocks glasses off the table.",
+        "Quantum computers use qubits.",
+        "Cats sleep for up to sixteen hours a day.",
+        "A guide to repotting houseplants.",
+        "Why do cats purr? Scientists are not sure.",
+        "The museum opens on Sundays.",
+        "Feeding a senior cat: what changes.",
+        "Football results from the weekend.",
+        "A dog and a cat share a sofa.",
+        "How to bake sourdough bread.",
+        "Tigers are strong swimmers.",
+        "The history of the printing press.",
+        "Cat videos were the internet's first hit.",
+        "Rain is expected all week.",
+    ]
+    .into_iter()
+    .map(Content::text)
+    .collect();
+    let request = Request {
+        query: Content::text("where do cats like to sleep?"),
+        documents,
+        ..Request::default()
+    };
+    let scores = |dir: &std::path::Path| -> Vec<f32> {
+        let reranker = Reranker::load(dir, RerankOptions::default()).unwrap();
+        reranker
+            .score(&request)
+            .into_iter()
+            .map(|s| s.unwrap())
+            .collect()
+    };
+    let (f32_scores, q4_scores) = (scores(model.path()), scores(&back));
+    let deltas: Vec<f64> = f32_scores
+        .iter()
+        .zip(&q4_scores)
+        .map(|(a, b)| f64::from((a - b).abs()))
+        .collect();
+    let tau = kendall_tau(&f32_scores, &q4_scores);
+    let spread = f32_scores.iter().copied().fold(f32::MIN, f32::max)
+        - f32_scores.iter().copied().fold(f32::MAX, f32::min);
+    println!(
+        "20 documents: mean |q4 - f32| {:.2e}, max {:.2e}, f32 score spread {spread:.2e}, Kendall tau {tau:.3}",
+        deltas.iter().sum::<f64>() / 20.0,
+        deltas.iter().copied().fold(0f64, f64::max)
+    );
+    assert!(tau > 0.5, "Kendall tau {tau}");
+}
