@@ -124,6 +124,74 @@ fn the_quick_form_prints_a_table_of_files_and_texts() {
 }
 
 #[test]
+fn the_quick_form_takes_a_video_file() {
+    let model = downloaded_model();
+    let clip = golden_dir().join("video/clips/one_second.mp4");
+    let out = sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        "--query",
+        "a square",
+        path(&clip),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("one_second.mp4"), "{table}");
+}
+
+#[test]
+fn quantize_writes_a_checked_four_bit_directory() {
+    let model = downloaded_model();
+    let out_dir = TempDir::new().unwrap();
+    let target = out_dir.path().join("q4");
+    let out = sift(&[
+        "quantize",
+        "--model",
+        path(model.path()),
+        "--out",
+        path(&target),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        summary.contains("in Q4") && summary.contains("1 shard"),
+        "{summary}"
+    );
+    sift::QuantizedModel::open(&target)
+        .unwrap()
+        .verify()
+        .unwrap();
+    // A model directory without weights is refused with the reason.
+    let empty = TempDir::new().unwrap();
+    std::fs::copy(
+        model.path().join("tokenizer.json"),
+        empty.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let out = sift(&[
+        "quantize",
+        "--model",
+        path(empty.path()),
+        "--out",
+        path(&target),
+    ]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("model.safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
     let model = downloaded_model();
     let dir = TempDir::new().unwrap();

@@ -19,7 +19,7 @@ mod quantize;
 mod request;
 mod reranker;
 
-pub use quantize::{QuantError, QuantizeError, QuantizeReport, quantize};
+pub use quantize::{QuantError, QuantizeError, QuantizeReport, QuantizedModel, quantize};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{
     Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, RerankOptions, Reranker, position_ids,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use sift_inputs::prompt::{PromptTokenizer, TokenizerError};
-pub use sift_quant::{QuantError, QuantizeReport};
+pub use sift_quant::{QuantError, QuantizeReport, QuantizedModel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
