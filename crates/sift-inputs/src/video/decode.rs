@@ -151,10 +151,7 @@ fn index_packets(
             }
             Err(ffmpeg::Error::Eof) => break,
             // A damaged tail: keep what was indexed, as far as it decodes.
-            Err(e) if !index.is_empty() => {
-                let _ = e;
-                break;
-            }
+            Err(_) if !index.is_empty() => break,
             Err(e) => {
                 return Err(VideoError::Corrupt {
                     detail: e.to_string(),
