@@ -1,6 +1,7 @@
 //! `Reranker`: a loaded model that scores every document of a request against its query,
 //! the way the reference's `Qwen3VLReranker.process` does, one pair per forward pass.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
@@ -238,12 +239,13 @@ impl Reranker {
         })
     }
 
-    fn decode_image(&self, source: &ImageSource) -> Result<RgbImage, ImageError> {
+    /// Decoded pixels of an image source; pixels given as such are borrowed, not copied.
+    fn decode_image<'a>(&self, source: &'a ImageSource) -> Result<Cow<'a, RgbImage>, ImageError> {
         let opts = &self.options.image;
         match source {
-            ImageSource::Path(path) => load_image_path(path, opts),
-            ImageSource::Bytes(bytes) => load_image(bytes, opts),
-            ImageSource::Pixels(pixels) => Ok(pixels.clone()),
+            ImageSource::Path(path) => load_image_path(path, opts).map(Cow::Owned),
+            ImageSource::Bytes(bytes) => load_image(bytes, opts).map(Cow::Owned),
+            ImageSource::Pixels(pixels) => Ok(Cow::Borrowed(pixels)),
         }
     }
 

@@ -10,6 +10,7 @@ mod decode;
 mod error;
 mod sampling;
 
+use std::borrow::Borrow;
 use std::path::Path;
 
 pub use error::VideoError;
@@ -68,7 +69,7 @@ pub fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoFrames, 
 /// `fetch_video` treats a list: each frame through `fetch_image` with factor 64 (a quirk of
 /// qwen-vl-utils: PIL bicubic to multiples of 64, 4 to 16384 tokens of 64²), padded to an even
 /// count with the last frame, stamped at 2 fps, then the video resize of a file.
-pub fn video_from_frames(images: &[RgbImage]) -> Result<VideoFrames, VideoError> {
+pub fn video_from_frames<F: Borrow<RgbImage>>(images: &[F]) -> Result<VideoFrames, VideoError> {
     const FACTOR: u32 = 64;
     if images.is_empty() {
         return Err(VideoError::InvalidOptions(
@@ -77,6 +78,7 @@ pub fn video_from_frames(images: &[RgbImage]) -> Result<VideoFrames, VideoError>
     }
     let mut frames = Vec::with_capacity(images.len() + 1);
     for (index, image) in images.iter().enumerate() {
+        let image: &RgbImage = image.borrow();
         let (h, w) = smart_resize(
             image.height(),
             image.width(),
