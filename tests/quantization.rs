@@ -1,24 +1,40 @@
-//! What 4-bit weights change: every golden tiny model quantized (`sift quantize`'s format),
-//! turned back into f32 and scored, against the f32 reference scores; and the ranking of 20
-//! documents for a query, f32 against Q4 (Kendall τ). Figures in docs/quantization.md.
+//! 4-bit weights: a 4-bit directory run directly (Q4 weights on the device) against the f32
+//! weights it stands for; and what 4 bits change: every golden tiny model quantized, scored against the f32 reference, and the
+//! ranking of 20 documents for a query (Kendall τ). Figures in docs/quantization.md.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use sift::{Content, Request, RerankOptions, Reranker};
-use sift_model::{Device, RerankerModel};
+use sift_model::{Device, ModelInput, RerankerModel, Trace};
 use sift_quant::{dequantize_model, quantize_model};
 use sift_tests::{Case, all_cases, downloaded_model, model_dir};
 
-#[test]
-fn q4_scores_stay_close_to_f32_on_every_golden_model() {
-    let device = Device::flex();
+/// The hidden states (every text layer) and score of `input` under `model`.
+fn run(model: &RerankerModel, input: &ModelInput) -> Vec<(String, Vec<f32>)> {
+    let mut trace = Trace::on();
+    let logit = model.logit(input, &mut trace).unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = trace
+        .into_tensors()
+        .into_iter()
+        .map(|(name, t)| (name, t.into_data().try_to_vec::<f32>().unwrap()))
+        .collect();
+    out.push((
+        "logit".into(),
+        logit.into_data().try_to_vec::<f32>().unwrap(),
+    ));
+    out
+}
+
+/// A 4-bit directory loaded as it is (Q4 weights on the device, token table on the host) runs
+/// like the f32 model it stands for (`dequantize_model`): every intermediate, on every input.
+fn check_q4_directory_runs_like_its_f32_weights(device: &Device, tolerance: f32) {
     let work = tempfile::tempdir().unwrap();
-    let mut per_model: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut models: BTreeMap<String, RerankerModel> = BTreeMap::new();
+    let mut loaded: BTreeMap<String, (RerankerModel, RerankerModel)> = BTreeMap::new();
     for (model, case_name) in all_cases() {
         let case = Case::load(&model, &case_name);
         let tokens = case.score_tokens();
-        let q4 = models.entry(model.clone()).or_insert_with(|| {
+        let (q4_model, f32_model) = loaded.entry(model.clone()).or_insert_with(|| {
             let (q, back) = (
                 work.path().join(&model),
                 work.path().join(format!("{model}-f32")),
@@ -30,7 +46,52 @@ fn q4_scores_stay_close_to_f32_on_every_golden_model() {
             )
             .unwrap();
             dequantize_model(&q, &back).unwrap();
-            RerankerModel::load(&back, tokens, &device).unwrap()
+            let load = |dir: &Path| RerankerModel::load(dir, tokens, device).unwrap();
+            (load(&q), load(&back))
+        });
+        let input = case.model_input(f32_model);
+        let (got, want) = (run(q4_model, &input), run(f32_model, &input));
+        assert_eq!(got.len(), want.len());
+        for ((name, g), (_, w)) in got.iter().zip(&want) {
+            let scale = w.iter().fold(1f32, |a, v| a.max(v.abs()));
+            let worst = g.iter().zip(w).fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            assert!(
+                worst <= tolerance * scale,
+                "{model}/{case_name} {name}: 4-bit directory differs from its f32 weights by {worst}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_q4_directory_runs_like_its_f32_weights_on_flex() {
+    check_q4_directory_runs_like_its_f32_weights(&Device::flex(), 1e-5);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_q4_directory_runs_like_its_f32_weights_on_wgpu() {
+    check_q4_directory_runs_like_its_f32_weights(&Device::wgpu(Default::default()), 1e-4);
+}
+
+#[test]
+fn q4_scores_stay_close_to_f32_on_every_golden_model() {
+    let device = Device::flex();
+    let work = tempfile::tempdir().unwrap();
+    let mut per_model: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut models: BTreeMap<String, RerankerModel> = BTreeMap::new();
+    for (model, case_name) in all_cases() {
+        let case = Case::load(&model, &case_name);
+        let tokens = case.score_tokens();
+        let q4 = models.entry(model.clone()).or_insert_with(|| {
+            let q = work.path().join(&model);
+            quantize_model(
+                &model_dir(&model),
+                &q,
+                &[tokens.yes as usize, tokens.no as usize],
+            )
+            .unwrap();
+            RerankerModel::load(&q, tokens, &device).unwrap()
         });
         let score = f64::from(q4.score(&case.model_input(q4)).unwrap().score);
         let reference = case.meta.score;
@@ -75,10 +136,9 @@ fn kendall_tau(a: &[f32], b: &[f32]) -> f64 {
 fn q4_ranks_twenty_documents_like_f32() {
     let model = downloaded_model();
     let work = tempfile::tempdir().unwrap();
-    let (q4, back) = (work.path().join("q4"), work.path().join("back"));
+    let q4 = work.path().join("q4");
     let report = sift::quantize(model.path(), &q4).unwrap();
     println!("{report:?}");
-    dequantize_model(&q4, &back).unwrap();
     let documents: Vec<Content> = [
         "A cat sleeps on a warm windowsill.",
         "Stock markets fell sharply on Monday.",
@@ -117,7 +177,7 @@ fn q4_ranks_twenty_documents_like_f32() {
             .map(|s| s.unwrap())
             .collect()
     };
-    let (f32_scores, q4_scores) = (scores(model.path()), scores(&back));
+    let (f32_scores, q4_scores) = (scores(model.path()), scores(&q4));
     let deltas: Vec<f64> = f32_scores
         .iter()
         .zip(&q4_scores)

@@ -6,6 +6,8 @@
 
 mod attention;
 pub mod config;
+mod projection;
+mod quantized;
 mod rope;
 mod text;
 mod trace;
@@ -19,10 +21,13 @@ use burn::tensor::{Int, TensorData};
 
 pub use burn::tensor::{Device, Tensor};
 pub use config::ModelConfig;
+pub use projection::Projection;
+pub use quantized::{is_quantized, q4_tensor_data};
 pub use text::TextModel;
 pub use trace::Trace;
 pub use vision::{VisionModel, VisionOutput, VisualItem, VisualKind};
 
+use quantized::HostTable;
 use text::VisualInjection;
 use weights::Checkpoint;
 
@@ -44,8 +49,15 @@ pub enum ModelError {
 #[cfg(feature = "wgpu")]
 pub fn gpu_device() -> Result<Device, ModelError> {
     use burn::tensor::wgpu::WgpuInitError;
-    match Device::wgpu_options().init() {
-        Ok(device) => Ok(device),
+    match Device::wgpu_options().init_with_setup() {
+        Ok((device, setup)) => {
+            let limits = setup.device.limits();
+            let binding = limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size);
+            let _ = GPU_BINDING_LIMIT.set((device.clone(), binding));
+            Ok(device)
+        }
         // The runtime is already up in this process (an earlier load): share it.
         Err(WgpuInitError::Registration { .. }) => Ok(Device::wgpu(Default::default())),
         Err(e) => Err(ModelError::Gpu(format!(
@@ -53,6 +65,34 @@ pub fn gpu_device() -> Result<Device, ModelError> {
              (--device cpu)"
         ))),
     }
+}
+
+/// The GPU `gpu_device` set up, with the largest buffer it binds, in bytes
+/// (`maxStorageBufferBindingSize`, capped by `maxBufferSize`).
+static GPU_BINDING_LIMIT: std::sync::OnceLock<(Device, u64)> = std::sync::OnceLock::new();
+
+/// The largest buffer `device` binds, where known (GPUs set up by [`gpu_device`]).
+pub fn binding_limit(device: &Device) -> Option<u64> {
+    GPU_BINDING_LIMIT
+        .get()
+        .filter(|(gpu, _)| gpu == device)
+        .map(|&(_, limit)| limit)
+}
+
+/// The tensors, by checkpoint name with their shapes, that a Hugging Face checkpoint of
+/// `config` holds: what a converter or a synthetic model has to write.
+pub fn checkpoint_tensors(config: &ModelConfig, device: &Device) -> Vec<(String, Vec<usize>)> {
+    let net = Qwen3VlModel {
+        visual: VisionModel::new(&config.vision_config, device),
+        language_model: TextModel::new(config, true, device),
+    };
+    let mut tensors: Vec<_> = weights::expected_shapes(&net).into_iter().collect();
+    if !config.tied_embeddings() {
+        let t = &config.text_config;
+        tensors.push(("lm_head.weight".into(), vec![t.vocab_size, t.hidden_size]));
+        tensors.sort();
+    }
+    tensors
 }
 
 /// `Qwen3VLModel`: the vision tower and the text decoder, named as in the checkpoint.
@@ -92,13 +132,20 @@ pub struct Score {
 pub struct RerankerModel {
     config: ModelConfig,
     net: Qwen3VlModel,
+    /// The token table when it is kept on the host (4-bit models); else it is in `net`.
+    host_table: Option<HostTable>,
     score_direction: Tensor<2>,
     device: Device,
 }
 
 impl RerankerModel {
-    /// Loads `config.json` and the safetensors weights of a Hugging Face model directory.
+    /// Loads a model directory: a Hugging Face checkpoint (`config.json` and safetensors
+    /// weights, computed in f32), or a sift 4-bit directory (`sift-q4.json`, from
+    /// `sift quantize`).
     pub fn load(dir: &Path, tokens: ScoreTokens, device: &Device) -> Result<Self, ModelError> {
+        if quantized::is_quantized(dir) {
+            return Self::load_quantized(dir, tokens, device);
+        }
         let config_path = dir.join("config.json");
         let json = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
             path: config_path.clone(),
@@ -107,7 +154,7 @@ impl RerankerModel {
         let config = ModelConfig::from_json(&json)?;
         let mut net = Qwen3VlModel {
             visual: VisionModel::new(&config.vision_config, device),
-            language_model: TextModel::new(&config, device),
+            language_model: TextModel::new(&config, true, device),
         };
         let checkpoint = Checkpoint::open(dir)?;
         // A tied checkpoint has no head of its own (transformers ties it even if one is saved).
@@ -118,15 +165,59 @@ impl RerankerModel {
         };
         checkpoint.check(&net, &["lm_head.weight"])?;
         let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
-        let direction: Vec<f32> = rows[0].iter().zip(&rows[1]).map(|(y, n)| y - n).collect();
         checkpoint.load_into(&mut net)?;
-        let hidden = direction.len();
-        Ok(Self {
+        Ok(Self::assemble(
+            config, net, None, &rows[0], &rows[1], device,
+        ))
+    }
+
+    fn load_quantized(
+        dir: &Path,
+        tokens: ScoreTokens,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let model = sift_quant::QuantizedModel::open(dir)?;
+        let json = model.read_file("config.json")?;
+        let config = ModelConfig::from_json(&String::from_utf8_lossy(&json))?;
+        let net = Qwen3VlModel {
+            visual: VisionModel::new(&config.vision_config, device),
+            language_model: TextModel::new(&config, false, device),
+        };
+        let (net, extras) = quantized::load(
+            &model,
+            net,
+            [tokens.yes as usize, tokens.no as usize],
+            device,
+            binding_limit(device),
+        )?;
+        let [yes, no] = &extras.head_rows;
+        Ok(Self::assemble(
             config,
             net,
+            Some(extras.table),
+            yes,
+            no,
+            device,
+        ))
+    }
+
+    fn assemble(
+        config: ModelConfig,
+        net: Qwen3VlModel,
+        host_table: Option<HostTable>,
+        yes: &[f32],
+        no: &[f32],
+        device: &Device,
+    ) -> Self {
+        let direction: Vec<f32> = yes.iter().zip(no).map(|(y, n)| y - n).collect();
+        let hidden = direction.len();
+        Self {
+            config,
+            net,
+            host_table,
             score_direction: Tensor::from_data(TensorData::new(direction, [hidden, 1]), device),
             device: device.clone(),
-        })
+        }
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -161,8 +252,14 @@ impl RerankerModel {
         }
         let device = &self.device;
         let visual = self.visual_injection(input, trace)?;
-        let ids: Vec<i64> = input.input_ids.iter().map(|&id| id as i64).collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), device);
+        let embeds = match &self.host_table {
+            Some(table) => table.lookup(&input.input_ids, device),
+            None => {
+                let ids: Vec<i64> = input.input_ids.iter().map(|&id| id as i64).collect();
+                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), device);
+                self.net.language_model.embed(ids)
+            }
+        };
         let rotary = rope::text_mrope(
             &input.position_ids,
             self.config.head_dim(),
@@ -170,7 +267,10 @@ impl RerankerModel {
             &self.config.mrope_section(),
             device,
         );
-        Ok(self.net.language_model.forward(ids, visual, &rotary, trace))
+        Ok(self
+            .net
+            .language_model
+            .forward(embeds, visual, &rotary, trace))
     }
 
     /// The score of one pair: the last position's hidden state against `W_yes − W_no`.

@@ -3,21 +3,22 @@
 //! Field names follow the checkpoint (`model.language_model.*`).
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
 use crate::attention::attention;
 use crate::config::ModelConfig;
+use crate::projection::Projection;
 use crate::rope::{self, RotaryTables};
 use crate::trace::Trace;
 
 #[derive(Module, Debug)]
 pub struct TextAttention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
+    pub q_proj: Projection,
+    pub k_proj: Projection,
+    pub v_proj: Projection,
+    pub o_proj: Projection,
     pub q_norm: RmsNorm,
     pub k_norm: RmsNorm,
     #[module(skip)]
@@ -30,9 +31,9 @@ pub struct TextAttention {
 
 #[derive(Module, Debug)]
 pub struct TextMlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    pub gate_proj: Projection,
+    pub up_proj: Projection,
+    pub down_proj: Projection,
 }
 
 #[derive(Module, Debug)]
@@ -45,7 +46,8 @@ pub struct DecoderLayer {
 
 #[derive(Module, Debug)]
 pub struct TextModel {
-    pub embed_tokens: Embedding,
+    /// The token table on the device; `None` where the host keeps it (4-bit models).
+    pub embed_tokens: Option<Embedding>,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
 }
@@ -108,12 +110,12 @@ impl DecoderLayer {
 }
 
 impl TextModel {
-    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+    /// `table_on_device`: whether the token table is a parameter of the model.
+    pub fn new(config: &ModelConfig, table_on_device: bool, device: &Device) -> Self {
         let t = &config.text_config;
         let head_dim = config.head_dim();
         let eps = t.rms_norm_eps;
-        let linear =
-            |d_in, d_out, bias| LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
+        let linear = |d_in, d_out, bias| Projection::new(d_in, d_out, bias, device);
         let rms = |d| RmsNormConfig::new(d).with_epsilon(eps).init(device);
         let layers = (0..t.num_hidden_layers)
             .map(|_| DecoderLayer {
@@ -154,21 +156,34 @@ impl TextModel {
             })
             .collect();
         Self {
-            embed_tokens: EmbeddingConfig::new(t.vocab_size, t.hidden_size).init(device),
+            embed_tokens: table_on_device
+                .then(|| EmbeddingConfig::new(t.vocab_size, t.hidden_size).init(device)),
             layers,
             norm: rms(t.hidden_size),
         }
     }
 
-    /// Hidden states after the final norm, `[len, hidden]`.
+    /// The embeddings of `input_ids`, `[len, hidden]`, from the table on the device.
+    ///
+    /// # Panics
+    /// If the model was built without its table (`table_on_device` false).
+    pub fn embed(&self, input_ids: Tensor<1, Int>) -> Tensor<2> {
+        let table = self
+            .embed_tokens
+            .as_ref()
+            .expect("the token table is on the host");
+        table.weight.val().select(0, input_ids)
+    }
+
+    /// Hidden states after the final norm, `[len, hidden]`, from the token embeddings.
     pub fn forward(
         &self,
-        input_ids: Tensor<1, Int>,
+        inputs_embeds: Tensor<2>,
         visual: Option<VisualInjection>,
         rotary: &RotaryTables,
         trace: &mut Trace,
     ) -> Tensor<2> {
-        let mut x = self.embed_tokens.weight.val().select(0, input_ids);
+        let mut x = inputs_embeds;
         if let Some(v) = &visual {
             x = x.select_assign(
                 0,

@@ -3,13 +3,14 @@
 //! Field names follow the checkpoint (`model.visual.*`), so weights load without a mapping table.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
 use crate::attention::attention;
 use crate::config::VisionConfig;
+use crate::projection::Projection;
 use crate::rope::{self, RotaryTables};
 use crate::trace::Trace;
 
@@ -49,16 +50,16 @@ pub struct PatchEmbed {
 
 #[derive(Module, Debug)]
 pub struct VisionAttention {
-    pub qkv: Linear,
-    pub proj: Linear,
+    pub qkv: Projection,
+    pub proj: Projection,
     #[module(skip)]
     num_heads: usize,
 }
 
 #[derive(Module, Debug)]
 pub struct VisionMlp {
-    pub linear_fc1: Linear,
-    pub linear_fc2: Linear,
+    pub linear_fc1: Projection,
+    pub linear_fc2: Projection,
 }
 
 #[derive(Module, Debug)]
@@ -74,8 +75,8 @@ pub struct VisionBlock {
 #[derive(Module, Debug)]
 pub struct PatchMerger {
     pub norm: LayerNorm,
-    pub linear_fc1: Linear,
-    pub linear_fc2: Linear,
+    pub linear_fc1: Projection,
+    pub linear_fc2: Projection,
     #[module(skip)]
     postshuffle_norm: bool,
 }
@@ -99,8 +100,8 @@ pub struct VisionOutput {
     pub deepstack: Vec<Tensor<2>>,
 }
 
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
-    LinearConfig::new(d_in, d_out).init(device)
+fn linear(d_in: usize, d_out: usize, device: &Device) -> Projection {
+    Projection::new(d_in, d_out, true, device)
 }
 
 fn layer_norm(d: usize, device: &Device) -> LayerNorm {
@@ -125,7 +126,7 @@ impl PatchMerger {
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let [patches, width] = x.dims();
-        let merged_width = self.linear_fc1.weight.dims()[0];
+        let merged_width = self.linear_fc1.d_in();
         let groups = patches * width / merged_width;
         let x = if self.postshuffle_norm {
             self.norm.forward(x.reshape([groups, merged_width]))

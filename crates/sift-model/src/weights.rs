@@ -84,6 +84,14 @@ impl Shard {
     }
 }
 
+/// The checkpoint name and shape of every parameter of `net`.
+pub(crate) fn expected_shapes<M: Module>(net: &M) -> BTreeMap<String, Vec<usize>> {
+    net.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+        .into_iter()
+        .map(|t| (format!("{PREFIX}{}", t.name), t.shape.to_vec()))
+        .collect()
+}
+
 impl Checkpoint {
     pub(crate) fn open(dir: &Path) -> Result<Self, ModelError> {
         let index = dir.join("model.safetensors.index.json");
@@ -147,11 +155,7 @@ impl Checkpoint {
         net: &M,
         also_allowed: &[&str],
     ) -> Result<(), ModelError> {
-        let expected: BTreeMap<String, Vec<usize>> = net
-            .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
-            .into_iter()
-            .map(|t| (format!("{PREFIX}{}", t.name), t.shape.to_vec()))
-            .collect();
+        let expected = expected_shapes(net);
         let found = self.shapes();
         let mut problems = Vec::new();
         for (name, shape) in &expected {

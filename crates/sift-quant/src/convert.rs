@@ -194,7 +194,6 @@ pub fn quantize_model(
     out: &Path,
     head_rows: &[usize],
 ) -> Result<QuantizeReport, QuantError> {
-    std::fs::create_dir_all(out).map_err(io(out))?;
     let files = source_files(source)?;
     // Map every source file and list its tensors, so tensors can be taken in name order.
     let maps = files
@@ -220,80 +219,136 @@ pub fn quantize_model(
         .collect();
     names.sort();
 
-    let mut writer = ShardWriter {
-        dir: out.to_path_buf(),
-        pending: Vec::new(),
-        pending_bytes: 0,
-        written: Vec::new(),
-    };
-    let mut tensors = BTreeMap::new();
-    let mut q4_tensors = 0;
-    let source_bytes = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(io(f)))
-        .sum::<Result<u64, _>>()?;
+    let mut writer = QuantizedWriter::create(out, head_rows)?;
     for (name, file) in &names {
         let view = parsed[*file]
             .tensor(name)
             .map_err(|e| QuantError::Source(format!("{name}: {e}")))?;
-        let shape = view.shape().to_vec();
-        let encoding = encoding_of(name, &shape);
+        writer.add(name, view.shape(), to_f32(&view, name)?)?;
+    }
+    let mut report = writer.finish(source)?;
+    report.source_bytes = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(io(f)))
+        .sum::<Result<u64, _>>()?;
+    Ok(report)
+}
+
+/// Writes a 4-bit model directory one tensor at a time, from any source of f32 tensors: a
+/// checkpoint ([`quantize_model`]), or weights made in memory.
+pub struct QuantizedWriter {
+    out: PathBuf,
+    head_rows: Vec<usize>,
+    shards: ShardWriter,
+    tensors: BTreeMap<String, TensorEntry>,
+    q4_tensors: usize,
+    f32_bytes: u64,
+    part_bytes: u64,
+}
+
+impl QuantizedWriter {
+    /// Starts writing into `out` (created if missing). `head_rows` are the head rows to keep.
+    pub fn create(out: &Path, head_rows: &[usize]) -> Result<Self, QuantError> {
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        Ok(Self {
+            out: out.to_path_buf(),
+            head_rows: head_rows.to_vec(),
+            shards: ShardWriter {
+                dir: out.to_path_buf(),
+                pending: Vec::new(),
+                pending_bytes: 0,
+                written: Vec::new(),
+            },
+            tensors: BTreeMap::new(),
+            q4_tensors: 0,
+            f32_bytes: 0,
+            part_bytes: MAX_PART_BYTES,
+        })
+    }
+
+    /// Splits tensors into parts of at most `bytes` (default [`MAX_PART_BYTES`]), so that a
+    /// reader streaming the model holds less at a time.
+    pub fn with_part_bytes(mut self, bytes: u64) -> Self {
+        self.part_bytes = bytes;
+        self
+    }
+
+    /// Quantizes and stores the checkpoint tensor `name`. Names must come in ascending order,
+    /// which makes the shards the same bytes whatever order the source lists them in.
+    pub fn add(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<(), QuantError> {
+        if let Some((last, _)) = self.tensors.last_key_value()
+            && last.as_str() >= name
+        {
+            return Err(QuantError::Source(format!(
+                "tensor {name} comes after {last}; tensors must be added in name order"
+            )));
+        }
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(QuantError::Source(format!(
+                "tensor {name} has {} values, its shape {shape:?} needs {}",
+                values.len(),
+                shape.iter().product::<usize>()
+            )));
+        }
+        self.f32_bytes += values.len() as u64 * 4;
+        let encoding = encoding_of(name, shape);
         let cols: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let mut values = to_f32(&view, name)?;
-        let (rows, kept_rows) = if name == HEAD {
-            let kept: Vec<usize> = head_rows.to_vec();
+        let (values, rows, kept_rows) = if name == HEAD {
+            let kept = self.head_rows.clone();
             if let Some(&bad) = kept.iter().find(|&&r| r >= shape[0]) {
                 return Err(QuantError::Source(format!(
                     "token id {bad} is outside {name} ({} rows)",
                     shape[0]
                 )));
             }
-            values = kept
+            let rows: Vec<f32> = kept
                 .iter()
                 .flat_map(|&r| values[r * cols..(r + 1) * cols].to_vec())
                 .collect();
-            (kept.len(), Some(kept))
+            (rows, kept.len(), Some(kept))
         } else if shape.len() < 2 {
             // A 1-D tensor is one row.
-            (1, None)
+            (values, 1, None)
         } else {
-            (shape[0], None)
+            (values, shape[0], None)
         };
         let cols = values.len() / rows.max(1);
-        let per_part = (MAX_PART_BYTES as usize / row_bytes(encoding, cols).max(1)).max(1);
+        let per_part = (self.part_bytes as usize / row_bytes(encoding, cols).max(1)).max(1);
         let mut parts = Vec::new();
         for start in (0..rows).step_by(per_part) {
             let end = (start + per_part).min(rows);
             let key = if per_part >= rows {
-                name.clone()
+                name.to_string()
             } else {
                 format!("{name}@{start}")
             };
             let chunk = &values[start * cols..end * cols];
-            let shard = writer.reserve((row_bytes(encoding, cols) * (end - start)) as u64)?;
+            let shard = self
+                .shards
+                .reserve((row_bytes(encoding, cols) * (end - start)) as u64)?;
             match encoding {
                 Encoding::Q4B32 => {
                     let q = q4::quantize(chunk, end - start, cols);
-                    writer.push(StoredTensor {
+                    self.shards.push(StoredTensor {
                         key: format!("{key}.q4"),
                         dtype: Dtype::U8,
                         shape: vec![end - start, cols / 2],
                         bytes: q.packed,
                     });
-                    writer.push(StoredTensor {
+                    self.shards.push(StoredTensor {
                         key: format!("{key}.scales"),
                         dtype: Dtype::F16,
                         shape: vec![end - start, cols / BLOCK],
                         bytes: q.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
                     });
                 }
-                Encoding::F16 => writer.push(StoredTensor {
+                Encoding::F16 => self.shards.push(StoredTensor {
                     key: key.clone(),
                     dtype: Dtype::F16,
                     shape: vec![end - start, cols],
                     bytes: le_bytes_f16(chunk),
                 }),
-                Encoding::F32 => writer.push(StoredTensor {
+                Encoding::F32 => self.shards.push(StoredTensor {
                     key: key.clone(),
                     dtype: Dtype::F32,
                     shape: vec![end - start, cols],
@@ -306,53 +361,59 @@ pub fn quantize_model(
                 key,
             });
         }
-        q4_tensors += usize::from(encoding == Encoding::Q4B32);
-        tensors.insert(
-            name.clone(),
+        self.q4_tensors += usize::from(encoding == Encoding::Q4B32);
+        self.tensors.insert(
+            name.to_string(),
             TensorEntry {
-                shape,
+                shape: shape.to_vec(),
                 encoding,
                 kept_rows,
                 parts,
             },
         );
+        Ok(())
     }
-    writer.flush()?;
 
-    let mut copied = Vec::new();
-    for name in COPIED {
-        let from = source.join(name);
-        if from.is_file() {
-            let bytes = std::fs::read(&from).map_err(io(&from))?;
-            let to = out.join(name);
-            std::fs::write(&to, &bytes).map_err(io(&to))?;
-            copied.push(FileEntry {
-                file: name.to_string(),
-                bytes: bytes.len() as u64,
-                sha256: sha256_hex(&bytes),
-            });
+    /// Writes the last shard, copies the model's other files (config, tokenizer, ...) from
+    /// `files_from` where present, and writes the manifest. `source_bytes` in the report is the
+    /// f32 size of the tensors added.
+    pub fn finish(mut self, files_from: &Path) -> Result<QuantizeReport, QuantError> {
+        self.shards.flush()?;
+        let mut copied = Vec::new();
+        for name in COPIED {
+            let from = files_from.join(name);
+            if from.is_file() {
+                let bytes = std::fs::read(&from).map_err(io(&from))?;
+                let to = self.out.join(name);
+                std::fs::write(&to, &bytes).map_err(io(&to))?;
+                copied.push(FileEntry {
+                    file: name.to_string(),
+                    bytes: bytes.len() as u64,
+                    sha256: sha256_hex(&bytes),
+                });
+            }
         }
+        let shard_bytes = self.shards.written.iter().map(|s| s.bytes).sum();
+        let report = QuantizeReport {
+            tensors: self.tensors.len(),
+            q4_tensors: self.q4_tensors,
+            source_bytes: self.f32_bytes,
+            shard_bytes,
+            shards: self.shards.written.len(),
+        };
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            block_size: BLOCK,
+            files: copied,
+            shards: self.shards.written,
+            tensors: self.tensors,
+        };
+        let path = self.out.join(MANIFEST);
+        let json = serde_json::to_string_pretty(&manifest).expect("the manifest serialises");
+        std::fs::write(&path, json).map_err(io(&path))?;
+        Ok(report)
     }
-    let shard_bytes = writer.written.iter().map(|s| s.bytes).sum();
-    let report = QuantizeReport {
-        tensors: tensors.len(),
-        q4_tensors,
-        source_bytes,
-        shard_bytes,
-        shards: writer.written.len(),
-    };
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        version: VERSION,
-        block_size: BLOCK,
-        files: copied,
-        shards: writer.written,
-        tensors,
-    };
-    let path = out.join(MANIFEST);
-    let json = serde_json::to_string_pretty(&manifest).expect("the manifest serialises");
-    std::fs::write(&path, json).map_err(io(&path))?;
-    Ok(report)
 }
 
 /// Writes the f32 weights a 4-bit model stands for, as a Hugging Face directory
@@ -368,66 +429,29 @@ pub fn dequantize_model(quantized: &Path, out: &Path) -> Result<(), QuantError> 
         let to = out.join(&entry.file);
         std::fs::write(&to, bytes).map_err(io(&to))?;
     }
-    let mut values: BTreeMap<&str, Vec<f32>> = manifest
-        .tensors
-        .iter()
-        .map(|(name, e)| (name.as_str(), vec![0f32; e.shape.iter().product()]))
-        .collect();
-    for shard in 0..manifest.shards.len() {
-        let bytes = model.read_shard(shard)?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| QuantError::BadManifest {
-            path: quantized.join(&manifest.shards[shard].file),
-            detail: e.to_string(),
-        })?;
-        let get = |key: &str| {
-            st.tensor(key).map_err(|e| QuantError::BadManifest {
-                path: quantized.join(&manifest.shards[shard].file),
-                detail: format!("{key}: {e}"),
-            })
-        };
-        for (name, entry) in &manifest.tensors {
-            let cols: usize = entry.shape.iter().skip(1).product::<usize>().max(1);
-            let cols = if entry.shape.len() < 2 {
-                entry.shape[0]
-            } else {
-                cols
-            };
-            for part in entry.parts.iter().filter(|p| p.shard == shard) {
-                let [start, end] = part.rows;
-                let chunk = match entry.encoding {
-                    Encoding::Q4B32 => {
-                        let packed = get(&format!("{}.q4", part.key))?.data().to_vec();
-                        let scales = get(&format!("{}.scales", part.key))?
-                            .data()
-                            .chunks_exact(2)
-                            .map(|b| f16::from_le_bytes([b[0], b[1]]))
-                            .collect();
-                        q4::Q4Tensor {
-                            rows: end - start,
-                            cols,
-                            packed,
-                            scales,
-                        }
-                        .dequantize()
-                    }
-                    Encoding::F16 | Encoding::F32 => to_f32(&get(&part.key)?, name)?,
-                };
-                let target = values
-                    .get_mut(name.as_str())
-                    .expect("every tensor has a buffer");
-                match &entry.kept_rows {
-                    Some(kept) => {
-                        for (i, row) in (start..end).enumerate() {
-                            let r = kept[row];
-                            target[r * cols..(r + 1) * cols]
-                                .copy_from_slice(&chunk[i * cols..(i + 1) * cols]);
-                        }
-                    }
-                    None => target[start * cols..end * cols].copy_from_slice(&chunk),
+    let mut values: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+    model.read_tensors::<QuantError>(|name, entry, stored| {
+        let stored = stored.to_f32();
+        let full = match &entry.kept_rows {
+            // Rows that were not kept stay zero.
+            Some(kept) => {
+                let cols = entry.row_len();
+                let mut full = vec![0f32; entry.shape.iter().product()];
+                for (i, &row) in kept.iter().enumerate() {
+                    full[row * cols..(row + 1) * cols]
+                        .copy_from_slice(&stored[i * cols..(i + 1) * cols]);
                 }
+                full
             }
-        }
-    }
+            None => stored,
+        };
+        let (name, _) = manifest
+            .tensors
+            .get_key_value(name)
+            .expect("read_tensors names manifest tensors");
+        values.insert(name.as_str(), full);
+        Ok(())
+    })?;
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = manifest
         .tensors
         .iter()

@@ -6,10 +6,12 @@ mod convert;
 mod error;
 mod manifest;
 pub mod q4;
+mod read;
 
-pub use convert::{QuantizeReport, dequantize_model, quantize_model};
+pub use convert::{QuantizeReport, QuantizedWriter, dequantize_model, quantize_model};
 pub use error::QuantError;
 pub use manifest::{
     Encoding, FileEntry, MANIFEST, MAX_PART_BYTES, MAX_SHARD_BYTES, Manifest, Part, QuantizedModel,
     TensorEntry,
 };
+pub use read::StoredValues;

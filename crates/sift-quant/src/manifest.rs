@@ -141,6 +141,21 @@ impl QuantizedModel {
         read_checked(&self.dir, &self.manifest.shards[index])
     }
 
+    /// The bytes of a file copied from the source model (`config.json`, `tokenizer.json`, ...),
+    /// checked like a shard.
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, QuantError> {
+        let entry = self
+            .manifest
+            .files
+            .iter()
+            .find(|f| f.file == name)
+            .ok_or_else(|| QuantError::BadManifest {
+                path: self.dir.join(MANIFEST),
+                detail: format!("it lists no {name}"),
+            })?;
+        read_checked(&self.dir, entry)
+    }
+
     /// Checks every shard and copied file without keeping them: for `sift quantize --check`
     /// style verification and tests.
     pub fn verify(&self) -> Result<(), QuantError> {

@@ -6,7 +6,8 @@ use std::path::Path;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use sift_quant::{
-    Encoding, MANIFEST, QuantError, QuantizedModel, dequantize_model, quantize_model,
+    Encoding, MANIFEST, QuantError, QuantizedModel, QuantizedWriter, dequantize_model,
+    quantize_model,
 };
 
 /// Deterministic values of a trained-looking spread: per-row scales and a few large columns.
@@ -212,4 +213,59 @@ fn a_missing_shard_and_a_missing_manifest_are_named() {
     std::fs::remove_file(q4.join(MANIFEST)).unwrap();
     let err = QuantizedModel::open(&q4).unwrap_err();
     assert!(matches!(err, QuantError::NotQuantized { .. }), "{err}");
+}
+
+/// Tensors split into many parts read back whole: the same stored values as unsplit ones.
+#[test]
+fn tensors_split_into_parts_read_back_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let shapes: [(&str, Vec<usize>); 3] = [
+        ("a.embed_tokens.weight", vec![300, 64]),
+        ("b.mlp.up_proj.weight", vec![128, 64]),
+        ("c.norm.weight", vec![64]),
+    ];
+    let read = |part_bytes: u64| {
+        let dir = work.path().join(format!("parts-{part_bytes}"));
+        let mut writer = QuantizedWriter::create(&dir, &[])
+            .unwrap()
+            .with_part_bytes(part_bytes);
+        for (i, (name, shape)) in shapes.iter().enumerate() {
+            let rows = shape[0];
+            let n: usize = shape.iter().product();
+            writer
+                .add(name, shape, values(rows, n / rows, i as u32 + 7))
+                .unwrap();
+        }
+        writer.finish(&dir).unwrap();
+        let model = QuantizedModel::open(&dir).unwrap();
+        let mut tensors = Vec::new();
+        model
+            .read_tensors::<QuantError>(|name, entry, stored| {
+                tensors.push((name.to_string(), entry.parts.len(), stored));
+                Ok(())
+            })
+            .unwrap();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        tensors
+    };
+    let (whole, split) = (read(1 << 30), read(1000));
+    assert!(
+        split.iter().any(|(_, parts, _)| *parts > 10),
+        "{:?}",
+        split.iter().map(|t| t.1).collect::<Vec<_>>()
+    );
+    assert_eq!(whole.len(), 3);
+    for ((name, _, w), (_, _, s)) in whole.iter().zip(&split) {
+        assert_eq!(w, s, "{name}");
+    }
+}
+
+/// Tensors must be added in name order, so that the bytes do not depend on the source's order.
+#[test]
+fn the_writer_refuses_tensors_out_of_name_order() {
+    let work = tempfile::tempdir().unwrap();
+    let mut writer = QuantizedWriter::create(work.path(), &[]).unwrap();
+    writer.add("b", &[32], vec![0.0; 32]).unwrap();
+    let error = writer.add("a", &[32], vec![0.0; 32]).unwrap_err();
+    assert!(error.to_string().contains("name order"), "{error}");
 }

@@ -1,0 +1,273 @@
+//! Weights from a sift 4-bit model directory (`sift quantize`, format in `sift-quant`).
+//!
+//! - Q4 matrices of the linear layers go to the device as burn Q4 tensors (blocks of 32 along
+//!   `in`, f32 scales: WebGPU devices without `shader-f16` cannot read f16) and stay 4-bit there;
+//!   [`Projection`](crate::Projection) dequantizes one per call.
+//! - The token table stays on the host as f16; only a prompt's rows are uploaded.
+//! - Everything else (norms, biases, the patch embedding, the position grid) is f32.
+//!
+//! Shards are read and checked one at a time, and every buffer is checked against the device's
+//! binding limit before it is allocated.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::store::{ModuleAdapter, PyTorchToBurnAdapter};
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use half::f16;
+use sift_quant::{QuantError, QuantizedModel, StoredValues, TensorEntry, q4};
+
+use crate::ModelError;
+
+/// Checkpoint names carry this prefix; the network's module paths do not.
+const PREFIX: &str = "model.";
+const TABLE: &str = "model.language_model.embed_tokens.weight";
+const HEAD: &str = "lm_head.weight";
+
+impl From<QuantError> for ModelError {
+    fn from(e: QuantError) -> Self {
+        ModelError::Weights(e.to_string())
+    }
+}
+
+/// The token table, kept on the host: `[vocab, width]` in f16.
+pub(crate) struct HostTable {
+    rows: Vec<f16>,
+    width: usize,
+}
+
+impl HostTable {
+    /// The rows of `ids` as an f32 `[ids.len(), width]` tensor on `device`.
+    pub(crate) fn lookup(&self, ids: &[u32], device: &Device) -> Tensor<2> {
+        let w = self.width;
+        let values: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| {
+                let id = id as usize;
+                self.rows[id * w..(id + 1) * w].iter().map(|x| x.to_f32())
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(values, [ids.len(), w]), device)
+    }
+
+    fn row(&self, id: usize) -> Vec<f32> {
+        self.rows[id * self.width..(id + 1) * self.width]
+            .iter()
+            .map(|x| x.to_f32())
+            .collect()
+    }
+}
+
+/// A tensor read from the shards, already on the device.
+enum DeviceTensor {
+    /// `[out, in]` in Q4.
+    Q4(Tensor<2>),
+    /// f32, flattened; reshaped to the parameter's rank when it is placed.
+    Float(Tensor<1>, Vec<usize>),
+}
+
+/// What a 4-bit directory holds besides the network's parameters.
+pub(crate) struct QuantizedExtras {
+    pub table: HostTable,
+    /// Rows `yes` and `no` of the head (the token table's, for tied models).
+    pub head_rows: [Vec<f32>; 2],
+}
+
+/// The burn scheme the Q4 weights are uploaded in: symmetric, values −7..7 packed eight to a
+/// `u32`, one f32 scale per 32 values of a row.
+fn q4_scheme() -> QuantScheme {
+    QuantScheme::default()
+        .with_value(QuantValue::Q4S)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([q4::BLOCK as u8], ScaleDtype::F32)
+}
+
+/// The burn Q4 tensor data of a sift Q4 matrix. sift stores `q + 8` in each nibble (even value
+/// low), burn a two's-complement nibble in the same order within little-endian `u32`s, so each
+/// byte only needs its nibbles' top bits flipped; the f16 scales become f32.
+pub fn q4_tensor_data(q: &q4::Q4Tensor) -> TensorData {
+    let mut bytes: Vec<u8> = q.packed.iter().map(|b| b ^ 0x88).collect();
+    bytes.extend(q.scales.iter().flat_map(|s| s.to_f32().to_le_bytes()));
+    TensorData::from_bytes_vec(bytes, [q.rows, q.cols], DType::QFloat(q4_scheme()))
+}
+
+/// Bytes of the largest buffer a tensor needs on the device: a Q4 weight's f32 copy while it is
+/// dequantized for a call, other tensors' f32 values.
+fn device_bytes(entry: &TensorEntry) -> u64 {
+    (entry.stored_rows() * entry.row_len()) as u64 * 4
+}
+
+/// Reads every tensor of `model` onto `device`, checking `max_binding` (bytes) first.
+pub(crate) fn load<M: Module>(
+    model: &QuantizedModel,
+    net: M,
+    tokens: [usize; 2],
+    device: &Device,
+    max_binding: Option<u64>,
+) -> Result<(M, QuantizedExtras), ModelError> {
+    let tensors = &model.manifest.tensors;
+    if let Some(limit) = max_binding
+        && let Some((name, entry)) = tensors
+            .iter()
+            .filter(|(name, _)| name.as_str() != TABLE)
+            .max_by_key(|(_, e)| device_bytes(e))
+        && device_bytes(entry) > limit
+    {
+        return Err(ModelError::Gpu(format!(
+            "{name} needs a {} MB buffer, but this GPU binds at most {} MB \
+             (maxStorageBufferBindingSize). Use a smaller model, or a browser or GPU with higher \
+             WebGPU limits",
+            device_bytes(entry) / 1_000_000,
+            limit / 1_000_000
+        )));
+    }
+
+    let mut on_device = BTreeMap::new();
+    let mut table = None;
+    let mut head = None;
+    model.read_tensors::<ModelError>(|name, entry, values| {
+        match name {
+            TABLE => {
+                let StoredValues::F16(rows) = values else {
+                    return Err(bad_encoding(name, entry));
+                };
+                table = Some(HostTable {
+                    rows,
+                    width: entry.row_len(),
+                });
+            }
+            HEAD => head = Some((entry.clone(), values.to_f32())),
+            _ => {
+                let tensor = match values {
+                    StoredValues::Q4(q) if entry.shape.len() == 2 => {
+                        DeviceTensor::Q4(Tensor::from_data(q4_tensor_data(&q), device))
+                    }
+                    // The patch embedding (5-D) is small: it is used in f32.
+                    other => {
+                        let values = other.to_f32();
+                        let len = values.len();
+                        DeviceTensor::Float(
+                            Tensor::from_data(TensorData::new(values, [len]), device),
+                            entry.shape.clone(),
+                        )
+                    }
+                };
+                on_device.insert(name.to_string(), tensor);
+            }
+        }
+        Ok(())
+    })?;
+
+    let table = table.ok_or_else(|| missing(TABLE))?;
+    let head_rows = match head {
+        // Untied: the head's kept rows must include the score's two tokens.
+        Some((entry, values)) => {
+            let cols = entry.row_len();
+            let kept = entry.kept_rows.unwrap_or_default();
+            let row = |token: usize| {
+                kept.iter()
+                    .position(|&r| r == token)
+                    .map(|i| values[i * cols..(i + 1) * cols].to_vec())
+                    .ok_or_else(|| {
+                        ModelError::Weights(format!(
+                            "{HEAD} keeps rows {kept:?}, not token {token} that the score reads: \
+                             quantize the model again with its own tokenizer.json"
+                        ))
+                    })
+            };
+            [row(tokens[0])?, row(tokens[1])?]
+        }
+        None => [table.row(tokens[0]), table.row(tokens[1])],
+    };
+
+    let mut placer = Placer {
+        path: Vec::new(),
+        tensors: on_device,
+        problems: Vec::new(),
+    };
+    let net = net.map(&mut placer);
+    placer.problems.extend(
+        placer
+            .tensors
+            .keys()
+            .map(|n| format!("unexpected tensor {n}")),
+    );
+    if !placer.problems.is_empty() {
+        return Err(ModelError::Weights(format!(
+            "the 4-bit model does not match its config.json: {}. Re-create it with `sift quantize` \
+             from the original model",
+            placer.problems.join("; ")
+        )));
+    }
+    Ok((net, QuantizedExtras { table, head_rows }))
+}
+
+fn missing(name: &str) -> ModelError {
+    ModelError::Weights(format!(
+        "the 4-bit model has no {name}: re-create it with `sift quantize`"
+    ))
+}
+
+fn bad_encoding(name: &str, entry: &TensorEntry) -> ModelError {
+    ModelError::Weights(format!(
+        "{name} is stored as {:?}, which this sift does not read there: re-create the model with \
+         `sift quantize`",
+        entry.encoding
+    ))
+}
+
+/// Puts each tensor read from the shards into the parameter with its checkpoint name.
+struct Placer {
+    path: Vec<String>,
+    tensors: BTreeMap<String, DeviceTensor>,
+    problems: Vec<String>,
+}
+
+impl ModuleMapper for Placer {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        // Norms call their parameters `gamma` and `beta`; checkpoints `weight` and `bias`.
+        let name = PyTorchToBurnAdapter
+            .get_alternative_param_name(name, container_type)
+            .unwrap_or_else(|| name.to_string());
+        self.path.push(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = format!("{PREFIX}{}", self.path.join("."));
+        let expected = param.shape().to_vec();
+        let tensor = match self.tensors.remove(&name) {
+            None => {
+                self.problems.push(format!("missing tensor {name}"));
+                return param;
+            }
+            Some(DeviceTensor::Q4(t)) if D == 2 && t.dims().to_vec() == expected => {
+                t.reshape(param.shape())
+            }
+            Some(DeviceTensor::Float(t, shape)) if shape == expected => t.reshape(param.shape()),
+            Some(DeviceTensor::Q4(t)) => {
+                let found = t.dims().to_vec();
+                self.problems.push(format!(
+                    "tensor {name} has shape {found:?}, expected {expected:?}"
+                ));
+                return param;
+            }
+            Some(DeviceTensor::Float(_, found)) => {
+                self.problems.push(format!(
+                    "tensor {name} has shape {found:?}, expected {expected:?}"
+                ));
+                return param;
+            }
+        };
+        Param::initialized(param.id, tensor)
+    }
+}
+
+/// Whether `dir` holds a sift 4-bit model.
+pub fn is_quantized(dir: &std::path::Path) -> bool {
+    dir.join(sift_quant::MANIFEST).is_file()
+}

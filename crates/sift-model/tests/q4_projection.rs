@@ -1,0 +1,105 @@
+//! The Q4 projection (weight uploaded in burn's Q4 layout, dequantized on the device, then an
+//! f32 matmul) against the f32 matmul of the same weight dequantized on the host by sift-quant,
+//! at decode and prefill row counts: on flex, on wgpu (CI: lavapipe), and in a browser on WebGPU
+//! (`wasm-bindgen-test`; see the README's test section).
+
+use burn::module::Param;
+use burn::tensor::TensorData;
+use sift_model::{Device, Projection, Tensor, q4_tensor_data};
+use sift_quant::q4;
+
+/// A deterministic stand-in for trained weights: per-row scales and a few outlier columns.
+fn weights(rows: usize, cols: usize) -> Vec<f32> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..rows * cols)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let uniform = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            let (row, col) = (i / cols, i % cols);
+            let outlier = if col % 61 == 3 { 8.0 } else { 1.0 };
+            uniform * 0.02 * (1.0 + (row % 7) as f32) * outlier
+        })
+        .collect()
+}
+
+async fn values(t: Tensor<2>) -> Vec<f32> {
+    t.into_data_async()
+        .await
+        .unwrap()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+/// Returns, per row count, the largest difference and the largest output.
+async fn compare_q4_projection(device: &Device) -> Vec<(usize, f32, f32)> {
+    let (d_in, d_out) = (256, 96);
+    let q = q4::quantize(&weights(d_out, d_in), d_out, d_in);
+    let layer = |data: TensorData| Projection {
+        weight: Param::from_tensor(Tensor::from_data(data, device)),
+        bias: None,
+    };
+    let q4_layer = layer(q4_tensor_data(&q));
+    let f32_layer = layer(TensorData::new(q.dequantize(), [d_out, d_in]));
+    let mut results = Vec::new();
+    for m in [1, 7, 64, 1000, 2048] {
+        let x: Vec<f32> = weights(m, d_in).iter().map(|v| v * 10.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [m, d_in]), device);
+        let got = values(q4_layer.forward(x.clone())).await;
+        let want = values(f32_layer.forward(x)).await;
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+        results.push((m, worst, scale));
+    }
+    results
+}
+
+/// Within f32 rounding: the same f32 weight either way, so in practice equal.
+fn check(results: &[(usize, f32, f32)]) {
+    for &(m, worst, scale) in results {
+        assert!(
+            scale > 0.0 && worst <= scale * 1e-6,
+            "M = {m}: the Q4 projection differs from dequantize-then-f32 by {worst} (outputs up \
+             to {scale})"
+        );
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use super::*;
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn q4_projection_equals_dequantize_then_f32_on_flex() {
+        check(&pollster::block_on(compare_q4_projection(&Device::flex())));
+    }
+
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn q4_projection_equals_dequantize_then_f32_on_wgpu() {
+        let device = Device::wgpu(Default::default());
+        check(&pollster::block_on(compare_q4_projection(&device)));
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod browser {
+    use super::*;
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    #[wasm_bindgen_test]
+    async fn q4_projection_equals_dequantize_then_f32_in_the_browser() {
+        let device = Device::wgpu_options()
+            .init_async()
+            .await
+            .expect("WebGPU is available (Chromium: --enable-unsafe-webgpu)");
+        check(&compare_q4_projection(&device).await);
+    }
+}
