@@ -7,8 +7,10 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
 
-/// Score-matrix elements computed at once (256 MB in f32).
-const SCORE_BUDGET: usize = 64 << 20;
+/// Score-matrix elements computed at once: 64 MB in f32, half of WebGPU's default
+/// `maxStorageBufferBindingSize`, which keeps one image pair of the 4-bit 2B model within
+/// 1.6 GB of GPU memory (docs/quantization.md).
+const SCORE_BUDGET: usize = 16 << 20;
 
 /// `softmax(q·kᵀ / √d [+ causal mask]) · v` for `q`, `k`, `v` of shape `[heads, len, head_dim]`.
 /// With `causal`, query `i` sees keys `0..=i` (the queries and keys are the same positions).

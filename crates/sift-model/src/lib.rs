@@ -22,7 +22,7 @@ use burn::tensor::{Int, TensorData};
 pub use burn::tensor::{Device, Tensor};
 pub use config::ModelConfig;
 pub use projection::Projection;
-pub use quantized::{is_quantized, q4_tensor_data};
+pub use quantized::{is_quantized, q4_scale_dtype, q4_tensor_data};
 pub use text::TextModel;
 pub use trace::Trace;
 pub use vision::{VisionModel, VisionOutput, VisualItem, VisualKind};

@@ -1,7 +1,7 @@
 //! Weights from a sift 4-bit model directory (`sift quantize`, format in `sift-quant`).
 //!
 //! - Q4 matrices of the linear layers go to the device as burn Q4 tensors (blocks of 32 along
-//!   `in`, f32 scales: WebGPU devices without `shader-f16` cannot read f16) and stay 4-bit there;
+//!   `in`; f16 scales, or f32 on devices without f16 such as SwiftShader) and stay 4-bit there;
 //!   [`Projection`](crate::Projection) dequantizes one per call.
 //! - The token table stays on the host as f16; only a prompt's rows are uploaded.
 //! - Everything else (norms, biases, the patch embedding, the position grid) is f32.
@@ -75,21 +75,36 @@ pub(crate) struct QuantizedExtras {
 }
 
 /// The burn scheme the Q4 weights are uploaded in: symmetric, values −7..7 packed eight to a
-/// `u32`, one f32 scale per 32 values of a row.
-fn q4_scheme() -> QuantScheme {
+/// `u32`, one scale per 32 values of a row, in `scales`.
+fn q4_scheme(scales: ScaleDtype) -> QuantScheme {
     QuantScheme::default()
         .with_value(QuantValue::Q4S)
         .with_store(QuantStore::PackedU32(0))
-        .per_block([q4::BLOCK as u8], ScaleDtype::F32)
+        .per_block([q4::BLOCK as u8], scales)
 }
 
-/// The burn Q4 tensor data of a sift Q4 matrix. sift stores `q + 8` in each nibble (even value
-/// low), burn a two's-complement nibble in the same order within little-endian `u32`s, so each
-/// byte only needs its nibbles' top bits flipped; the f16 scales become f32.
-pub fn q4_tensor_data(q: &q4::Q4Tensor) -> TensorData {
+/// The scale type Q4 weights get on `device`: sift's own f16 where the device computes in f16
+/// (4.5 bits per weight), else f32 (5 bits; WebGPU without `shader-f16`, such as SwiftShader).
+pub fn q4_scale_dtype(device: &Device) -> ScaleDtype {
+    if device.supports_dtype(DType::F16) {
+        ScaleDtype::F16
+    } else {
+        ScaleDtype::F32
+    }
+}
+
+/// The burn Q4 tensor data of a sift Q4 matrix, with `scales` as f16 or f32 (others panic).
+/// sift stores `q + 8` in each nibble (even value low), burn a two's-complement nibble in the
+/// same order within little-endian `u32`s, so each byte only needs its nibbles' top bits
+/// flipped.
+pub fn q4_tensor_data(q: &q4::Q4Tensor, scales: ScaleDtype) -> TensorData {
     let mut bytes: Vec<u8> = q.packed.iter().map(|b| b ^ 0x88).collect();
-    bytes.extend(q.scales.iter().flat_map(|s| s.to_f32().to_le_bytes()));
-    TensorData::from_bytes_vec(bytes, [q.rows, q.cols], DType::QFloat(q4_scheme()))
+    match scales {
+        ScaleDtype::F16 => bytes.extend(q.scales.iter().flat_map(|s| s.to_le_bytes())),
+        ScaleDtype::F32 => bytes.extend(q.scales.iter().flat_map(|s| s.to_f32().to_le_bytes())),
+        other => panic!("sift's Q4 scales are f16, stored as f16 or f32, not {other:?}"),
+    }
+    TensorData::from_bytes_vec(bytes, [q.rows, q.cols], DType::QFloat(q4_scheme(scales)))
 }
 
 /// Bytes of the largest buffer a tensor needs on the device: a Q4 weight's f32 copy while it is
@@ -123,6 +138,7 @@ pub(crate) fn load<M: Module>(
         )));
     }
 
+    let scales = q4_scale_dtype(device);
     let mut on_device = BTreeMap::new();
     let mut table = None;
     let mut head = None;
@@ -141,14 +157,14 @@ pub(crate) fn load<M: Module>(
             _ => {
                 let tensor = match values {
                     StoredValues::Q4(q) if entry.shape.len() == 2 => {
-                        DeviceTensor::Q4(Tensor::from_data(q4_tensor_data(&q), device))
+                        DeviceTensor::Q4(upload(q4_tensor_data(&q, scales), device))
                     }
                     // The patch embedding (5-D) is small: it is used in f32.
                     other => {
                         let values = other.to_f32();
                         let len = values.len();
                         DeviceTensor::Float(
-                            Tensor::from_data(TensorData::new(values, [len]), device),
+                            upload(TensorData::new(values, [len]), device),
                             entry.shape.clone(),
                         )
                     }
@@ -201,6 +217,12 @@ pub(crate) fn load<M: Module>(
         )));
     }
     Ok((net, QuantizedExtras { table, head_rows }))
+}
+
+/// Uploads a weight into the device's persistent pool: exact-fit buffers for data that lives
+/// as long as the model, instead of pages sized for activations.
+fn upload<const D: usize>(data: TensorData, device: &Device) -> Tensor<D> {
+    device.memory_persistent_allocations(data, |data| Tensor::from_data(data, device))
 }
 
 fn missing(name: &str) -> ModelError {

@@ -4,7 +4,8 @@
 //! (`wasm-bindgen-test`; see the README's test section).
 
 use burn::module::Param;
-use burn::tensor::TensorData;
+use burn::tensor::quantization::ScaleDtype;
+use burn::tensor::{DType, TensorData};
 use sift_model::{Device, Projection, Tensor, q4_tensor_data};
 use sift_quant::q4;
 
@@ -32,18 +33,26 @@ async fn values(t: Tensor<2>) -> Vec<f32> {
         .unwrap()
 }
 
-/// Returns, per row count, the largest difference and the largest output.
-async fn compare_q4_projection(device: &Device) -> Vec<(usize, f32, f32)> {
+/// Returns, per scale type the device reads and per row count, the largest difference and the
+/// largest output.
+async fn compare_q4_projection(device: &Device) -> Vec<(ScaleDtype, usize, f32, f32)> {
     let (d_in, d_out) = (256, 96);
     let q = q4::quantize(&weights(d_out, d_in), d_out, d_in);
     let layer = |data: TensorData| Projection {
         weight: Param::from_tensor(Tensor::from_data(data, device)),
         bias: None,
     };
-    let q4_layer = layer(q4_tensor_data(&q));
     let f32_layer = layer(TensorData::new(q.dequantize(), [d_out, d_in]));
+    let mut scale_types = vec![ScaleDtype::F32];
+    if device.supports_dtype(DType::F16) {
+        scale_types.push(ScaleDtype::F16);
+    }
     let mut results = Vec::new();
-    for m in [1, 7, 64, 1000, 2048] {
+    for (scales, m) in scale_types
+        .into_iter()
+        .flat_map(|s| [1, 7, 64, 1000, 2048].map(|m| (s, m)))
+    {
+        let q4_layer = layer(q4_tensor_data(&q, scales));
         let x: Vec<f32> = weights(m, d_in).iter().map(|v| v * 10.0).collect();
         let x = Tensor::<2>::from_data(TensorData::new(x, [m, d_in]), device);
         let got = values(q4_layer.forward(x.clone())).await;
@@ -53,20 +62,26 @@ async fn compare_q4_projection(device: &Device) -> Vec<(usize, f32, f32)> {
             .iter()
             .zip(&want)
             .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
-        results.push((m, worst, scale));
+        results.push((scales, m, worst, scale));
     }
     results
 }
 
 /// Within f32 rounding: the same f32 weight either way, so in practice equal.
-fn check(results: &[(usize, f32, f32)]) {
-    for &(m, worst, scale) in results {
+/// Returns which scale types and row counts ran, for the log.
+fn check(results: &[(ScaleDtype, usize, f32, f32)]) -> String {
+    for &(scales, m, worst, scale) in results {
         assert!(
             scale > 0.0 && worst <= scale * 1e-6,
-            "M = {m}: the Q4 projection differs from dequantize-then-f32 by {worst} (outputs up \
-             to {scale})"
+            "{scales:?} scales, M = {m}: the Q4 projection differs from dequantize-then-f32 by \
+             {worst} (outputs up to {scale})"
         );
     }
+    // f16 scales run only where the device reads f16.
+    format!(
+        "compared: {:?}",
+        results.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>()
+    )
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -76,21 +91,27 @@ mod native {
     #[cfg(feature = "flex")]
     #[test]
     fn q4_projection_equals_dequantize_then_f32_on_flex() {
-        check(&pollster::block_on(compare_q4_projection(&Device::flex())));
+        println!(
+            "{}",
+            check(&pollster::block_on(compare_q4_projection(&Device::flex())))
+        );
     }
 
     #[cfg(feature = "wgpu")]
     #[test]
     fn q4_projection_equals_dequantize_then_f32_on_wgpu() {
         let device = Device::wgpu(Default::default());
-        check(&pollster::block_on(compare_q4_projection(&device)));
+        println!(
+            "{}",
+            check(&pollster::block_on(compare_q4_projection(&device)))
+        );
     }
 }
 
 #[cfg(target_arch = "wasm32")]
 mod browser {
     use super::*;
-    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+    use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
     wasm_bindgen_test_configure!(run_in_browser);
 
@@ -100,6 +121,6 @@ mod browser {
             .init_async()
             .await
             .expect("WebGPU is available (Chromium: --enable-unsafe-webgpu)");
-        check(&compare_q4_projection(&device).await);
+        console_log!("{}", check(&compare_q4_projection(&device).await));
     }
 }

@@ -82,31 +82,42 @@ impl Rng {
 /// with a log-normal scale per row and about one column in a hundred eight times larger (the
 /// outliers that make 4-bit blocks coarse); norms near 1; small biases.
 fn trained_like(name: &str, shape: &[usize], seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = if shape.len() == 1 {
-        let base = if name.contains("norm") && name.ends_with("weight") {
-            1.0
+    let rows = if shape.len() == 1 { 1 } else { shape[0] };
+    let cols = n / rows;
+    let norm = shape.len() == 1 && name.contains("norm") && name.ends_with("weight");
+    let outlier: Vec<f32> = (0..cols)
+        .map(|c| if (c * 7919) % 101 == 0 { 8.0 } else { 1.0 })
+        .collect();
+    // Each row has its own generator, so rows are drawn in parallel and still deterministic.
+    let row = |r: usize, out: &mut [f32]| {
+        let mut rng = Rng((seed << 32 ^ r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        if shape.len() == 1 {
+            let base = if norm { 1.0 } else { 0.0 };
+            out.iter_mut().for_each(|v| *v = base + 0.02 * rng.normal());
         } else {
-            0.0
-        };
-        (0..n).map(|_| base + 0.02 * rng.normal()).collect()
-    } else {
-        let cols = n / shape[0];
-        let outlier: Vec<f32> = (0..cols)
-            .map(|c| if (c * 7919) % 101 == 0 { 8.0 } else { 1.0 })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..shape[0] {
             let row_scale = 0.02 * (0.5 * rng.normal()).exp();
-            out.extend(outlier.iter().map(|o| rng.normal() * row_scale * o));
+            for (v, o) in out.iter_mut().zip(&outlier) {
+                *v = rng.normal() * row_scale * o;
+            }
         }
-        out
+        for v in out.iter_mut() {
+            *v = bf16::from_f32(*v).to_f32();
+        }
     };
+    let mut values = vec![0f32; n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let rows_per_thread = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (t, chunk) in values.chunks_mut(rows_per_thread * cols).enumerate() {
+            scope.spawn(move || {
+                for (i, out) in chunk.chunks_mut(cols).enumerate() {
+                    row(t * rows_per_thread + i, out);
+                }
+            });
+        }
+    });
     values
-        .into_iter()
-        .map(|v| bf16::from_f32(v).to_f32())
-        .collect()
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -193,8 +204,9 @@ fn memory(args: &[String]) {
     device.sync().unwrap();
     let loaded = device.memory_pool_usage().unwrap();
     println!(
-        "loaded in {:.1} s: {} in use, {} reserved",
+        "loaded in {:.1} s ({:?} Q4 scales): {} in use, {} reserved",
         started.elapsed().as_secs_f64(),
+        sift_model::q4_scale_dtype(&device),
         mb(loaded.bytes_in_use),
         mb(loaded.bytes_reserved)
     );
