@@ -46,10 +46,24 @@ pub enum ModelError {
 }
 
 /// The default GPU through wgpu (Vulkan, Metal or DirectX 12), or why there is none.
-#[cfg(feature = "wgpu")]
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub fn gpu_device() -> Result<Device, ModelError> {
+    gpu_from_setup(Device::wgpu_options().init_with_setup())
+}
+
+/// The default GPU, set up asynchronously: in a browser, its WebGPU adapter.
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+pub async fn gpu_device_async() -> Result<Device, ModelError> {
+    gpu_from_setup(Device::wgpu_options().init_with_setup_async().await)
+}
+
+/// Records the binding limit of a new GPU, or shares the one already set up.
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+fn gpu_from_setup(
+    setup: Result<(Device, burn::tensor::wgpu::WgpuSetup), burn::tensor::wgpu::WgpuInitError>,
+) -> Result<Device, ModelError> {
     use burn::tensor::wgpu::WgpuInitError;
-    match Device::wgpu_options().init_with_setup() {
+    match setup {
         Ok((device, setup)) => {
             let limits = setup.device.limits();
             let binding = limits
@@ -61,17 +75,18 @@ pub fn gpu_device() -> Result<Device, ModelError> {
         // The runtime is already up in this process (an earlier load): share it.
         Err(WgpuInitError::Registration { .. }) => Ok(Device::wgpu(Default::default())),
         Err(e) => Err(ModelError::Gpu(format!(
-            "{e}. Check the GPU driver (Vulkan, Metal or DirectX 12), or use the CPU backend \
-             (--device cpu)"
+            "{e}. Check the GPU driver (Vulkan, Metal or DirectX 12) or the browser's WebGPU \
+             support, or use the CPU backend (--device cpu)"
         ))),
     }
 }
 
-/// The GPU `gpu_device` set up, with the largest buffer it binds, in bytes
+/// The GPU [`gpu_device`] or [`gpu_device_async`] set up, with the largest buffer it binds, in bytes
 /// (`maxStorageBufferBindingSize`, capped by `maxBufferSize`).
 static GPU_BINDING_LIMIT: std::sync::OnceLock<(Device, u64)> = std::sync::OnceLock::new();
 
-/// The largest buffer `device` binds, where known (GPUs set up by [`gpu_device`]).
+/// The largest buffer `device` binds, where known (GPUs set up by [`gpu_device`] or
+/// [`gpu_device_async`]).
 pub fn binding_limit(device: &Device) -> Option<u64> {
     GPU_BINDING_LIMIT
         .get()

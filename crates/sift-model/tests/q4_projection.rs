@@ -117,10 +117,11 @@ mod browser {
 
     #[wasm_bindgen_test]
     async fn q4_projection_equals_dequantize_then_f32_in_the_browser() {
-        let device = Device::wgpu_options()
-            .init_async()
+        let device = sift_model::gpu_device_async()
             .await
             .expect("WebGPU is available (Chromium: --enable-unsafe-webgpu)");
+        let limit = sift_model::binding_limit(&device).expect("the adapter's limits are read");
+        console_log!("binding limit {limit} bytes");
         console_log!("{}", check(&compare_q4_projection(&device).await));
     }
 }
