@@ -3,7 +3,8 @@
 //! scores and rankings. Figures in docs/quantization.md.
 //!
 //! ```text
-//! q4_real_shape generate --size 2b|8b --tokenizer DIR --out DIR [--with-f32]
+//! q4_real_shape generate --size 2b|8b --tokenizer DIR --out DIR [--with-f32] [--outliers N]
+//!                        [--noise R]                  # weights × (1 + R·n): a control
 //! q4_real_shape memory   --model DIR            # GPU memory: loaded, and after one image pair
 //! q4_real_shape fidelity --f32 DIR --q4 DIR     # 3 queries × 20 documents
 //! ```
@@ -79,15 +80,24 @@ impl Rng {
 }
 
 /// Values drawn like a trained checkpoint's, rounded to bf16 as checkpoints ship: matrices
-/// with a log-normal scale per row and about one column in a hundred eight times larger (the
+/// with a log-normal scale per row and `outliers` evenly spaced columns eight times larger (the
 /// outliers that make 4-bit blocks coarse); norms near 1; small biases.
-fn trained_like(name: &str, shape: &[usize], seed: u64) -> Vec<f32> {
+/// With `noise` > 0, every matrix value is then scaled by `1 + noise·n`, `n` normal from a
+/// stream of its own: the same model, perturbed by a known relative amount.
+fn trained_like(name: &str, shape: &[usize], seed: u64, outliers: usize, noise: f32) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let rows = if shape.len() == 1 { 1 } else { shape[0] };
     let cols = n / rows;
     let norm = shape.len() == 1 && name.contains("norm") && name.ends_with("weight");
+    let spacing = (cols / outliers.max(1)).max(1);
     let outlier: Vec<f32> = (0..cols)
-        .map(|c| if (c * 7919) % 101 == 0 { 8.0 } else { 1.0 })
+        .map(|c| {
+            if outliers > 0 && c % spacing == 17 % spacing && c / spacing < outliers {
+                8.0
+            } else {
+                1.0
+            }
+        })
         .collect();
     // Each row has its own generator, so rows are drawn in parallel and still deterministic.
     let row = |r: usize, out: &mut [f32]| {
@@ -99,6 +109,11 @@ fn trained_like(name: &str, shape: &[usize], seed: u64) -> Vec<f32> {
             let row_scale = 0.02 * (0.5 * rng.normal()).exp();
             for (v, o) in out.iter_mut().zip(&outlier) {
                 *v = rng.normal() * row_scale * o;
+            }
+            let mut perturbation = Rng(rng.0 ^ 0x5851_f42d_4c95_7f2d);
+            if noise > 0.0 {
+                out.iter_mut()
+                    .for_each(|v| *v *= 1.0 + noise * perturbation.normal());
             }
         }
         for v in out.iter_mut() {
@@ -135,6 +150,8 @@ fn generate(args: &[String]) {
     let tokenizer = required(args, "--tokenizer");
     let out = required(args, "--out");
     let with_f32 = args.iter().any(|a| a == "--with-f32");
+    let outliers: usize = arg(args, "--outliers").map_or(4, |n| n.parse().expect("--outliers N"));
+    let noise: f32 = arg(args, "--noise").map_or(0.0, |r| r.parse().expect("--noise R"));
     let config_json = serde_json::to_string_pretty(&config(&size)).unwrap();
     let config = ModelConfig::from_json(&config_json).unwrap();
     let names = sift_model::checkpoint_tensors(&config, &Device::flex());
@@ -151,7 +168,7 @@ fn generate(args: &[String]) {
     let mut checkpoint: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     let started = std::time::Instant::now();
     for (i, (name, shape)) in names.iter().enumerate() {
-        let values = trained_like(name, shape, i as u64 + 1);
+        let values = trained_like(name, shape, i as u64 + 1, outliers, noise);
         if with_f32 {
             let bytes = values
                 .iter()
