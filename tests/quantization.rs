@@ -63,6 +63,34 @@ fn check_q4_directory_runs_like_its_f32_weights(device: &Device, tolerance: f32)
     }
 }
 
+/// A device whose buffers are too small for the model is refused before anything is
+/// allocated, with the tensor, both sizes and the fix named.
+#[test]
+fn a_model_over_the_gpu_binding_limit_is_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let case = Case::load("tied-deep", "text");
+    let tokens = case.score_tokens();
+    let q = work.path().join("q4");
+    quantize_model(
+        &model_dir("tied-deep"),
+        &q,
+        &[tokens.yes as usize, tokens.no as usize],
+    )
+    .unwrap();
+    let device = Device::flex();
+    let refused = RerankerModel::load_quantized(&q, tokens, &device, Some(20_000));
+    let message = refused
+        .err()
+        .expect("a 20 kB binding limit is refused")
+        .to_string();
+    println!("{message}");
+    assert!(
+        message.contains("this GPU binds at most") && message.contains("model."),
+        "{message}"
+    );
+    assert!(RerankerModel::load_quantized(&q, tokens, &device, Some(1 << 30)).is_ok());
+}
+
 #[test]
 fn a_q4_directory_runs_like_its_f32_weights_on_flex() {
     check_q4_directory_runs_like_its_f32_weights(&Device::flex(), 1e-5);

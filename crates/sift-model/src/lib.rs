@@ -159,7 +159,7 @@ impl RerankerModel {
     /// `sift quantize`).
     pub fn load(dir: &Path, tokens: ScoreTokens, device: &Device) -> Result<Self, ModelError> {
         if quantized::is_quantized(dir) {
-            return Self::load_quantized(dir, tokens, device);
+            return Self::load_quantized(dir, tokens, device, binding_limit(device));
         }
         let config_path = dir.join("config.json");
         let json = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
@@ -186,10 +186,14 @@ impl RerankerModel {
         ))
     }
 
-    fn load_quantized(
+    /// Loads a sift 4-bit directory, refusing it before anything is allocated if one of its
+    /// buffers would exceed `max_binding` bytes (by default, [`load`](Self::load) uses the
+    /// device's own limit, where known).
+    pub fn load_quantized(
         dir: &Path,
         tokens: ScoreTokens,
         device: &Device,
+        max_binding: Option<u64>,
     ) -> Result<Self, ModelError> {
         let model = sift_quant::QuantizedModel::open(dir)?;
         let json = model.read_file("config.json")?;
@@ -203,7 +207,7 @@ impl RerankerModel {
             net,
             [tokens.yes as usize, tokens.no as usize],
             device,
-            binding_limit(device),
+            max_binding,
         )?;
         let [yes, no] = &extras.head_rows;
         Ok(Self::assemble(

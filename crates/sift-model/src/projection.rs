@@ -3,7 +3,8 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::module::linear;
+use burn::tensor::{DType, Device, Tensor};
 
 #[derive(Module, Debug)]
 pub struct Projection {
@@ -28,9 +29,45 @@ impl Projection {
 
     /// `x · Wᵀ + b` over the last axis of `x`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_dequantizing(x, DEQUANTIZE_AT_ONCE)
+    }
+
+    /// [`forward`](Self::forward), dequantizing a Q4 weight at most `values` at a time (whole
+    /// rows, at least one): each block of rows is dequantized, multiplied and dropped, and the
+    /// outputs are joined.
+    pub fn forward_dequantizing<const D: usize>(&self, x: Tensor<D>, values: usize) -> Tensor<D> {
         // A Q4 weight becomes f32 for this call only (a no-op for f32): burn's fused Q4 matmul
         // measured 4.6–12× slower than this at prefill shapes (docs/q4-spike.md).
-        let weight = self.weight.val().dequantize().transpose();
-        burn::tensor::module::linear(x, weight, self.bias.as_ref().map(|b| b.val()))
+        let weight = self.weight.val();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let [d_out, d_in] = weight.dims();
+        let rows = rows_at_once(d_in, values);
+        if !matches!(weight.dtype(), DType::QFloat(_)) || rows >= d_out {
+            return linear(x, weight.dequantize().transpose(), bias);
+        }
+        let parts = (0..d_out)
+            .step_by(rows)
+            .map(|start| {
+                let end = (start + rows).min(d_out);
+                let block = weight.clone().slice([start..end, 0..d_in]).dequantize();
+                let bias = bias.clone().map(|b| b.slice(start..end));
+                linear(x.clone(), block.transpose(), bias)
+            })
+            .collect();
+        Tensor::cat(parts, D - 1)
     }
+}
+
+/// Values of a Q4 weight dequantized at once: 8 M, 32 MB of f32, so that no f32 copy exceeds
+/// WebGPU's default binding size (the 8B model's MLP weights are 201 MB whole).
+const DEQUANTIZE_AT_ONCE: usize = 8 << 20;
+
+/// Rows of a weight `d_in` wide dequantized at once for a budget of `values`.
+fn rows_at_once(d_in: usize, values: usize) -> usize {
+    (values / d_in.max(1)).max(1)
+}
+
+/// Bytes of the largest f32 copy [`Projection::forward`] makes of a `[d_out, d_in]` Q4 weight.
+pub(crate) fn dequantized_bytes(d_out: usize, d_in: usize) -> u64 {
+    (rows_at_once(d_in, DEQUANTIZE_AT_ONCE).min(d_out) * d_in) as u64 * 4
 }

@@ -16,9 +16,9 @@ use burn::store::{ModuleAdapter, PyTorchToBurnAdapter};
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
-use sift_quant::{QuantError, QuantizedModel, StoredValues, TensorEntry, q4};
+use sift_quant::{Encoding, QuantError, QuantizedModel, StoredValues, TensorEntry, q4};
 
-use crate::ModelError;
+use crate::{ModelError, projection};
 
 /// Checkpoint names carry this prefix; the network's module paths do not.
 const PREFIX: &str = "model.";
@@ -107,10 +107,14 @@ pub fn q4_tensor_data(q: &q4::Q4Tensor, scales: ScaleDtype) -> TensorData {
     TensorData::from_bytes_vec(bytes, [q.rows, q.cols], DType::QFloat(q4_scheme(scales)))
 }
 
-/// Bytes of the largest buffer a tensor needs on the device: a Q4 weight's f32 copy while it is
-/// dequantized for a call, other tensors' f32 values.
+/// Bytes of the largest buffer a tensor needs on the device: the f32 copy a Q4 matrix's
+/// projection makes, other tensors' f32 values.
 fn device_bytes(entry: &TensorEntry) -> u64 {
-    (entry.stored_rows() * entry.row_len()) as u64 * 4
+    let (rows, cols) = (entry.stored_rows(), entry.row_len());
+    match entry.encoding {
+        Encoding::Q4B32 if entry.shape.len() == 2 => projection::dequantized_bytes(rows, cols),
+        _ => (rows * cols) as u64 * 4,
+    }
 }
 
 /// Reads every tensor of `model` onto `device`, checking `max_binding` (bytes) first.
@@ -130,11 +134,11 @@ pub(crate) fn load<M: Module>(
         && device_bytes(entry) > limit
     {
         return Err(ModelError::Gpu(format!(
-            "{name} needs a {} MB buffer, but this GPU binds at most {} MB \
+            "{name} needs a {} buffer, but this GPU binds at most {} \
              (maxStorageBufferBindingSize). Use a smaller model, or a browser or GPU with higher \
              WebGPU limits",
-            device_bytes(entry) / 1_000_000,
-            limit / 1_000_000
+            size(device_bytes(entry)),
+            size(limit)
         )));
     }
 
@@ -223,6 +227,13 @@ pub(crate) fn load<M: Module>(
 /// as long as the model, instead of pages sized for activations.
 fn upload<const D: usize>(data: TensorData, device: &Device) -> Tensor<D> {
     device.memory_persistent_allocations(data, |data| Tensor::from_data(data, device))
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 fn missing(name: &str) -> ModelError {

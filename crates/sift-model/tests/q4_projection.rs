@@ -1,5 +1,5 @@
-//! The Q4 projection (weight uploaded in burn's Q4 layout, dequantized on the device, then an
-//! f32 matmul) against the f32 matmul of the same weight dequantized on the host by sift-quant,
+//! The Q4 projection (weight uploaded in burn's Q4 layout, dequantized on the device whole or in
+//! blocks of rows, then an f32 matmul) against the f32 matmul of the same weight dequantized on the host by sift-quant,
 //! at decode and prefill row counts: on flex, on wgpu (CI: lavapipe), and in a browser on WebGPU
 //! (`wasm-bindgen-test`; see the README's test section).
 
@@ -38,9 +38,13 @@ async fn values(t: Tensor<2>) -> Vec<f32> {
 async fn compare_q4_projection(device: &Device) -> Vec<(ScaleDtype, usize, f32, f32)> {
     let (d_in, d_out) = (256, 96);
     let q = q4::quantize(&weights(d_out, d_in), d_out, d_in);
+    let bias: Vec<f32> = (0..d_out).map(|i| i as f32 * 0.01 - 0.3).collect();
     let layer = |data: TensorData| Projection {
         weight: Param::from_tensor(Tensor::from_data(data, device)),
-        bias: None,
+        bias: Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias.clone(), [d_out]),
+            device,
+        ))),
     };
     let f32_layer = layer(TensorData::new(q.dequantize(), [d_out, d_in]));
     let mut scale_types = vec![ScaleDtype::F32];
@@ -55,12 +59,14 @@ async fn compare_q4_projection(device: &Device) -> Vec<(ScaleDtype, usize, f32, 
         let q4_layer = layer(q4_tensor_data(&q, scales));
         let x: Vec<f32> = weights(m, d_in).iter().map(|v| v * 10.0).collect();
         let x = Tensor::<2>::from_data(TensorData::new(x, [m, d_in]), device);
-        let got = values(q4_layer.forward(x.clone())).await;
-        let want = values(f32_layer.forward(x)).await;
+        let want = values(f32_layer.forward(x.clone())).await;
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let worst = got
+        // Whole, and dequantized 20 rows at a time (the last block short).
+        let whole = values(q4_layer.forward(x.clone())).await;
+        let in_blocks = values(q4_layer.forward_dequantizing(x, 20 * d_in)).await;
+        let worst = [whole, in_blocks]
             .iter()
-            .zip(&want)
+            .flat_map(|got| got.iter().zip(&want))
             .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
         results.push((scales, m, worst, scale));
     }
