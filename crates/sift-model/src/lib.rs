@@ -206,6 +206,7 @@ impl RerankerModel {
             &model,
             net,
             [tokens.yes as usize, tokens.no as usize],
+            config.tied_embeddings(),
             device,
             max_binding,
         )?;

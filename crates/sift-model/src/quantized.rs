@@ -117,11 +117,13 @@ fn device_bytes(entry: &TensorEntry) -> u64 {
     }
 }
 
-/// Reads every tensor of `model` onto `device`, checking `max_binding` (bytes) first.
+/// Reads every tensor of `model` onto `device`, checking `max_binding` (bytes) first. `tied`:
+/// whether the score reads the token table's rows rather than the head's.
 pub(crate) fn load<M: Module>(
     model: &QuantizedModel,
     net: M,
     tokens: [usize; 2],
+    tied: bool,
     device: &Device,
     max_binding: Option<u64>,
 ) -> Result<(M, QuantizedExtras), ModelError> {
@@ -180,7 +182,8 @@ pub(crate) fn load<M: Module>(
     })?;
 
     let table = table.ok_or_else(|| missing(TABLE))?;
-    let head_rows = match head {
+    // A tied model reads its table's rows, as transformers does even if a head was saved.
+    let head_rows = match head.filter(|_| !tied) {
         // Untied: the head's kept rows must include the score's two tokens.
         Some((entry, values)) => {
             let cols = entry.row_len();
@@ -198,7 +201,8 @@ pub(crate) fn load<M: Module>(
             };
             [row(tokens[0])?, row(tokens[1])?]
         }
-        None => [table.row(tokens[0]), table.row(tokens[1])],
+        None if tied => [table.row(tokens[0]), table.row(tokens[1])],
+        None => return Err(missing(HEAD)),
     };
 
     let mut placer = Placer {
