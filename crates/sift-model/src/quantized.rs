@@ -18,10 +18,9 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
 use sift_quant::{Encoding, QuantError, QuantizedModel, StoredValues, TensorEntry, q4};
 
+use crate::weights::PREFIX;
 use crate::{ModelError, projection};
 
-/// Checkpoint names carry this prefix; the network's module paths do not.
-const PREFIX: &str = "model.";
 const TABLE: &str = "model.language_model.embed_tokens.weight";
 const HEAD: &str = "lm_head.weight";
 
@@ -40,15 +39,8 @@ pub(crate) struct HostTable {
 impl HostTable {
     /// The rows of `ids` as an f32 `[ids.len(), width]` tensor on `device`.
     pub(crate) fn lookup(&self, ids: &[u32], device: &Device) -> Tensor<2> {
-        let w = self.width;
-        let values: Vec<f32> = ids
-            .iter()
-            .flat_map(|&id| {
-                let id = id as usize;
-                self.rows[id * w..(id + 1) * w].iter().map(|x| x.to_f32())
-            })
-            .collect();
-        Tensor::from_data(TensorData::new(values, [ids.len(), w]), device)
+        let values: Vec<f32> = ids.iter().flat_map(|&id| self.row(id as usize)).collect();
+        Tensor::from_data(TensorData::new(values, [ids.len(), self.width]), device)
     }
 
     fn row(&self, id: usize) -> Vec<f32> {
@@ -65,6 +57,16 @@ enum DeviceTensor {
     Q4(Tensor<2>),
     /// f32, flattened; reshaped to the parameter's rank when it is placed.
     Float(Tensor<1>, Vec<usize>),
+}
+
+impl DeviceTensor {
+    /// The checkpoint shape it stands for.
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Self::Q4(t) => t.dims().to_vec(),
+            Self::Float(_, shape) => shape.clone(),
+        }
+    }
 }
 
 /// What a 4-bit directory holds besides the network's parameters.
@@ -277,28 +279,20 @@ impl ModuleMapper for Placer {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = format!("{PREFIX}{}", self.path.join("."));
         let expected = param.shape().to_vec();
-        let tensor = match self.tensors.remove(&name) {
-            None => {
-                self.problems.push(format!("missing tensor {name}"));
-                return param;
-            }
-            Some(DeviceTensor::Q4(t)) if D == 2 && t.dims().to_vec() == expected => {
-                t.reshape(param.shape())
-            }
-            Some(DeviceTensor::Float(t, shape)) if shape == expected => t.reshape(param.shape()),
-            Some(DeviceTensor::Q4(t)) => {
-                let found = t.dims().to_vec();
-                self.problems.push(format!(
-                    "tensor {name} has shape {found:?}, expected {expected:?}"
-                ));
-                return param;
-            }
-            Some(DeviceTensor::Float(_, found)) => {
-                self.problems.push(format!(
-                    "tensor {name} has shape {found:?}, expected {expected:?}"
-                ));
-                return param;
-            }
+        let Some(tensor) = self.tensors.remove(&name) else {
+            self.problems.push(format!("missing tensor {name}"));
+            return param;
+        };
+        let found = tensor.shape();
+        if found != expected {
+            self.problems.push(format!(
+                "tensor {name} has shape {found:?}, expected {expected:?}"
+            ));
+            return param;
+        }
+        let tensor = match tensor {
+            DeviceTensor::Q4(t) => t.reshape(param.shape()),
+            DeviceTensor::Float(t, _) => t.reshape(param.shape()),
         };
         Param::initialized(param.id, tensor)
     }

@@ -22,7 +22,7 @@ use safetensors::tensor::{Metadata, TensorInfo};
 use crate::ModelError;
 
 /// Checkpoint names carry this prefix; the network's module paths do not.
-const PREFIX: &str = "model.";
+pub(crate) const PREFIX: &str = "model.";
 
 struct Shard {
     path: PathBuf,
