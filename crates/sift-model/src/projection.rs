@@ -8,9 +8,12 @@ use burn::tensor::{DType, Device, Tensor};
 
 #[derive(Module, Debug)]
 pub struct Projection {
-    /// `[out, in]`: f32, or Q4 with one scale per 32 values of a row.
+    /// `[out, in]`: f32, or Q4 with one scale per 32 values of a row, each row padded to whole
+    /// blocks (`[out, in.next_multiple_of(32)]`).
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
+    /// Width of the input, without a Q4 weight's padding.
+    d_in: usize,
 }
 
 impl Projection {
@@ -19,12 +22,23 @@ impl Projection {
         Self {
             weight: Initializer::Zeros.init([d_out, d_in], device),
             bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+            d_in,
+        }
+    }
+
+    /// A layer from its weight (`[out, in]` f32, or Q4 padded to whole blocks) and bias, for an
+    /// input `d_in` wide.
+    pub fn from_tensors(weight: Tensor<2>, bias: Option<Tensor<1>>, d_in: usize) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+            d_in,
         }
     }
 
     /// Width of the input.
     pub fn d_in(&self) -> usize {
-        self.weight.shape()[1]
+        self.d_in
     }
 
     /// `x · Wᵀ + b` over the last axis of `x`.
@@ -40,18 +54,31 @@ impl Projection {
         // measured 4.6–12× slower than this at prefill shapes (docs/q4-spike.md).
         let weight = self.weight.val();
         let bias = self.bias.as_ref().map(|b| b.val());
-        let [d_out, d_in] = weight.dims();
-        let rows = rows_at_once(d_in, values);
+        let [d_out, stored_in] = weight.dims();
+        let d_in = self.d_in;
+        // Rows of a Q4 weight end in padding to whole blocks, dropped once dequantized.
+        let unpadded = |w: Tensor<2>| {
+            if stored_in == d_in {
+                w
+            } else {
+                let rows = w.dims()[0];
+                w.slice([0..rows, 0..d_in])
+            }
+        };
+        let rows = rows_at_once(stored_in, values);
         if !matches!(weight.dtype(), DType::QFloat(_)) || rows >= d_out {
-            return linear(x, weight.dequantize().transpose(), bias);
+            return linear(x, unpadded(weight.dequantize()).transpose(), bias);
         }
         let parts = (0..d_out)
             .step_by(rows)
             .map(|start| {
                 let end = (start + rows).min(d_out);
-                let block = weight.clone().slice([start..end, 0..d_in]).dequantize();
+                let block = weight
+                    .clone()
+                    .slice([start..end, 0..stored_in])
+                    .dequantize();
                 let bias = bias.clone().map(|b| b.slice(start..end));
-                linear(x.clone(), block.transpose(), bias)
+                linear(x.clone(), unpadded(block).transpose(), bias)
             })
             .collect();
         Tensor::cat(parts, D - 1)
@@ -69,5 +96,6 @@ fn rows_at_once(d_in: usize, values: usize) -> usize {
 
 /// Bytes of the largest f32 copy [`Projection::forward`] makes of a `[d_out, d_in]` Q4 weight.
 pub(crate) fn dequantized_bytes(d_out: usize, d_in: usize) -> u64 {
-    (rows_at_once(d_in, DEQUANTIZE_AT_ONCE).min(d_out) * d_in) as u64 * 4
+    let stored_in = sift_quant::q4::padded_cols(d_in);
+    (rows_at_once(stored_in, DEQUANTIZE_AT_ONCE).min(d_out) * stored_in) as u64 * 4
 }

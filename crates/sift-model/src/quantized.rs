@@ -53,8 +53,8 @@ impl HostTable {
 
 /// A tensor read from the shards, already on the device.
 enum DeviceTensor {
-    /// `[out, in]` in Q4.
-    Q4(Tensor<2>),
+    /// `[out, in]` in Q4, stored with rows padded to whole blocks.
+    Q4(Tensor<2>, [usize; 2]),
     /// f32, flattened; reshaped to the parameter's rank when it is placed.
     Float(Tensor<1>, Vec<usize>),
 }
@@ -63,7 +63,7 @@ impl DeviceTensor {
     /// The checkpoint shape it stands for.
     fn shape(&self) -> Vec<usize> {
         match self {
-            Self::Q4(t) => t.dims().to_vec(),
+            Self::Q4(_, shape) => shape.to_vec(),
             Self::Float(_, shape) => shape.clone(),
         }
     }
@@ -106,7 +106,8 @@ pub fn q4_tensor_data(q: &q4::Q4Tensor, scales: ScaleDtype) -> TensorData {
         ScaleDtype::F32 => bytes.extend(q.scales.iter().flat_map(|s| s.to_f32().to_le_bytes())),
         other => panic!("sift's Q4 scales are f16, stored as f16 or f32, not {other:?}"),
     }
-    TensorData::from_bytes_vec(bytes, [q.rows, q.cols], DType::QFloat(q4_scheme(scales)))
+    let shape = [q.rows, q4::padded_cols(q.cols)];
+    TensorData::from_bytes_vec(bytes, shape, DType::QFloat(q4_scheme(scales)))
 }
 
 /// Bytes of the largest buffer a tensor needs on the device: the f32 copy a Q4 matrix's
@@ -164,9 +165,10 @@ pub(crate) fn load<M: Module>(
             HEAD => head = Some((entry.clone(), values.to_f32())),
             _ => {
                 let tensor = match values {
-                    StoredValues::Q4(q) if entry.shape.len() == 2 => {
-                        DeviceTensor::Q4(upload(q4_tensor_data(&q, scales), device))
-                    }
+                    StoredValues::Q4(q) if entry.shape.len() == 2 => DeviceTensor::Q4(
+                        upload(q4_tensor_data(&q, scales), device),
+                        [q.rows, q.cols],
+                    ),
                     // The patch embedding (5-D) is small: it is used in f32.
                     other => {
                         let values = other.to_f32();
@@ -291,7 +293,11 @@ impl ModuleMapper for Placer {
             return param;
         }
         let tensor = match tensor {
-            DeviceTensor::Q4(t) => t.reshape(param.shape()),
+            // Projection knows its weight's rows may be padded.
+            DeviceTensor::Q4(t, _) => {
+                let stored = t.shape();
+                t.reshape(stored)
+            }
             DeviceTensor::Float(t, _) => t.reshape(param.shape()),
         };
         Param::initialized(param.id, tensor)

@@ -3,7 +3,6 @@
 //! at decode and prefill row counts: on flex, on wgpu (CI: lavapipe), and in a browser on WebGPU
 //! (`wasm-bindgen-test`; see the README's test section).
 
-use burn::module::Param;
 use burn::tensor::quantization::ScaleDtype;
 use burn::tensor::{DType, TensorData};
 use sift_model::{Device, Projection, Tensor, q4_tensor_data};
@@ -33,18 +32,27 @@ async fn values(t: Tensor<2>) -> Vec<f32> {
         .unwrap()
 }
 
-/// Returns, per scale type the device reads and per row count, the largest difference and the
-/// largest output.
-async fn compare_q4_projection(device: &Device) -> Vec<(ScaleDtype, usize, f32, f32)> {
-    let (d_in, d_out) = (256, 96);
+/// One comparison: the input width, the scale type, the row count, the largest difference and
+/// the largest output.
+type Comparison = (usize, ScaleDtype, usize, f32, f32);
+
+/// Compares at inputs of whole blocks (256) and of rows padded to whole blocks (272), per scale
+/// type the device reads and per row count.
+async fn compare_q4_projection(device: &Device) -> Vec<Comparison> {
+    let mut results = Vec::new();
+    for d_in in [256, 272] {
+        results.extend(compare_at_width(device, d_in).await);
+    }
+    results
+}
+
+async fn compare_at_width(device: &Device, d_in: usize) -> Vec<Comparison> {
+    let d_out = 96;
     let q = q4::quantize(&weights(d_out, d_in), d_out, d_in);
     let bias: Vec<f32> = (0..d_out).map(|i| i as f32 * 0.01 - 0.3).collect();
-    let layer = |data: TensorData| Projection {
-        weight: Param::from_tensor(Tensor::from_data(data, device)),
-        bias: Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(bias.clone(), [d_out]),
-            device,
-        ))),
+    let layer = |data: TensorData| {
+        let bias = Tensor::from_data(TensorData::new(bias.clone(), [d_out]), device);
+        Projection::from_tensors(Tensor::from_data(data, device), Some(bias), d_in)
     };
     let f32_layer = layer(TensorData::new(q.dequantize(), [d_out, d_in]));
     let mut scale_types = vec![ScaleDtype::F32];
@@ -68,25 +76,25 @@ async fn compare_q4_projection(device: &Device) -> Vec<(ScaleDtype, usize, f32, 
             .iter()
             .flat_map(|got| got.iter().zip(&want))
             .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
-        results.push((scales, m, worst, scale));
+        results.push((d_in, scales, m, worst, scale));
     }
     results
 }
 
 /// Within f32 rounding: the same f32 weight either way, so in practice equal.
 /// Returns which scale types and row counts ran, for the log.
-fn check(results: &[(ScaleDtype, usize, f32, f32)]) -> String {
-    for &(scales, m, worst, scale) in results {
+fn check(results: &[Comparison]) -> String {
+    for &(d_in, scales, m, worst, scale) in results {
         assert!(
             scale > 0.0 && worst <= scale * 1e-6,
-            "{scales:?} scales, M = {m}: the Q4 projection differs from dequantize-then-f32 by \
-             {worst} (outputs up to {scale})"
+            "{d_in} inputs, {scales:?} scales, M = {m}: the Q4 projection differs from \
+             dequantize-then-f32 by {worst} (outputs up to {scale})"
         );
     }
     // f16 scales run only where the device reads f16.
     format!(
         "compared: {:?}",
-        results.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>()
+        results.iter().map(|r| (r.0, r.1, r.2)).collect::<Vec<_>>()
     )
 }
 

@@ -95,22 +95,19 @@ fn to_f32(view: &TensorView, name: &str) -> Result<Vec<f32>, QuantError> {
 /// How a tensor is stored: Q4 for the matrices of linear and convolution layers, F16 for other
 /// tables (embeddings, the vision position grid), F32 for 1-D tensors (norms, biases).
 fn encoding_of(name: &str, shape: &[usize]) -> Encoding {
-    let cols: usize = shape.iter().skip(1).product();
     if shape.len() < 2 || name == HEAD {
         Encoding::F32
     } else if name.contains("embed_tokens") || name.contains("pos_embed") {
         Encoding::F16
-    } else if cols.is_multiple_of(BLOCK) {
-        Encoding::Q4B32
     } else {
-        Encoding::F16
+        Encoding::Q4B32
     }
 }
 
 /// Bytes one row takes in an encoding.
 fn row_bytes(encoding: Encoding, cols: usize) -> usize {
     match encoding {
-        Encoding::Q4B32 => cols / 2 + cols / BLOCK * 2,
+        Encoding::Q4B32 => q4::padded_cols(cols) / 2 + q4::padded_cols(cols) / BLOCK * 2,
         Encoding::F16 => cols * 2,
         Encoding::F32 => cols * 4,
     }
@@ -332,13 +329,13 @@ impl QuantizedWriter {
                     self.shards.push(StoredTensor {
                         key: format!("{key}.q4"),
                         dtype: Dtype::U8,
-                        shape: vec![end - start, cols / 2],
+                        shape: vec![end - start, q4::padded_cols(cols) / 2],
                         bytes: q.packed,
                     });
                     self.shards.push(StoredTensor {
                         key: format!("{key}.scales"),
                         dtype: Dtype::F16,
-                        shape: vec![end - start, cols / BLOCK],
+                        shape: vec![end - start, q4::padded_cols(cols) / BLOCK],
                         bytes: q.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
                     });
                 }

@@ -9,7 +9,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::QuantError;
 use crate::manifest::{Encoding, QuantizedModel, TensorEntry};
-use crate::q4::{BLOCK, Q4Tensor};
+use crate::q4::{BLOCK, Q4Tensor, padded_cols};
 
 /// A tensor's stored rows (only the kept rows of the head), as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,16 +142,12 @@ fn read_part(
     };
     Ok(match entry.encoding {
         Encoding::Q4B32 => {
-            if !cols.is_multiple_of(BLOCK) {
-                return Err(format!(
-                    "rows of {cols} values cannot hold blocks of {BLOCK}"
-                ));
-            }
-            let packed = get(&format!("{key}.q4"), Dtype::U8, rows * cols / 2)?;
+            let width = padded_cols(cols);
+            let packed = get(&format!("{key}.q4"), Dtype::U8, rows * width / 2)?;
             let scales = get(
                 &format!("{key}.scales"),
                 Dtype::F16,
-                rows * cols / BLOCK * 2,
+                rows * width / BLOCK * 2,
             )?
             .chunks_exact(2)
             .map(|b| f16::from_le_bytes([b[0], b[1]]))
