@@ -180,7 +180,7 @@ impl RerankerModel {
         };
         checkpoint.check(&net, &["lm_head.weight"])?;
         let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
-        checkpoint.load_into(&mut net)?;
+        checkpoint.load_into(&mut net, device)?;
         Ok(Self::assemble(
             config, net, None, &rows[0], &rows[1], device,
         ))

@@ -280,7 +280,9 @@ impl ModuleMapper for Placer {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = format!("{PREFIX}{}", self.path.join("."));
-        let expected = param.shape().to_vec();
+        // `lazy_shape`: `shape()` would allocate the placeholder's zeros, only to drop them
+        // (the pools then keep those pages: 515 MB on the 8B).
+        let expected = param.lazy_shape().to_vec();
         let Some(tensor) = self.tensors.remove(&name) else {
             self.problems.push(format!("missing tensor {name}"));
             return param;
@@ -298,7 +300,7 @@ impl ModuleMapper for Placer {
                 let stored = t.shape();
                 t.reshape(stored)
             }
-            DeviceTensor::Float(t, _) => t.reshape(param.shape()),
+            DeviceTensor::Float(t, _) => t.reshape(param.lazy_shape()),
         };
         Param::initialized(param.id, tensor)
     }
