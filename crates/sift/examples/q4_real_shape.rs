@@ -5,6 +5,7 @@
 //! ```text
 //! q4_real_shape generate --size 2b|8b --tokenizer DIR --out DIR [--with-f32] [--outliers N]
 //!                        [--noise R]                  # weights × (1 + R·n): a control
+//!                        [--scaled-residuals]         # branch outputs / √(2·layers), as GPT-2
 //! q4_real_shape memory   --model DIR            # GPU memory: loaded, and after one image pair
 //! q4_real_shape fidelity --f32 DIR --q4 DIR     # 3 queries × 20 documents
 //! ```
@@ -83,8 +84,16 @@ impl Rng {
 /// with a log-normal scale per row and `outliers` evenly spaced columns eight times larger (the
 /// outliers that make 4-bit blocks coarse); norms near 1; small biases.
 /// With `noise` > 0, every matrix value is then scaled by `1 + noise·n`, `n` normal from a
-/// stream of its own: the same model, perturbed by a known relative amount.
-fn trained_like(name: &str, shape: &[usize], seed: u64, outliers: usize, noise: f32) -> Vec<f32> {
+/// stream of its own: the same model, perturbed by a known relative amount. `scale` multiplies
+/// a matrix's values.
+fn trained_like(
+    name: &str,
+    shape: &[usize],
+    seed: u64,
+    outliers: usize,
+    noise: f32,
+    scale: f32,
+) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let rows = if shape.len() == 1 { 1 } else { shape[0] };
     let cols = n / rows;
@@ -106,7 +115,7 @@ fn trained_like(name: &str, shape: &[usize], seed: u64, outliers: usize, noise: 
             let base = if norm { 1.0 } else { 0.0 };
             out.iter_mut().for_each(|v| *v = base + 0.02 * rng.normal());
         } else {
-            let row_scale = 0.02 * (0.5 * rng.normal()).exp();
+            let row_scale = scale * 0.02 * (0.5 * rng.normal()).exp();
             for (v, o) in out.iter_mut().zip(&outlier) {
                 *v = rng.normal() * row_scale * o;
             }
@@ -135,6 +144,31 @@ fn trained_like(name: &str, shape: &[usize], seed: u64, outliers: usize, noise: 
     values
 }
 
+/// GPT-2's initialisation: the projection that ends a residual branch (attention output, MLP
+/// down) drawn 1/√(2·layers) as large, so each layer nudges the residual stream instead of
+/// replacing it. Trained models work in that regime; with every matrix alike, a random 28-layer
+/// model is chaotic (docs/quantization.md: 1% weight noise already reorders its rankings).
+fn residual_branch_scale(name: &str, config: &ModelConfig) -> f32 {
+    let layers = if name.contains("visual.blocks.") {
+        config.vision_config.depth
+    } else {
+        config.text_config.num_hidden_layers
+    };
+    let ends_branch = [
+        "o_proj.weight",
+        "down_proj.weight",
+        "attn.proj.weight",
+        "mlp.linear_fc2.weight",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix));
+    if ends_branch {
+        1.0 / (2.0 * layers as f32).sqrt()
+    } else {
+        1.0
+    }
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -152,6 +186,7 @@ fn generate(args: &[String]) {
     let with_f32 = args.iter().any(|a| a == "--with-f32");
     let outliers: usize = arg(args, "--outliers").map_or(4, |n| n.parse().expect("--outliers N"));
     let noise: f32 = arg(args, "--noise").map_or(0.0, |r| r.parse().expect("--noise R"));
+    let scaled_residuals = args.iter().any(|a| a == "--scaled-residuals");
     let config_json = serde_json::to_string_pretty(&config(&size)).unwrap();
     let config = ModelConfig::from_json(&config_json).unwrap();
     let names = sift_model::checkpoint_tensors(&config, &Device::flex());
@@ -168,7 +203,12 @@ fn generate(args: &[String]) {
     let mut checkpoint: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     let started = std::time::Instant::now();
     for (i, (name, shape)) in names.iter().enumerate() {
-        let values = trained_like(name, shape, i as u64 + 1, outliers, noise);
+        let scale = if scaled_residuals {
+            residual_branch_scale(name, &config)
+        } else {
+            1.0
+        };
+        let values = trained_like(name, shape, i as u64 + 1, outliers, noise, scale);
         if with_f32 {
             let bytes = values
                 .iter()
