@@ -257,7 +257,7 @@ impl Checkpoint {
                 file.seek(SeekFrom::Start(offset))
                     .and_then(|_| file.read_exact(&mut bytes))
                     .map_err(|e| io_error(&shard.path, e))?;
-                decode_f32(&bytes, info.dtype).ok_or_else(|| {
+                sift_quant::decode_f32(&bytes, info.dtype).ok_or_else(|| {
                     ModelError::Weights(format!(
                         "tensor {name} is stored as {:?}; only F32, F16 and BF16 are supported",
                         info.dtype
@@ -266,22 +266,4 @@ impl Checkpoint {
             })
             .collect()
     }
-}
-
-fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        _ => return None,
-    })
 }

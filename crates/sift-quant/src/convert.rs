@@ -70,25 +70,31 @@ fn source_files(dir: &Path) -> Result<Vec<PathBuf>, QuantError> {
 }
 
 fn to_f32(view: &TensorView, name: &str) -> Result<Vec<f32>, QuantError> {
-    let data = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => data
+    decode_f32(view.data(), view.dtype()).ok_or_else(|| {
+        QuantError::Source(format!(
+            "tensor {name} is {:?}; only F32, F16 and BF16 checkpoints can be quantized",
+            view.dtype()
+        ))
+    })
+}
+
+/// Little-endian F32, F16 or BF16 values as f32 (`None` for other dtypes): how checkpoints
+/// ship their floats.
+pub fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        Dtype::F16 => data
+        Dtype::F16 => bytes
             .chunks_exact(2)
             .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        Dtype::BF16 => data
+        Dtype::BF16 => bytes
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        other => {
-            return Err(QuantError::Source(format!(
-                "tensor {name} is {other:?}; only F32, F16 and BF16 checkpoints can be quantized"
-            )));
-        }
+        _ => return None,
     })
 }
 

@@ -8,7 +8,7 @@ mod manifest;
 pub mod q4;
 mod read;
 
-pub use convert::{QuantizeReport, QuantizedWriter, dequantize_model, quantize_model};
+pub use convert::{QuantizeReport, QuantizedWriter, decode_f32, dequantize_model, quantize_model};
 pub use error::QuantError;
 pub use manifest::{
     Encoding, FileEntry, MANIFEST, MAX_PART_BYTES, MAX_SHARD_BYTES, Manifest, Part, QuantizedModel,
