@@ -150,3 +150,25 @@ fn a_directory_without_weights_says_how_to_get_them() {
         "{message}"
     );
 }
+
+#[test]
+fn a_tensor_over_the_gpu_binding_limit_is_refused_by_name_before_loading() {
+    let device = Device::flex();
+    let refused =
+        RerankerModel::load_checkpoint(&model_dir(MODEL), tokens(), &device, Some(20_000));
+    let message = refused
+        .err()
+        .expect("a 20 kB binding limit is refused")
+        .to_string();
+    println!("{message}");
+    // The token table is the largest tensor, and the fix is the 4-bit format.
+    assert!(
+        message.contains("embed_tokens.weight needs a")
+            && message.contains("this GPU binds at most 20.0 kB")
+            && message.contains("sift quantize"),
+        "{message}"
+    );
+    assert!(
+        RerankerModel::load_checkpoint(&model_dir(MODEL), tokens(), &device, Some(1 << 30)).is_ok()
+    );
+}

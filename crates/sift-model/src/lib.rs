@@ -94,6 +94,28 @@ pub fn binding_limit(device: &Device) -> Option<u64> {
         .map(|&(_, limit)| limit)
 }
 
+/// Refuses a tensor of `bytes` over the device's binding limit, naming it and what to do:
+/// `fix` first, then a GPU or browser with higher limits.
+fn check_binding(name: &str, bytes: u64, limit: u64, fix: &str) -> Result<(), ModelError> {
+    if bytes <= limit {
+        return Ok(());
+    }
+    Err(ModelError::Gpu(format!(
+        "{name} needs a {} buffer, but this GPU binds at most {} \
+         (maxStorageBufferBindingSize). To run it, {fix}; or use a GPU or browser with higher \
+         limits, or run on the CPU",
+        size(bytes),
+        size(limit)
+    )))
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
+}
+
 /// The tensors, by checkpoint name with their shapes, that a Hugging Face checkpoint of
 /// `config` holds: what a converter or a synthetic model has to write.
 pub fn checkpoint_tensors(config: &ModelConfig, device: &Device) -> Vec<(String, Vec<usize>)> {
@@ -161,6 +183,18 @@ impl RerankerModel {
         if quantized::is_quantized(dir) {
             return Self::load_quantized(dir, tokens, device, binding_limit(device));
         }
+        Self::load_checkpoint(dir, tokens, device, binding_limit(device))
+    }
+
+    /// Loads a Hugging Face checkpoint in f32, refusing it before any weight is read if one of
+    /// its tensors would exceed `max_binding` bytes (by default, [`load`](Self::load) uses the
+    /// device's own limit, where known).
+    pub fn load_checkpoint(
+        dir: &Path,
+        tokens: ScoreTokens,
+        device: &Device,
+        max_binding: Option<u64>,
+    ) -> Result<Self, ModelError> {
         let config_path = dir.join("config.json");
         let json = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
             path: config_path.clone(),
@@ -179,6 +213,22 @@ impl RerankerModel {
             "lm_head.weight"
         };
         checkpoint.check(&net, &["lm_head.weight"])?;
+        if let Some(limit) = max_binding {
+            let shapes = weights::expected_shapes(&net);
+            let largest = shapes.iter().map(|(name, shape)| {
+                let values: usize = shape.iter().product();
+                (name, values as u64 * 4)
+            });
+            if let Some((name, bytes)) = largest.max_by_key(|(_, bytes)| *bytes) {
+                check_binding(
+                    name,
+                    bytes,
+                    limit,
+                    "quantize the model with `sift quantize`: \
+                    its weights stay 4-bit on the GPU and its token table on the host",
+                )?;
+            }
+        }
         let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
         checkpoint.load_into(&mut net, device)?;
         Ok(Self::assemble(

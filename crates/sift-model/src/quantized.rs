@@ -12,13 +12,12 @@
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::store::{ModuleAdapter, PyTorchToBurnAdapter};
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
 use sift_quant::{Encoding, QuantError, QuantizedModel, StoredValues, TensorEntry, q4};
 
-use crate::weights::PREFIX;
+use crate::weights::{PREFIX, checkpoint_segment};
 use crate::{ModelError, projection};
 
 const TABLE: &str = "model.language_model.embed_tokens.weight";
@@ -136,15 +135,8 @@ pub(crate) fn load<M: Module>(
             .iter()
             .filter(|(name, _)| name.as_str() != TABLE)
             .max_by_key(|(_, e)| device_bytes(e))
-        && device_bytes(entry) > limit
     {
-        return Err(ModelError::Gpu(format!(
-            "{name} needs a {} buffer, but this GPU binds at most {} \
-             (maxStorageBufferBindingSize). Use a smaller model, or a browser or GPU with higher \
-             WebGPU limits",
-            size(device_bytes(entry)),
-            size(limit)
-        )));
+        crate::check_binding(name, device_bytes(entry), limit, "use a smaller model")?;
     }
 
     let scales = q4_scale_dtype(device);
@@ -237,13 +229,6 @@ fn upload<const D: usize>(data: TensorData, device: &Device) -> Tensor<D> {
     device.memory_persistent_allocations(data, |data| Tensor::from_data(data, device))
 }
 
-fn size(bytes: u64) -> String {
-    match bytes {
-        0..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
-        _ => format!("{:.1} MB", bytes as f64 / 1e6),
-    }
-}
-
 fn missing(name: &str) -> ModelError {
     ModelError::Weights(format!(
         "the 4-bit model has no {name}: re-create it with `sift quantize`"
@@ -267,11 +252,7 @@ struct Placer {
 
 impl ModuleMapper for Placer {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        // Norms call their parameters `gamma` and `beta`; checkpoints `weight` and `bias`.
-        let name = PyTorchToBurnAdapter
-            .get_alternative_param_name(name, container_type)
-            .unwrap_or_else(|| name.to_string());
-        self.path.push(name);
+        self.path.push(checkpoint_segment(name, container_type));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {

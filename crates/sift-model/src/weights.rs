@@ -10,12 +10,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::{
-    BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot,
-    PyTorchToBurnAdapter, SafetensorsStore,
+    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
 };
-use burn::tensor::{DType, Device};
+use burn::tensor::{DType, Device, Tensor};
 use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorInfo};
 
@@ -84,12 +84,41 @@ impl Shard {
     }
 }
 
-/// The checkpoint name and shape of every parameter of `net`.
+/// The checkpoint name and shape of every parameter of `net`, read without allocating the
+/// parameters (burn-store's `collect` initialises each one to read it).
 pub(crate) fn expected_shapes<M: Module>(net: &M) -> BTreeMap<String, Vec<usize>> {
-    net.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
-        .into_iter()
-        .map(|t| (format!("{PREFIX}{}", t.name), t.shape.to_vec()))
-        .collect()
+    let mut shapes = ShapeCollector::default();
+    net.visit(&mut shapes);
+    shapes.shapes
+}
+
+/// A path segment as the checkpoint names it: norms call their parameters `gamma` and `beta`,
+/// checkpoints `weight` and `bias`.
+pub(crate) fn checkpoint_segment(name: &str, container_type: &str) -> String {
+    PyTorchToBurnAdapter
+        .get_alternative_param_name(name, container_type)
+        .unwrap_or_else(|| name.to_string())
+}
+
+#[derive(Default)]
+struct ShapeCollector {
+    path: Vec<String>,
+    shapes: BTreeMap<String, Vec<usize>>,
+}
+
+impl ModuleVisitor for ShapeCollector {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(checkpoint_segment(name, container_type));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let name = format!("{PREFIX}{}", self.path.join("."));
+        self.shapes.insert(name, param.lazy_shape().to_vec());
+    }
 }
 
 impl Checkpoint {

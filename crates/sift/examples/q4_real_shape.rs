@@ -7,7 +7,7 @@
 //!                        [--noise R]                  # weights × (1 + R·n): a control
 //!                        [--scaled-residuals]         # branch outputs / √(2·layers), as GPT-2
 //! q4_real_shape memory   --model DIR            # GPU memory: loaded, and after one image pair
-//! q4_real_shape fidelity --f32 DIR --q4 DIR     # 3 queries × 20 documents
+//! q4_real_shape fidelity --f32 DIR --q4 DIR [--cpu]   # 3 queries × 20 documents
 //! ```
 
 use std::collections::BTreeMap;
@@ -243,8 +243,12 @@ fn generate(args: &[String]) {
 }
 
 fn gpu_options() -> RerankOptions {
+    options(Backend::Gpu)
+}
+
+fn options(backend: Backend) -> RerankOptions {
     RerankOptions {
-        backend: Backend::Gpu,
+        backend,
         ..RerankOptions::default()
     }
 }
@@ -332,8 +336,8 @@ const DOCUMENTS: [&str; 20] = [
     "Rain is expected all week.",
 ];
 
-fn scores(dir: &Path) -> Vec<Vec<f32>> {
-    let reranker = Reranker::load(dir, gpu_options()).unwrap();
+fn scores(dir: &Path, backend: Backend) -> Vec<Vec<f32>> {
+    let reranker = Reranker::load(dir, options(backend)).unwrap();
     QUERIES
         .iter()
         .map(|query| {
@@ -353,7 +357,13 @@ fn scores(dir: &Path) -> Vec<Vec<f32>> {
 
 fn fidelity(args: &[String]) {
     let (f32_dir, q4_dir) = (required(args, "--f32"), required(args, "--q4"));
-    let (reference, quantized) = (scores(&f32_dir), scores(&q4_dir));
+    // --cpu: a model too large for a small GPU's buffers (lavapipe binds 128 MiB) still runs.
+    let backend = if args.iter().any(|a| a == "--cpu") {
+        Backend::Cpu
+    } else {
+        Backend::Gpu
+    };
+    let (reference, quantized) = (scores(&f32_dir, backend), scores(&q4_dir, backend));
     let mut all = Vec::new();
     for ((query, r), q) in QUERIES.iter().zip(&reference).zip(&quantized) {
         let deltas: Vec<f32> = r.iter().zip(q).map(|(a, b)| (a - b).abs()).collect();
