@@ -126,9 +126,10 @@ struct StoredTensor {
     bytes: Vec<u8>,
 }
 
-/// Collects tensors into shards of at most `MAX_SHARD_BYTES` and writes them.
+/// Collects tensors into shards of at most `max_bytes` and writes them.
 struct ShardWriter {
     dir: PathBuf,
+    max_bytes: u64,
     pending: Vec<StoredTensor>,
     pending_bytes: u64,
     written: Vec<FileEntry>,
@@ -137,7 +138,7 @@ struct ShardWriter {
 impl ShardWriter {
     /// The index the next tensors land in, flushing first if they would not fit.
     fn reserve(&mut self, bytes: u64) -> Result<usize, QuantError> {
-        if !self.pending.is_empty() && self.pending_bytes + bytes > MAX_SHARD_BYTES {
+        if !self.pending.is_empty() && self.pending_bytes + bytes > self.max_bytes {
             self.flush()?;
         }
         self.pending_bytes += bytes;
@@ -258,6 +259,7 @@ impl QuantizedWriter {
             head_rows: head_rows.to_vec(),
             shards: ShardWriter {
                 dir: out.to_path_buf(),
+                max_bytes: MAX_SHARD_BYTES,
                 pending: Vec::new(),
                 pending_bytes: 0,
                 written: Vec::new(),
@@ -273,6 +275,13 @@ impl QuantizedWriter {
     /// reader streaming the model holds less at a time.
     pub fn with_part_bytes(mut self, bytes: u64) -> Self {
         self.part_bytes = bytes;
+        self
+    }
+
+    /// Starts a new shard once one reaches `bytes` (default [`MAX_SHARD_BYTES`]): smaller
+    /// files for hosts that limit them, and many shards from a small model in tests.
+    pub fn with_shard_bytes(mut self, bytes: u64) -> Self {
+        self.shards.max_bytes = bytes;
         self
     }
 

@@ -14,4 +14,4 @@ pub use manifest::{
     Encoding, FileEntry, MANIFEST, MAX_PART_BYTES, MAX_SHARD_BYTES, Manifest, Part, QuantizedModel,
     TensorEntry,
 };
-pub use read::StoredValues;
+pub use read::{StoredValues, TensorAssembler};

@@ -88,29 +88,15 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A quantized model directory whose manifest has been read. Shards are read and checked one
-/// at a time with [`QuantizedModel::read_shard`].
-#[derive(Debug, Clone)]
-pub struct QuantizedModel {
-    pub dir: PathBuf,
-    pub manifest: Manifest,
-}
-
-impl QuantizedModel {
-    /// Reads and checks the manifest (not the shards).
-    pub fn open(dir: &Path) -> Result<Self, QuantError> {
-        let path = dir.join(MANIFEST);
-        if !path.is_file() {
-            return Err(QuantError::NotQuantized {
-                dir: dir.to_path_buf(),
-            });
-        }
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+impl Manifest {
+    /// Parses and checks a manifest (`sift-q4.json`); `path` names it in error messages (a file
+    /// or a URL).
+    pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self, QuantError> {
         let bad = |detail: String| QuantError::BadManifest {
-            path: path.clone(),
+            path: path.to_path_buf(),
             detail,
         };
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         if manifest.format != FORMAT || manifest.version != VERSION {
             return Err(bad(format!(
                 "format {} version {}, but this sift reads {FORMAT} version {VERSION}",
@@ -130,9 +116,63 @@ impl QuantizedModel {
                 )));
             }
         }
+        Ok(manifest)
+    }
+
+    /// The entry of a file copied from the source model (`config.json`, ...), if listed.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.file == name)
+    }
+
+    /// Bytes of all shards and copied files: what storing the model takes.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().chain(&self.shards).map(|f| f.bytes).sum()
+    }
+}
+
+impl FileEntry {
+    /// Checks that `bytes` are this file's: its size, then its sha256.
+    pub fn check(&self, bytes: &[u8]) -> Result<(), QuantError> {
+        if bytes.len() as u64 != self.bytes {
+            return Err(QuantError::SizeMismatch {
+                file: self.file.clone(),
+                expected: self.bytes,
+                found: bytes.len() as u64,
+            });
+        }
+        let digest = sha256_hex(bytes);
+        if digest != self.sha256 {
+            return Err(QuantError::ChecksumMismatch {
+                file: self.file.clone(),
+                expected: self.sha256.clone(),
+                found: digest,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A quantized model directory whose manifest has been read. Shards are read and checked one
+/// at a time with [`QuantizedModel::read_shard`].
+#[derive(Debug, Clone)]
+pub struct QuantizedModel {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl QuantizedModel {
+    /// Reads and checks the manifest (not the shards).
+    pub fn open(dir: &Path) -> Result<Self, QuantError> {
+        let path = dir.join(MANIFEST);
+        if !path.is_file() {
+            return Err(QuantError::NotQuantized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            manifest,
+            manifest: Manifest::from_json(&bytes, &path)?,
         })
     }
 
@@ -146,9 +186,7 @@ impl QuantizedModel {
     pub fn read_file(&self, name: &str) -> Result<Vec<u8>, QuantError> {
         let entry = self
             .manifest
-            .files
-            .iter()
-            .find(|f| f.file == name)
+            .file(name)
             .ok_or_else(|| QuantError::BadManifest {
                 path: self.dir.join(MANIFEST),
                 detail: format!("it lists no {name}"),
@@ -189,13 +227,6 @@ pub(crate) fn read_checked(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>, Qua
     }
     let mut bytes = Vec::with_capacity(found as usize);
     file.read_to_end(&mut bytes).map_err(io(&path))?;
-    let digest = sha256_hex(&bytes);
-    if digest != entry.sha256 {
-        return Err(QuantError::ChecksumMismatch {
-            file: entry.file.clone(),
-            expected: entry.sha256.clone(),
-            found: digest,
-        });
-    }
+    entry.check(&bytes)?;
     Ok(bytes)
 }

@@ -1,14 +1,18 @@
-//! Reading a quantized model back, tensor by tensor: shards are read and checked one at a time,
-//! and each tensor is handed over as soon as its last part has been read, so the host holds one
-//! shard plus the few tensors that span shards, never the whole model.
+//! Reading a quantized model back, tensor by tensor, from shards that arrive one at a time
+//! (read from a directory, downloaded, or picked by a user in a browser): each shard is checked
+//! against the manifest, and each tensor is handed over as soon as its last part has arrived.
+//! A tensor split across shards is appended into one buffer sized once, so the host holds one
+//! shard plus the tensors in progress, never the whole model and never two copies of a tensor
+//! (the token table is most of a model's host memory).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use half::f16;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::QuantError;
-use crate::manifest::{Encoding, QuantizedModel, TensorEntry};
+use crate::manifest::{Encoding, Manifest, QuantizedModel, TensorEntry};
 use crate::q4::{BLOCK, Q4Tensor, padded_cols};
 
 /// A tensor's stored rows (only the kept rows of the head), as stored.
@@ -35,6 +39,18 @@ impl StoredValues {
             Self::Q4(q) => q.rows * q.cols,
             Self::F16(v) => v.len(),
             Self::F32(v) => v.len(),
+        }
+    }
+
+    /// Makes room for `rows` more rows of `cols` values, so appending them never reallocates.
+    fn reserve_rows(&mut self, rows: usize, cols: usize) {
+        match self {
+            Self::Q4(q) => {
+                q.packed.reserve_exact(rows * padded_cols(cols) / 2);
+                q.scales.reserve_exact(rows * padded_cols(cols) / BLOCK);
+            }
+            Self::F16(v) => v.reserve_exact(rows * cols),
+            Self::F32(v) => v.reserve_exact(rows * cols),
         }
     }
 
@@ -73,6 +89,159 @@ impl TensorEntry {
     }
 }
 
+/// A tensor whose parts span shards: the rows joined so far, and parts that arrived before
+/// the rows above them.
+#[derive(Default)]
+struct Joining {
+    joined: Option<StoredValues>,
+    rows: usize,
+    ahead: BTreeMap<usize, StoredValues>,
+}
+
+/// Tensors of a quantized model assembled from its shards, added one at a time in any order.
+pub struct TensorAssembler {
+    manifest: Manifest,
+    /// Where the manifest came from, for messages.
+    source: PathBuf,
+    joining: BTreeMap<String, Joining>,
+    added: Vec<bool>,
+}
+
+impl TensorAssembler {
+    /// Starts assembling the tensors `manifest` lists; `source` names where the model comes
+    /// from in error messages (a directory, a URL).
+    pub fn new(manifest: Manifest, source: impl Into<PathBuf>) -> Self {
+        let added = vec![false; manifest.shards.len()];
+        Self {
+            manifest,
+            source: source.into(),
+            joining: BTreeMap::new(),
+            added,
+        }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Indices of the shards not added yet.
+    pub fn missing_shards(&self) -> Vec<usize> {
+        (0..self.added.len()).filter(|&i| !self.added[i]).collect()
+    }
+
+    /// Checks `bytes` against shard `index` of the manifest (size and sha256), then calls
+    /// `visit` with the name, entry and whole stored values of every tensor whose last part
+    /// it holds.
+    pub fn add_shard<E: From<QuantError>>(
+        &mut self,
+        index: usize,
+        bytes: &[u8],
+        mut visit: impl FnMut(&str, &TensorEntry, StoredValues) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let manifest = &self.manifest;
+        let Some(entry) = manifest.shards.get(index) else {
+            return Err(self
+                .bad(format!(
+                    "there is no shard {index}: it lists {}",
+                    manifest.shards.len()
+                ))
+                .into());
+        };
+        if self.added[index] {
+            return Err(self
+                .bad(format!("shard {} was given twice", entry.file))
+                .into());
+        }
+        entry.check(bytes)?;
+        let shard_path = self.source.join(&entry.file);
+        let bad = |detail: String| QuantError::BadManifest {
+            path: shard_path.clone(),
+            detail,
+        };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+        for (name, entry) in &manifest.tensors {
+            let mut parts = entry.parts.iter().filter(|p| p.shard == index).peekable();
+            if parts.peek().is_none() {
+                continue;
+            }
+            let joining = self.joining.entry(name.clone()).or_default();
+            for part in parts {
+                let [start, end] = part.rows;
+                let values = read_part(&st, &part.key, entry, end.saturating_sub(start))
+                    .map_err(|detail| bad(format!("tensor {name}: {detail}")))?;
+                joining.ahead.insert(start, values);
+            }
+            joining
+                .join_ready(entry)
+                .map_err(|detail| bad(format!("tensor {name}: {detail}")))?;
+            if joining.rows == entry.stored_rows() {
+                let done = self.joining.remove(name).expect("just inserted");
+                let values = done
+                    .joined
+                    .ok_or_else(|| bad(format!("tensor {name} is empty")))?;
+                visit(name, entry, values)?;
+            }
+        }
+        self.added[index] = true;
+        Ok(())
+    }
+
+    /// Ends assembly: every shard must have been added and every tensor completed.
+    pub fn finish(self) -> Result<(), QuantError> {
+        let missing: Vec<&str> = self
+            .missing_shards()
+            .into_iter()
+            .map(|i| self.manifest.shards[i].file.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(QuantError::MissingShard {
+                file: missing.join(", "),
+            });
+        }
+        if let Some(name) = self.joining.keys().next() {
+            return Err(self.bad(format!("the parts of tensor {name} do not cover its rows")));
+        }
+        Ok(())
+    }
+
+    fn bad(&self, detail: String) -> QuantError {
+        QuantError::BadManifest {
+            path: self.source.join(crate::MANIFEST),
+            detail,
+        }
+    }
+}
+
+impl Joining {
+    /// Appends the parts that continue the joined rows, reserving the whole tensor once.
+    fn join_ready(&mut self, entry: &TensorEntry) -> Result<(), String> {
+        let total = entry.stored_rows();
+        let cols = entry.row_len();
+        while let Some(values) = self.ahead.remove(&self.rows) {
+            let rows = values.len() / cols.max(1);
+            if rows == 0 || self.rows + rows > total {
+                return Err(format!(
+                    "a part of {rows} rows at row {} overflows its {total} rows",
+                    self.rows
+                ));
+            }
+            match &mut self.joined {
+                None => {
+                    let mut first = values;
+                    first.reserve_rows(total - rows, cols);
+                    self.joined = Some(first);
+                }
+                Some(joined) => joined.append(values),
+            }
+            self.rows += rows;
+        }
+        if let Some(&start) = self.ahead.keys().find(|&&s| s < self.rows) {
+            return Err(format!("two parts start at or before row {start}"));
+        }
+        Ok(())
+    }
+}
+
 impl QuantizedModel {
     /// Calls `visit` once per tensor, in shard order, with its name, manifest entry and whole
     /// stored values. Every shard's size and sha256 are checked before its tensors are used.
@@ -80,48 +249,17 @@ impl QuantizedModel {
         &self,
         mut visit: impl FnMut(&str, &TensorEntry, StoredValues) -> Result<(), E>,
     ) -> Result<(), E> {
-        let manifest = &self.manifest;
-        // Parts read so far of tensors that span shards, by row start.
-        let mut partial: BTreeMap<&str, BTreeMap<usize, StoredValues>> = BTreeMap::new();
-        for shard in 0..manifest.shards.len() {
-            let path = self.dir.join(&manifest.shards[shard].file);
-            let bad = |detail: String| QuantError::BadManifest {
-                path: path.clone(),
-                detail,
-            };
+        let mut assembler = TensorAssembler::new(self.manifest.clone(), &self.dir);
+        for shard in 0..self.manifest.shards.len() {
             let bytes = self.read_shard(shard)?;
-            let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-            for (name, entry) in &manifest.tensors {
-                for part in entry.parts.iter().filter(|p| p.shard == shard) {
-                    let [start, end] = part.rows;
-                    let values = read_part(&st, &part.key, entry, end.saturating_sub(start))
-                        .map_err(|detail| bad(format!("tensor {name}: {detail}")))?;
-                    partial.entry(name).or_default().insert(start, values);
-                }
-                let complete = partial
-                    .get(name.as_str())
-                    .is_some_and(|parts| parts.len() == entry.parts.len());
-                if complete {
-                    let parts = partial.remove(name.as_str()).expect("just checked");
-                    let values = join_parts(parts, entry)
-                        .map_err(|detail| bad(format!("tensor {name}: {detail}")))?;
-                    visit(name, entry, values)?;
-                }
-            }
+            assembler.add_shard(shard, &bytes, &mut visit)?;
         }
-        if let Some(name) = partial.keys().next() {
-            return Err(QuantError::BadManifest {
-                path: self.dir.join(crate::MANIFEST),
-                detail: format!("the parts of tensor {name} are not all listed in shards"),
-            }
-            .into());
-        }
-        Ok(())
+        Ok(assembler.finish()?)
     }
 }
 
 /// Decodes one part: `rows` rows of the tensor, stored under `key` (Q4: `key.q4` and
-/// `key.scales`).
+/// `key.scales`), straight from the shard's bytes.
 fn read_part(
     st: &SafeTensors,
     key: &str,
@@ -129,8 +267,9 @@ fn read_part(
     rows: usize,
 ) -> Result<StoredValues, String> {
     let cols = entry.row_len();
-    let get = |key: &str, dtype: Dtype, len: usize| {
+    let get = |key: &str, dtype: Dtype, len: Option<usize>| {
         let view = st.tensor(key).map_err(|e| format!("{key}: {e}"))?;
+        let len = len.ok_or_else(|| format!("{key}: its size overflows"))?;
         if view.dtype() != dtype || view.data().len() != len {
             return Err(format!(
                 "{key} is {:?} of {} bytes, expected {dtype:?} of {len}",
@@ -138,66 +277,44 @@ fn read_part(
                 view.data().len()
             ));
         }
-        Ok(view.data().to_vec())
+        Ok(view.data())
+    };
+    let halves = |bytes: &[u8]| {
+        bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]))
+            .collect::<Vec<_>>()
     };
     Ok(match entry.encoding {
         Encoding::Q4B32 => {
             let width = padded_cols(cols);
-            let packed = get(&format!("{key}.q4"), Dtype::U8, rows * width / 2)?;
+            let packed = get(&format!("{key}.q4"), Dtype::U8, rows.checked_mul(width / 2))?;
             let scales = get(
                 &format!("{key}.scales"),
                 Dtype::F16,
-                rows * width / BLOCK * 2,
-            )?
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]))
-            .collect();
+                rows.checked_mul(width / BLOCK * 2),
+            )?;
             StoredValues::Q4(Q4Tensor {
                 rows,
                 cols,
-                packed,
-                scales,
+                packed: packed.to_vec(),
+                scales: halves(scales),
             })
         }
-        Encoding::F16 => StoredValues::F16(
-            get(key, Dtype::F16, rows * cols * 2)?
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        ),
+        Encoding::F16 => StoredValues::F16(halves(get(
+            key,
+            Dtype::F16,
+            rows.checked_mul(cols).and_then(|n| n.checked_mul(2)),
+        )?)),
         Encoding::F32 => StoredValues::F32(
-            get(key, Dtype::F32, rows * cols * 4)?
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
+            get(
+                key,
+                Dtype::F32,
+                rows.checked_mul(cols).and_then(|n| n.checked_mul(4)),
+            )?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         ),
     })
-}
-
-/// Joins parts keyed by their first row, checking that they cover the stored rows exactly.
-fn join_parts(
-    parts: BTreeMap<usize, StoredValues>,
-    entry: &TensorEntry,
-) -> Result<StoredValues, String> {
-    let mut joined: Option<StoredValues> = None;
-    for (start, values) in parts {
-        let have = joined.as_ref().map_or(0, |j| j.len() / entry.row_len());
-        if start != have {
-            return Err(format!("its parts leave rows {have}..{start} out"));
-        }
-        match &mut joined {
-            None => joined = Some(values),
-            Some(j) => j.append(values),
-        }
-    }
-    let joined = joined.ok_or("it has no parts")?;
-    if joined.len() != entry.stored_rows() * entry.row_len() {
-        return Err(format!(
-            "its parts hold {} values, its shape {:?} needs {}",
-            joined.len(),
-            entry.shape,
-            entry.stored_rows() * entry.row_len()
-        ));
-    }
-    Ok(joined)
 }

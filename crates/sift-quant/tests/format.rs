@@ -6,8 +6,8 @@ use std::path::Path;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use sift_quant::{
-    Encoding, MANIFEST, QuantError, QuantizedModel, QuantizedWriter, dequantize_model,
-    quantize_model,
+    Encoding, MANIFEST, QuantError, QuantizedModel, QuantizedWriter, StoredValues, TensorAssembler,
+    dequantize_model, quantize_model,
 };
 
 /// Deterministic values of a trained-looking spread: per-row scales and a few large columns.
@@ -268,4 +268,79 @@ fn the_writer_refuses_tensors_out_of_name_order() {
     writer.add("b", &[32], vec![0.0; 32]).unwrap();
     let error = writer.add("a", &[32], vec![0.0; 32]).unwrap_err();
     assert!(error.to_string().contains("name order"), "{error}");
+}
+
+/// Shards given one at a time in any order (as a browser gets them) yield every tensor whole,
+/// as reading the directory does; a tensor split across shards is joined into one buffer
+/// allocated once; a damaged, repeated or missing shard is named.
+#[test]
+fn shards_assemble_in_any_order_into_buffers_allocated_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("q4");
+    let shapes = [
+        ("a.embed_tokens.weight", vec![300, 64]),
+        ("b.linear.weight", vec![96, 64]),
+        ("c.norm.weight", vec![64]),
+    ];
+    let mut writer = QuantizedWriter::create(&dir, &[])
+        .unwrap()
+        .with_part_bytes(4000)
+        .with_shard_bytes(9000);
+    for (i, (name, shape)) in shapes.iter().enumerate() {
+        let rows = shape[0];
+        let n: usize = shape.iter().product();
+        writer
+            .add(name, shape, values(rows, n / rows, i as u32 + 3))
+            .unwrap();
+    }
+    writer.finish(&dir).unwrap();
+    let model = QuantizedModel::open(&dir).unwrap();
+    let shards = model.manifest.shards.len();
+    assert!(shards >= 4, "{shards} shards");
+    assert!(model.manifest.tensors["a.embed_tokens.weight"].parts.len() > shards / 2);
+
+    let mut want = Vec::new();
+    model
+        .read_tensors::<QuantError>(|name, _, stored| {
+            want.push((name.to_string(), stored));
+            Ok(())
+        })
+        .unwrap();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut assembler = TensorAssembler::new(model.manifest.clone(), &dir);
+    let mut got = Vec::new();
+    for shard in (0..shards).rev() {
+        let bytes = model.read_shard(shard).unwrap();
+        assembler
+            .add_shard::<QuantError>(shard, &bytes, |name, _, stored| {
+                if let StoredValues::F16(table) = &stored {
+                    assert_eq!(table.capacity(), table.len(), "{name} was reallocated");
+                }
+                got.push((name.to_string(), stored));
+                Ok(())
+            })
+            .unwrap();
+    }
+    assembler.finish().unwrap();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, want);
+
+    let mut assembler = TensorAssembler::new(model.manifest.clone(), &dir);
+    let mut bytes = model.read_shard(0).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let damaged = assembler.add_shard::<QuantError>(0, &bytes, |_, _, _| Ok(()));
+    assert!(
+        matches!(damaged, Err(QuantError::ChecksumMismatch { ref file, .. }) if file == "q4-00001.safetensors"),
+        "{damaged:?}"
+    );
+    bytes[last] ^= 1;
+    assembler
+        .add_shard::<QuantError>(0, &bytes, |_, _, _| Ok(()))
+        .unwrap();
+    let twice = assembler.add_shard::<QuantError>(0, &bytes, |_, _, _| Ok(()));
+    assert!(twice.unwrap_err().to_string().contains("given twice"));
+    let missing = assembler.finish().unwrap_err().to_string();
+    assert!(missing.contains("q4-00002.safetensors"), "{missing}");
 }
