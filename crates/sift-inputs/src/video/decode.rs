@@ -14,12 +14,9 @@ use ffmpeg::{Packet, Rational, Rescale};
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
-use super::VideoFrames;
 use super::error::VideoError;
-use super::sampling::{
-    FILE_TOTAL_PIXELS, VideoSampling, frame_size, sample_indices, sampled_frame_count,
-};
-use crate::visual::resize_bicubic_antialias_torch;
+use super::sampling::{SamplePlan, VideoSampling};
+use super::{FrameCollector, VideoFrames};
 
 /// One video packet of the index: where it sits in time and whether decoding can start there.
 #[derive(Clone, Copy)]
@@ -81,9 +78,9 @@ pub(super) fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoF
         });
     }
     let video_fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
-    let n = sampled_frame_count(total, video_fps, sampling)?;
-    let indices = sample_indices(total, n);
-    let (height, width) = frame_size(decoder.height(), decoder.width(), n, FILE_TOTAL_PIXELS)?;
+    let plan = SamplePlan::new(total, video_fps, sampling)?;
+    let indices = plan.indices.clone();
+    let mut collector = FrameCollector::new(plan);
 
     let mut reader = FrameReader {
         input,
@@ -97,21 +94,16 @@ pub(super) fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoF
         decoded: 0,
     };
     // `get_batch` decodes each distinct index once; repeats are copies.
-    let mut frames: Vec<RgbImage> = Vec::with_capacity(n);
-    for (i, &target) in indices.iter().enumerate() {
-        if i > 0 && indices[i - 1] == target {
-            frames.push(frames[i - 1].clone());
-            continue;
-        }
-        let full = reader.frame_at(target)?;
-        frames.push(resize_bicubic_antialias_torch(&full, width, height));
+    let mut previous: Option<(usize, RgbImage)> = None;
+    for &target in &indices {
+        let full = match previous.take() {
+            Some((index, frame)) if index == target => frame,
+            _ => reader.frame_at(target)?,
+        };
+        collector.push(&full)?;
+        previous = Some((target, full));
     }
-    Ok(VideoFrames {
-        frames,
-        indices,
-        fps: video_fps,
-        decoded_frames: reader.decoded,
-    })
+    collector.finish(reader.decoded)
 }
 
 /// The codec's name for messages, with the FourCC when FFmpeg does not know the codec.

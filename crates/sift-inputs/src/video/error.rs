@@ -82,4 +82,8 @@ pub enum VideoError {
     /// Sampling settings that cannot work.
     #[error("invalid video options: {0}")]
     InvalidOptions(String),
+
+    /// A browser could not play the video to capture its frames.
+    #[error("{detail}")]
+    NotPlayable { detail: String },
 }

@@ -5,6 +5,7 @@
 //!
 //! Files are decoded with FFmpeg behind the `video` feature; frame lists need no decoder.
 
+mod container;
 #[cfg(feature = "video")]
 mod decode;
 mod error;
@@ -13,10 +14,12 @@ mod sampling;
 use std::borrow::Borrow;
 use std::path::Path;
 
+pub use container::{ContainerInfo, probe_container};
 pub use error::VideoError;
 pub use sampling::{
-    FILE_TOTAL_PIXELS, FRAME_FACTOR, FRAME_LIST_FPS, FRAME_LIST_TOTAL_PIXELS, VideoSampling,
-    frame_list_indices, frame_size, group_timestamps, sample_indices, sampled_frame_count,
+    FILE_TOTAL_PIXELS, FRAME_FACTOR, FRAME_LIST_FPS, FRAME_LIST_TOTAL_PIXELS, SamplePlan,
+    VideoSampling, frame_list_indices, frame_size, group_timestamps, sample_indices,
+    sampled_frame_count,
 };
 
 use crate::prompt::VideoPlaceholder;
@@ -62,6 +65,74 @@ pub fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoFrames, 
     {
         let _ = path;
         Err(VideoError::DecoderNotBuilt)
+    }
+}
+
+/// The sampled frames of a video file, decoded by FFmpeg natively or by a browser's `<video>`
+/// element, received in the plan's order at their decoded size: each is resized right away
+/// as the reference resizes it (torchvision's kernel, to the per-frame budget of the whole
+/// sample), so a 4K video never holds more than one full-size frame. The two decoders differ
+/// only in their pixels; which frames, their size and their timestamps are the same.
+#[derive(Debug)]
+pub struct FrameCollector {
+    plan: SamplePlan,
+    /// `(height, width)` of every resized frame, fixed by the first frame.
+    size: Option<(u32, u32)>,
+    frames: Vec<RgbImage>,
+}
+
+impl FrameCollector {
+    pub fn new(plan: SamplePlan) -> Self {
+        let frames = Vec::with_capacity(plan.indices.len());
+        Self {
+            plan,
+            size: None,
+            frames,
+        }
+    }
+
+    pub fn plan(&self) -> &SamplePlan {
+        &self.plan
+    }
+
+    /// Adds the next sampled frame, at the size it was decoded.
+    pub fn push(&mut self, frame: &RgbImage) -> Result<(), VideoError> {
+        let wanted = self.plan.indices.len();
+        if self.frames.len() == wanted {
+            return Err(VideoError::InvalidOptions(format!(
+                "more frames than the {wanted} sampled were given"
+            )));
+        }
+        let (height, width) = match self.size {
+            Some(size) => size,
+            None => {
+                let size = frame_size(frame.height(), frame.width(), wanted, FILE_TOTAL_PIXELS)?;
+                *self.size.insert(size)
+            }
+        };
+        self.frames
+            .push(resize_bicubic_antialias_torch(frame, width, height));
+        Ok(())
+    }
+
+    /// The sampled video, once every planned frame has been added; `decoded_frames` is how
+    /// many the decoder produced to get them.
+    pub fn finish(self, decoded_frames: usize) -> Result<VideoFrames, VideoError> {
+        let wanted = self.plan.indices.len();
+        if self.frames.len() != wanted {
+            return Err(VideoError::Corrupt {
+                detail: format!(
+                    "{} of the {wanted} sampled frames decoded",
+                    self.frames.len()
+                ),
+            });
+        }
+        Ok(VideoFrames {
+            frames: self.frames,
+            indices: self.plan.indices,
+            fps: self.plan.fps,
+            decoded_frames,
+        })
     }
 }
 

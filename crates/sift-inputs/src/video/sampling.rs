@@ -57,6 +57,45 @@ impl VideoSampling {
     }
 }
 
+/// The frames of a video file the reference samples (decord's indices) and the file's rate,
+/// which timestamps are computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplePlan {
+    /// Indices of the sampled frames among the file's frames in presentation order.
+    pub indices: Vec<usize>,
+    /// The file's frame rate (FFmpeg's `avg_frame_rate`).
+    pub fps: f64,
+}
+
+impl SamplePlan {
+    /// The sample of a file of `total_frames` frames at `video_fps` frames per second, as
+    /// FFmpeg reports them, with the request's `sampling`.
+    pub fn new(
+        total_frames: usize,
+        video_fps: f64,
+        sampling: &VideoSampling,
+    ) -> Result<Self, VideoError> {
+        if total_frames == 0 {
+            return Err(VideoError::NoFrames);
+        }
+        if !(video_fps.is_finite() && video_fps > 0.0) {
+            return Err(VideoError::NoFrameRate {
+                detail: format!("a rate of {video_fps} frames per second"),
+            });
+        }
+        let n = sampled_frame_count(total_frames, video_fps, sampling)?;
+        Ok(Self {
+            indices: sample_indices(total_frames, n),
+            fps: video_fps,
+        })
+    }
+
+    /// The time of each sampled frame in seconds (`index / fps`), as the reference stamps it.
+    pub fn times(&self) -> Vec<f64> {
+        self.indices.iter().map(|&i| i as f64 / self.fps).collect()
+    }
+}
+
 fn floor_even(x: f64) -> usize {
     ((x / FRAME_FACTOR as f64).floor() as usize) * FRAME_FACTOR
 }
