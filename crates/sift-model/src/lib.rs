@@ -6,6 +6,8 @@
 
 mod attention;
 pub mod config;
+mod device;
+mod load;
 mod projection;
 mod quantized;
 mod rope;
@@ -14,22 +16,26 @@ mod trace;
 mod vision;
 mod weights;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::tensor::{Int, TensorData};
 
 pub use burn::tensor::{Device, Tensor};
 pub use config::ModelConfig;
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+pub use device::gpu_device;
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+pub use device::gpu_device_async;
+pub use device::{GpuInfo, binding_limit, gpu_info};
 pub use projection::Projection;
-pub use quantized::{is_quantized, q4_scale_dtype, q4_tensor_data};
+pub use quantized::{QuantizedLoader, Requirements, is_quantized, q4_scale_dtype, q4_tensor_data};
 pub use text::TextModel;
 pub use trace::Trace;
 pub use vision::{VisionModel, VisionOutput, VisualItem, VisualKind};
 
 use quantized::HostTable;
 use text::VisualInjection;
-use weights::Checkpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -43,86 +49,17 @@ pub enum ModelError {
     Input(String),
     #[error("no usable GPU: {0}")]
     Gpu(String),
-}
-
-/// The default GPU through wgpu (Vulkan, Metal or DirectX 12), or why there is none.
-#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
-pub fn gpu_device() -> Result<Device, ModelError> {
-    gpu_from_setup(Device::wgpu_options().init_with_setup())
-}
-
-/// The default GPU, set up asynchronously: in a browser, its WebGPU adapter.
-#[cfg(any(feature = "wgpu", feature = "webgpu"))]
-pub async fn gpu_device_async() -> Result<Device, ModelError> {
-    gpu_from_setup(Device::wgpu_options().init_with_setup_async().await)
-}
-
-/// Records the binding limit of a new GPU, or shares the one already set up.
-#[cfg(any(feature = "wgpu", feature = "webgpu"))]
-fn gpu_from_setup(
-    setup: Result<(Device, burn::tensor::wgpu::WgpuSetup), burn::tensor::wgpu::WgpuInitError>,
-) -> Result<Device, ModelError> {
-    use burn::tensor::wgpu::WgpuInitError;
-    match setup {
-        Ok((device, setup)) => {
-            let limits = setup.device.limits();
-            let binding = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size);
-            let _ = GPU_BINDING_LIMIT.set((device.clone(), binding));
-            Ok(device)
-        }
-        // The runtime is already up in this process (an earlier load): share it.
-        Err(WgpuInitError::Registration { .. }) => Ok(Device::wgpu(Default::default())),
-        Err(e) => Err(ModelError::Gpu(format!(
-            "{e}. Check the GPU driver (Vulkan, Metal or DirectX 12) or the browser's WebGPU \
-             support, or use the CPU backend (--device cpu)"
-        ))),
-    }
-}
-
-/// The GPU [`gpu_device`] or [`gpu_device_async`] set up, with the largest buffer it binds, in bytes
-/// (`maxStorageBufferBindingSize`, capped by `maxBufferSize`).
-static GPU_BINDING_LIMIT: std::sync::OnceLock<(Device, u64)> = std::sync::OnceLock::new();
-
-/// The largest buffer `device` binds, where known (GPUs set up by [`gpu_device`] or
-/// [`gpu_device_async`]).
-pub fn binding_limit(device: &Device) -> Option<u64> {
-    GPU_BINDING_LIMIT
-        .get()
-        .filter(|(gpu, _)| gpu == device)
-        .map(|&(_, limit)| limit)
-}
-
-/// Refuses a tensor of `bytes` over the device's binding limit, naming it and what to do:
-/// `fix` first, then a GPU or browser with higher limits.
-fn check_binding(name: &str, bytes: u64, limit: u64, fix: &str) -> Result<(), ModelError> {
-    if bytes <= limit {
-        return Ok(());
-    }
-    Err(ModelError::Gpu(format!(
-        "{name} needs a {} buffer, but this GPU binds at most {} \
-         (maxStorageBufferBindingSize). To run it, {fix}; or use a GPU or browser with higher \
-         limits, or run on the CPU",
-        size(bytes),
-        size(limit)
-    )))
-}
-
-fn size(bytes: u64) -> String {
-    match bytes {
-        0..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
-        _ => format!("{:.1} MB", bytes as f64 / 1e6),
-    }
+    #[error(
+        "the model computed a score of {0} (a numeric overflow on this device); this pair \
+         cannot be scored here: try the CPU backend, or report it with the inputs"
+    )]
+    NotFinite(f32),
 }
 
 /// The tensors, by checkpoint name with their shapes, that a Hugging Face checkpoint of
 /// `config` holds: what a converter or a synthetic model has to write.
 pub fn checkpoint_tensors(config: &ModelConfig, device: &Device) -> Vec<(String, Vec<usize>)> {
-    let net = Qwen3VlModel {
-        visual: VisionModel::new(&config.vision_config, device),
-        language_model: TextModel::new(config, true, device),
-    };
+    let net = Qwen3VlModel::new(config, true, device);
     let mut tensors: Vec<_> = weights::expected_shapes(&net).into_iter().collect();
     if !config.tied_embeddings() {
         let t = &config.text_config;
@@ -137,6 +74,17 @@ pub fn checkpoint_tensors(config: &ModelConfig, device: &Device) -> Vec<(String,
 pub struct Qwen3VlModel {
     pub visual: VisionModel,
     pub language_model: TextModel,
+}
+
+impl Qwen3VlModel {
+    /// The network of `config`, its parameters unallocated until weights fill them;
+    /// `table_on_device`: whether the token table is one of them.
+    pub fn new(config: &ModelConfig, table_on_device: bool, device: &Device) -> Self {
+        Self {
+            visual: VisionModel::new(&config.vision_config, device),
+            language_model: TextModel::new(config, table_on_device, device),
+        }
+    }
 }
 
 /// The vocabulary ids whose logit difference is the score (`"yes"` and `"no"`).
@@ -165,6 +113,24 @@ pub struct Score {
     pub score: f32,
 }
 
+impl Score {
+    /// The score of a one-element logit read back from the device. A NaN or infinite logit
+    /// (overflow on the GPU) is an error, never a score that sorts first.
+    fn from_logit(data: TensorData) -> Result<Self, ModelError> {
+        let logit: f32 = data
+            .iter::<f32>()
+            .next()
+            .ok_or_else(|| ModelError::Input("empty logit".into()))?;
+        if !logit.is_finite() {
+            return Err(ModelError::NotFinite(logit));
+        }
+        Ok(Score {
+            logit,
+            score: 1.0 / (1.0 + (-logit).exp()),
+        })
+    }
+}
+
 /// The network with its weights and the score direction `W_yes − W_no`.
 pub struct RerankerModel {
     config: ModelConfig,
@@ -176,102 +142,7 @@ pub struct RerankerModel {
 }
 
 impl RerankerModel {
-    /// Loads a model directory: a Hugging Face checkpoint (`config.json` and safetensors
-    /// weights, computed in f32), or a sift 4-bit directory (`sift-q4.json`, from
-    /// `sift quantize`).
-    pub fn load(dir: &Path, tokens: ScoreTokens, device: &Device) -> Result<Self, ModelError> {
-        if quantized::is_quantized(dir) {
-            return Self::load_quantized(dir, tokens, device, binding_limit(device));
-        }
-        Self::load_checkpoint(dir, tokens, device, binding_limit(device))
-    }
-
-    /// Loads a Hugging Face checkpoint in f32, refusing it before any weight is read if one of
-    /// its tensors would exceed `max_binding` bytes (by default, [`load`](Self::load) uses the
-    /// device's own limit, where known).
-    pub fn load_checkpoint(
-        dir: &Path,
-        tokens: ScoreTokens,
-        device: &Device,
-        max_binding: Option<u64>,
-    ) -> Result<Self, ModelError> {
-        let config_path = dir.join("config.json");
-        let json = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
-            path: config_path.clone(),
-            message: format!("{e}. Is {} a downloaded model directory?", dir.display()),
-        })?;
-        let config = ModelConfig::from_json(&json)?;
-        let mut net = Qwen3VlModel {
-            visual: VisionModel::new(&config.vision_config, device),
-            language_model: TextModel::new(&config, true, device),
-        };
-        let checkpoint = Checkpoint::open(dir)?;
-        // A tied checkpoint has no head of its own (transformers ties it even if one is saved).
-        let head = if config.tied_embeddings() {
-            "model.language_model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
-        checkpoint.check(&net, &["lm_head.weight"])?;
-        if let Some(limit) = max_binding {
-            let shapes = weights::expected_shapes(&net);
-            let largest = shapes.iter().map(|(name, shape)| {
-                let values: usize = shape.iter().product();
-                (name, values as u64 * 4)
-            });
-            if let Some((name, bytes)) = largest.max_by_key(|(_, bytes)| *bytes) {
-                check_binding(
-                    name,
-                    bytes,
-                    limit,
-                    "quantize the model with `sift quantize`: \
-                    its weights stay 4-bit on the GPU and its token table on the host",
-                )?;
-            }
-        }
-        let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
-        checkpoint.load_into(&mut net, device)?;
-        Ok(Self::assemble(
-            config, net, None, &rows[0], &rows[1], device,
-        ))
-    }
-
-    /// Loads a sift 4-bit directory, refusing it before anything is allocated if one of its
-    /// buffers would exceed `max_binding` bytes (by default, [`load`](Self::load) uses the
-    /// device's own limit, where known).
-    pub fn load_quantized(
-        dir: &Path,
-        tokens: ScoreTokens,
-        device: &Device,
-        max_binding: Option<u64>,
-    ) -> Result<Self, ModelError> {
-        let model = sift_quant::QuantizedModel::open(dir)?;
-        let json = model.read_file("config.json")?;
-        let config = ModelConfig::from_json(&String::from_utf8_lossy(&json))?;
-        let net = Qwen3VlModel {
-            visual: VisionModel::new(&config.vision_config, device),
-            language_model: TextModel::new(&config, false, device),
-        };
-        let (net, extras) = quantized::load(
-            &model,
-            net,
-            [tokens.yes as usize, tokens.no as usize],
-            config.tied_embeddings(),
-            device,
-            max_binding,
-        )?;
-        let [yes, no] = &extras.head_rows;
-        Ok(Self::assemble(
-            config,
-            net,
-            Some(extras.table),
-            yes,
-            no,
-            device,
-        ))
-    }
-
-    fn assemble(
+    pub(crate) fn assemble(
         config: ModelConfig,
         net: Qwen3VlModel,
         host_table: Option<HostTable>,
@@ -344,17 +215,20 @@ impl RerankerModel {
     }
 
     /// The score of one pair: the last position's hidden state against `W_yes − W_no`.
+    /// Reads the result back synchronously: not in a browser (see [`score_async`](Self::score_async)).
     pub fn score(&self, input: &ModelInput) -> Result<Score, ModelError> {
+        Score::from_logit(self.logit(input, &mut Trace::off())?.into_data())
+    }
+
+    /// [`score`](Self::score), reading the result back asynchronously, as a browser must: one
+    /// readback per pair.
+    pub async fn score_async(&self, input: &ModelInput) -> Result<Score, ModelError> {
         let logit = self.logit(input, &mut Trace::off())?;
-        let logit: f32 = logit
-            .into_data()
-            .iter::<f32>()
-            .next()
-            .ok_or_else(|| ModelError::Input("empty logit".into()))?;
-        Ok(Score {
-            logit,
-            score: 1.0 / (1.0 + (-logit).exp()),
-        })
+        let data = logit
+            .into_data_async()
+            .await
+            .map_err(|e| ModelError::Gpu(format!("reading the score back failed: {e:?}")))?;
+        Score::from_logit(data)
     }
 
     /// `h_last · (W_yes − W_no)` as a one-element tensor, left on the device so that callers

@@ -1,13 +1,15 @@
-//! Weights from a sift 4-bit model directory (`sift quantize`, format in `sift-quant`).
+//! Weights from a sift 4-bit model (`sift quantize`, format in `sift-quant`), shard by shard
+//! as they arrive: from a directory, a download or files a user picked.
 //!
 //! - Q4 matrices of the linear layers go to the device as burn Q4 tensors (blocks of 32 along
 //!   `in`; f16 scales, or f32 on devices without f16 such as SwiftShader) and stay 4-bit there;
 //!   [`Projection`](crate::Projection) dequantizes one per call.
-//! - The token table stays on the host as f16; only a prompt's rows are uploaded.
+//! - The token table stays on the host as f16, in one buffer; only a prompt's rows are
+//!   uploaded.
 //! - Everything else (norms, biases, the patch embedding, the position grid) is f32.
 //!
-//! Shards are read and checked one at a time, and every buffer is checked against the device's
-//! binding limit before it is allocated.
+//! Every buffer is checked against the device's binding limit before anything is allocated,
+//! and each tensor goes to the device as soon as its shard has arrived.
 
 use std::collections::BTreeMap;
 
@@ -15,10 +17,10 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
-use sift_quant::{Encoding, QuantError, QuantizedModel, StoredValues, TensorEntry, q4};
+use sift_quant::{Encoding, Manifest, QuantError, StoredValues, TensorAssembler, TensorEntry, q4};
 
 use crate::weights::{PREFIX, checkpoint_segment};
-use crate::{ModelError, projection};
+use crate::{ModelConfig, ModelError, Qwen3VlModel, RerankerModel, ScoreTokens, projection};
 
 const TABLE: &str = "model.language_model.embed_tokens.weight";
 const HEAD: &str = "lm_head.weight";
@@ -68,13 +70,6 @@ impl DeviceTensor {
     }
 }
 
-/// What a 4-bit directory holds besides the network's parameters.
-pub(crate) struct QuantizedExtras {
-    pub table: HostTable,
-    /// Rows `yes` and `no` of the head (the token table's, for tied models).
-    pub head_rows: [Vec<f32>; 2],
-}
-
 /// The burn scheme the Q4 weights are uploaded in: symmetric, values −7..7 packed eight to a
 /// `u32`, one scale per 32 values of a row, in `scales`.
 fn q4_scheme(scales: ScaleDtype) -> QuantScheme {
@@ -111,7 +106,7 @@ pub fn q4_tensor_data(q: &q4::Q4Tensor, scales: ScaleDtype) -> TensorData {
 
 /// Bytes of the largest buffer a tensor needs on the device: the f32 copy a Q4 matrix's
 /// projection makes, other tensors' f32 values.
-fn device_bytes(entry: &TensorEntry) -> u64 {
+fn largest_buffer(entry: &TensorEntry) -> u64 {
     let (rows, cols) = (entry.stored_rows(), entry.row_len());
     match entry.encoding {
         Encoding::Q4B32 if entry.shape.len() == 2 => projection::dequantized_bytes(rows, cols),
@@ -119,108 +114,213 @@ fn device_bytes(entry: &TensorEntry) -> u64 {
     }
 }
 
-/// Reads every tensor of `model` onto `device`, checking `max_binding` (bytes) first. `tied`:
-/// whether the score reads the token table's rows rather than the head's.
-pub(crate) fn load<M: Module>(
-    model: &QuantizedModel,
-    net: M,
-    tokens: [usize; 2],
-    tied: bool,
-    device: &Device,
-    max_binding: Option<u64>,
-) -> Result<(M, QuantizedExtras), ModelError> {
-    let tensors = &model.manifest.tensors;
-    if let Some(limit) = max_binding
-        && let Some((name, entry)) = tensors
-            .iter()
-            .filter(|(name, _)| name.as_str() != TABLE)
-            .max_by_key(|(_, e)| device_bytes(e))
-    {
-        crate::check_binding(name, device_bytes(entry), limit, "use a smaller model")?;
+/// Bytes a tensor keeps on the device once loaded (f32 scales, as on devices without f16).
+fn resident_bytes(entry: &TensorEntry) -> u64 {
+    let (rows, cols) = (entry.stored_rows() as u64, entry.row_len() as u64);
+    match entry.encoding {
+        Encoding::Q4B32 if entry.shape.len() == 2 => {
+            let padded = q4::padded_cols(cols as usize) as u64;
+            rows * (padded / 2 + padded / q4::BLOCK as u64 * 4)
+        }
+        _ => rows * cols * 4,
     }
+}
 
-    let scales = q4_scale_dtype(device);
-    let mut on_device = BTreeMap::new();
-    let mut table = None;
-    let mut head = None;
-    model.read_tensors::<ModelError>(|name, entry, values| {
-        match name {
-            TABLE => {
-                let StoredValues::F16(rows) = values else {
-                    return Err(bad_encoding(name, entry));
-                };
-                table = Some(HostTable {
-                    rows,
-                    width: entry.row_len(),
-                });
-            }
-            HEAD => head = Some((entry.clone(), values.to_f32())),
-            _ => {
-                let tensor = match values {
-                    StoredValues::Q4(q) if entry.shape.len() == 2 => DeviceTensor::Q4(
-                        upload(q4_tensor_data(&q, scales), device),
-                        [q.rows, q.cols],
-                    ),
-                    // The patch embedding (5-D) is small: it is used in f32.
-                    other => {
-                        let values = other.to_f32();
-                        let len = values.len();
-                        DeviceTensor::Float(
-                            upload(TensorData::new(values, [len]), device),
-                            entry.shape.clone(),
-                        )
-                    }
-                };
-                on_device.insert(name.to_string(), tensor);
-            }
-        }
-        Ok(())
-    })?;
+/// What a 4-bit model needs of a machine, from its manifest alone (before downloading it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requirements {
+    /// The largest single GPU buffer, and the tensor that needs it: a GPU whose
+    /// `maxStorageBufferBindingSize` is smaller cannot run the model.
+    pub largest_buffer: (String, u64),
+    /// GPU memory the weights take once loaded.
+    pub gpu_weight_bytes: u64,
+    /// Host memory the token table takes (it stays on the host).
+    pub host_table_bytes: u64,
+    /// Bytes of the files to store: the shards and the copied files.
+    pub storage_bytes: u64,
+}
 
-    let table = table.ok_or_else(|| missing(TABLE))?;
-    // A tied model reads its table's rows, as transformers does even if a head was saved.
-    let head_rows = match head.filter(|_| !tied) {
-        // Untied: the head's kept rows must include the score's two tokens.
-        Some((entry, values)) => {
-            let cols = entry.row_len();
-            let kept = entry.kept_rows.unwrap_or_default();
-            let row = |token: usize| {
-                kept.iter()
-                    .position(|&r| r == token)
-                    .map(|i| values[i * cols..(i + 1) * cols].to_vec())
-                    .ok_or_else(|| {
-                        ModelError::Weights(format!(
-                            "{HEAD} keeps rows {kept:?}, not token {token} that the score reads: \
-                             quantize the model again with its own tokenizer.json"
-                        ))
-                    })
-            };
-            [row(tokens[0])?, row(tokens[1])?]
-        }
-        None if tied => [table.row(tokens[0]), table.row(tokens[1])],
-        None => return Err(missing(HEAD)),
-    };
-
-    let mut placer = Placer {
-        path: Vec::new(),
-        tensors: on_device,
-        problems: Vec::new(),
-    };
-    let net = net.map(&mut placer);
-    placer.problems.extend(
-        placer
+impl Requirements {
+    pub fn of(manifest: &Manifest) -> Self {
+        let on_device = manifest.tensors.iter().filter(|(n, _)| n.as_str() != TABLE);
+        let largest_buffer = on_device
+            .clone()
+            .map(|(name, e)| (name.clone(), largest_buffer(e)))
+            .max_by_key(|(_, bytes)| *bytes)
+            .unwrap_or_default();
+        let host_table_bytes = manifest
             .tensors
-            .keys()
-            .map(|n| format!("unexpected tensor {n}")),
-    );
-    if !placer.problems.is_empty() {
-        return Err(ModelError::Weights(format!(
-            "the 4-bit model does not match its config.json: {}. Re-create it with `sift quantize` \
-             from the original model",
-            placer.problems.join("; ")
-        )));
+            .get(TABLE)
+            .map_or(0, |e| (e.stored_rows() * e.row_len()) as u64 * 2);
+        Self {
+            largest_buffer,
+            gpu_weight_bytes: on_device
+                .filter(|(n, _)| n.as_str() != HEAD)
+                .map(|(_, e)| resident_bytes(e))
+                .sum(),
+            host_table_bytes,
+            storage_bytes: manifest.total_bytes(),
+        }
     }
-    Ok((net, QuantizedExtras { table, head_rows }))
+
+    /// Refuses the model before anything is allocated if one of its buffers exceeds `limit`.
+    pub fn check_binding(&self, limit: u64) -> Result<(), ModelError> {
+        let (name, bytes) = &self.largest_buffer;
+        crate::device::check_binding(name, *bytes, limit, "use a smaller model")
+    }
+}
+
+/// A 4-bit model being loaded, shard by shard. Give every shard with
+/// [`add_shard`](Self::add_shard), in any order, then [`finish`](Self::finish).
+pub struct QuantizedLoader {
+    config: ModelConfig,
+    tokens: ScoreTokens,
+    device: Device,
+    scales: ScaleDtype,
+    assembler: TensorAssembler,
+    on_device: BTreeMap<String, DeviceTensor>,
+    table: Option<HostTable>,
+    /// The head's entry and its kept rows in f32 (untied models).
+    head: Option<(TensorEntry, Vec<f32>)>,
+}
+
+impl QuantizedLoader {
+    /// Starts loading the model `manifest` describes (its `config.json` parsed as `config`),
+    /// refusing it first if a buffer would exceed `max_binding` bytes. `source` names where
+    /// the model comes from in messages.
+    pub fn new(
+        manifest: Manifest,
+        source: &str,
+        config: ModelConfig,
+        tokens: ScoreTokens,
+        device: &Device,
+        max_binding: Option<u64>,
+    ) -> Result<Self, ModelError> {
+        if let Some(limit) = max_binding {
+            Requirements::of(&manifest).check_binding(limit)?;
+        }
+        Ok(Self {
+            config,
+            tokens,
+            device: device.clone(),
+            scales: q4_scale_dtype(device),
+            assembler: TensorAssembler::new(manifest, source),
+            on_device: BTreeMap::new(),
+            table: None,
+            head: None,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        self.assembler.manifest()
+    }
+
+    /// Checks shard `index` (size, sha256) and sends the tensors it completes to the device.
+    pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<(), ModelError> {
+        let Self {
+            assembler,
+            on_device,
+            table,
+            head,
+            device,
+            scales,
+            ..
+        } = self;
+        assembler.add_shard::<ModelError>(index, bytes, |name, entry, values| {
+            match name {
+                TABLE => {
+                    let StoredValues::F16(rows) = values else {
+                        return Err(bad_encoding(name, entry));
+                    };
+                    *table = Some(HostTable {
+                        rows,
+                        width: entry.row_len(),
+                    });
+                }
+                HEAD => *head = Some((entry.clone(), values.to_f32())),
+                _ => {
+                    let tensor = match values {
+                        StoredValues::Q4(q) if entry.shape.len() == 2 => DeviceTensor::Q4(
+                            upload(q4_tensor_data(&q, *scales), device),
+                            [q.rows, q.cols],
+                        ),
+                        // The patch embedding (5-D) is small: it is used in f32.
+                        other => {
+                            let values = other.to_f32();
+                            let len = values.len();
+                            DeviceTensor::Float(
+                                upload(TensorData::new(values, [len]), device),
+                                entry.shape.clone(),
+                            )
+                        }
+                    };
+                    on_device.insert(name.to_string(), tensor);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The model, once every shard has been added.
+    pub fn finish(self) -> Result<RerankerModel, ModelError> {
+        self.assembler.finish()?;
+        let config = self.config;
+        let table = self.table.ok_or_else(|| missing(TABLE))?;
+        let tokens = [self.tokens.yes as usize, self.tokens.no as usize];
+        // A tied model reads its table's rows, as transformers does even if a head was saved.
+        let tied = config.tied_embeddings();
+        let head_rows = match self.head.filter(|_| !tied) {
+            // Untied: the head's kept rows must include the score's two tokens.
+            Some((entry, values)) => {
+                let cols = entry.row_len();
+                let kept = entry.kept_rows.unwrap_or_default();
+                let row = |token: usize| {
+                    kept.iter()
+                        .position(|&r| r == token)
+                        .map(|i| values[i * cols..(i + 1) * cols].to_vec())
+                        .ok_or_else(|| {
+                            ModelError::Weights(format!(
+                                "{HEAD} keeps rows {kept:?}, not token {token} that the score \
+                                 reads: quantize the model again with its own tokenizer.json"
+                            ))
+                        })
+                };
+                [row(tokens[0])?, row(tokens[1])?]
+            }
+            None if tied => [table.row(tokens[0]), table.row(tokens[1])],
+            None => return Err(missing(HEAD)),
+        };
+
+        let net = Qwen3VlModel::new(&config, false, &self.device);
+        let mut placer = Placer {
+            path: Vec::new(),
+            tensors: self.on_device,
+            problems: Vec::new(),
+        };
+        let net = net.map(&mut placer);
+        placer.problems.extend(
+            placer
+                .tensors
+                .keys()
+                .map(|n| format!("unexpected tensor {n}")),
+        );
+        if !placer.problems.is_empty() {
+            return Err(ModelError::Weights(format!(
+                "the 4-bit model does not match its config.json: {}. Re-create it with `sift \
+                 quantize` from the original model",
+                placer.problems.join("; ")
+            )));
+        }
+        let [yes, no] = &head_rows;
+        Ok(RerankerModel::assemble(
+            config,
+            net,
+            Some(table),
+            yes,
+            no,
+            &self.device,
+        ))
+    }
 }
 
 /// Uploads a weight into the device's persistent pool: exact-fit buffers for data that lives
