@@ -148,7 +148,7 @@ fn rerank(args: RerankArgs) -> Result<(), String> {
     let (text, base) = read_request(path)?;
     let request = Request::from_json(&text, &base).map_err(|e| e.to_string())?;
     let scores = score_with_progress(&reranker, &request);
-    println!("{}", output::results_json(&scores, args.top_n));
+    println!("{}", sift::results_json(&scores, args.top_n));
     Ok(())
 }
 
@@ -263,7 +263,7 @@ fn run_batch(reranker: &Reranker, path: &Path, top_n: Option<usize>) -> Result<(
             })
             .and_then(|text| Request::from_json(text, &base).map_err(|e| e.to_string()));
         let out = match parsed {
-            Ok(request) => output::results_json(&reranker.score(&request), top_n),
+            Ok(request) => sift::results_json(&reranker.score(&request), top_n),
             Err(e) => serde_json::json!({ "error": format!("request {}: {e}", number + 1) }),
         };
         writeln!(stdout, "{out}")

@@ -15,14 +15,27 @@
 //! # Ok::<(), sift::LoadError>(())
 //! ```
 
+mod loading;
 mod quantize;
+mod ranking;
 mod request;
 mod reranker;
 
+pub use loading::{Loading, ModelFiles};
 pub use quantize::{QuantError, QuantizeError, QuantizeReport, QuantizedModel, quantize};
+pub use ranking::{rank, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{
-    Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, RerankOptions, Reranker, position_ids,
+    Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, PreparedQuery, RerankOptions,
+    Reranker, position_ids,
 };
-pub use sift_inputs::ImageOptions;
-pub use sift_inputs::video::{VideoError, VideoSampling};
+pub use sift_inputs::prompt::DEFAULT_INSTRUCTION;
+pub use sift_inputs::video::{
+    ContainerInfo, FrameCollector, SamplePlan, VideoError, VideoFrames, VideoSampling,
+    group_timestamps, probe_container,
+};
+pub use sift_inputs::{ImageError, ImageOptions, RgbImage};
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+pub use sift_model::gpu_device_async;
+pub use sift_model::{Device, GpuInfo, Requirements, gpu_info};
+pub use sift_quant::{FileEntry, MANIFEST, Manifest};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sift_inputs::RgbImage;
+use sift_inputs::video::{VideoFrames, VideoSampling};
 
 /// Where an image comes from.
 #[derive(Debug, Clone)]
@@ -24,6 +25,10 @@ pub enum VideoSource {
     Path(PathBuf),
     /// The frames of a video as images, in order.
     Frames(Vec<ImageSource>),
+    /// A video file's frames, sampled and decoded by the caller (a browser's `<video>`
+    /// element) as [`VideoSampling`] and the file's container say (`SamplePlan`), and resized
+    /// by a `FrameCollector`: scored as the file itself would be.
+    Sampled(VideoFrames),
 }
 
 /// A video and, optionally, its own sampling (else the request's, else the reference's).
@@ -34,6 +39,16 @@ pub struct Video {
     pub fps: Option<f64>,
     /// Most frames sampled from a file, or kept from a frame list (default 64).
     pub max_frames: Option<usize>,
+}
+
+impl Video {
+    /// How this video is sampled if it is a file: its own settings, else `request`'s.
+    pub fn sampling(&self, request: &VideoSampling) -> VideoSampling {
+        VideoSampling {
+            fps: self.fps.unwrap_or(request.fps),
+            max_frames: self.max_frames.unwrap_or(request.max_frames),
+        }
+    }
 }
 
 impl From<VideoSource> for Video {
@@ -206,6 +221,16 @@ impl ContentJson {
 }
 
 impl Request {
+    /// The sampling of video files without their own: the request's, else the reference's
+    /// defaults.
+    pub fn video_sampling(&self) -> VideoSampling {
+        let default = VideoSampling::default();
+        VideoSampling {
+            fps: self.fps.unwrap_or(default.fps),
+            max_frames: self.max_frames.unwrap_or(default.max_frames),
+        }
+    }
+
     /// Parses a JSON request; relative image and video paths are taken from `base_dir`.
     pub fn from_json(json: &str, base_dir: &Path) -> Result<Self, RequestError> {
         let parsed: RequestJson =

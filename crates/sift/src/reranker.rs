@@ -69,6 +69,8 @@ pub enum LoadError {
         "this build of sift has no {0} backend; rebuild with `--features {0}` or choose another device"
     )]
     BackendNotBuilt(&'static str),
+    #[error(transparent)]
+    Quant(#[from] sift_quant::QuantError),
 }
 
 /// Why one document could not be scored. The other documents are still scored.
@@ -98,6 +100,15 @@ pub enum DocError {
     Model(#[from] ModelError),
     #[error("the query cannot be used, so no document can be scored: {0}")]
     Query(String),
+}
+
+/// A request's query, instruction and video sampling, read once and used for each document
+/// ([`Reranker::prepare_query`]).
+pub struct PreparedQuery {
+    instruction: String,
+    sampling: VideoSampling,
+    /// The query's content, or why it cannot be used (then every document reports it).
+    side: Result<PreparedSide, String>,
 }
 
 /// One side's prompt content and the visual inputs it contributes, in prompt order.
@@ -146,12 +157,21 @@ impl Reranker {
             no: tokenizer.no_id,
         };
         let model = RerankerModel::load(model_dir, tokens, &device)?;
-        Ok(Self {
+        Ok(Self::from_parts(model, tokenizer, processor, options))
+    }
+
+    pub(crate) fn from_parts(
+        model: RerankerModel,
+        tokenizer: PromptTokenizer,
+        processor: ProcessorConfig,
+        options: RerankOptions,
+    ) -> Self {
+        Self {
             model,
             tokenizer,
             processor,
             options,
-        })
+        }
     }
 
     /// Scores every document against the query, in request order. A document that cannot be
@@ -167,28 +187,73 @@ impl Reranker {
         request: &Request,
         mut progress: impl FnMut(usize, usize),
     ) -> Vec<Result<f32, DocError>> {
-        let instruction = request
-            .instruction
-            .as_deref()
-            .unwrap_or(DEFAULT_INSTRUCTION);
-        let sampling = request_sampling(request);
-        let query = self.prepare(&request.query, "query", &sampling);
+        let query = self.prepare_query(request);
         let total = request.documents.len();
         request
             .documents
             .iter()
             .enumerate()
             .map(|(i, document)| {
-                let result = match &query {
-                    Ok(query) => self
-                        .prepare(document, "document", &sampling)
-                        .and_then(|document| self.score_pair(instruction, query, &document)),
-                    Err(e) => Err(DocError::Query(e.to_string())),
-                };
+                let result = self.score_document(&query, document);
                 progress(i + 1, total);
                 result
             })
             .collect()
+    }
+
+    /// Reads the request's query (its images and videos decoded and preprocessed once), its
+    /// instruction and its video sampling, for scoring documents one at a time with
+    /// [`score_document`](Self::score_document) or
+    /// [`score_document_async`](Self::score_document_async). The request's own documents are
+    /// not read.
+    pub fn prepare_query(&self, request: &Request) -> PreparedQuery {
+        let sampling = request.video_sampling();
+        PreparedQuery {
+            instruction: request
+                .instruction
+                .clone()
+                .unwrap_or_else(|| DEFAULT_INSTRUCTION.to_string()),
+            side: self
+                .prepare(&request.query, "query", &sampling)
+                .map_err(|e| e.to_string()),
+            sampling,
+        }
+    }
+
+    /// The score of one document against a prepared query. Reads the result back
+    /// synchronously: in a browser, use [`score_document_async`](Self::score_document_async).
+    pub fn score_document(
+        &self,
+        query: &PreparedQuery,
+        document: &Content,
+    ) -> Result<f32, DocError> {
+        let input = self.document_input(query, document)?;
+        Ok(self.model.score(&input)?.score)
+    }
+
+    /// [`score_document`](Self::score_document) with an asynchronous readback, for browsers
+    /// (a Web Worker on WebGPU): one readback per document.
+    pub async fn score_document_async(
+        &self,
+        query: &PreparedQuery,
+        document: &Content,
+    ) -> Result<f32, DocError> {
+        let input = self.document_input(query, document)?;
+        Ok(self.model.score_async(&input).await?.score)
+    }
+
+    /// What the model reads for one document against a prepared query.
+    fn document_input(
+        &self,
+        query: &PreparedQuery,
+        document: &Content,
+    ) -> Result<ModelInput, DocError> {
+        let side = query
+            .side
+            .as_ref()
+            .map_err(|e| DocError::Query(e.clone()))?;
+        let document = self.prepare(document, "document", &query.sampling)?;
+        self.pair_input(&query.instruction, side, &document)
     }
 
     /// Reads a side's videos, then its images (the prompt's order), into prompt content and
@@ -252,19 +317,13 @@ impl Reranker {
     /// A video's frames as `fetch_video` returns them. A file's own sampling wins over the
     /// request's. A frame list keeps at most its own `max_frames`, else 64: as in the reference,
     /// where the call's `max_frames` reaches files only and lists use the reranker's default.
-    fn read_video(
+    fn read_video<'a>(
         &self,
-        video: &Video,
+        video: &'a Video,
         sampling: &VideoSampling,
-    ) -> Result<VideoFrames, VideoError> {
+    ) -> Result<Cow<'a, VideoFrames>, VideoError> {
         match &video.source {
-            VideoSource::Path(path) => {
-                let sampling = VideoSampling {
-                    fps: video.fps.unwrap_or(sampling.fps),
-                    max_frames: video.max_frames.unwrap_or(sampling.max_frames),
-                };
-                read_video(path, &sampling)
-            }
+            VideoSource::Path(path) => read_video(path, &video.sampling(sampling)).map(Cow::Owned),
             VideoSource::Frames(sources) => {
                 let max_frames = video
                     .max_frames
@@ -273,34 +332,16 @@ impl Reranker {
                     .into_iter()
                     .map(|i| self.decode_image(&sources[i]).map_err(VideoError::Frame))
                     .collect::<Result<Vec<_>, _>>()?;
-                video_from_frames(&images)
+                video_from_frames(&images).map(Cow::Owned)
             }
+            VideoSource::Sampled(frames) => Ok(Cow::Borrowed(frames)),
         }
     }
 
     /// The model input of document `index`, exactly what [`Reranker::score`] feeds the model:
     /// for comparing token ids and pixels with the reference.
     pub fn model_input(&self, request: &Request, index: usize) -> Result<ModelInput, DocError> {
-        let instruction = request
-            .instruction
-            .as_deref()
-            .unwrap_or(DEFAULT_INSTRUCTION);
-        let sampling = request_sampling(request);
-        let query = self
-            .prepare(&request.query, "query", &sampling)
-            .map_err(|e| DocError::Query(e.to_string()))?;
-        let document = self.prepare(&request.documents[index], "document", &sampling)?;
-        self.pair_input(instruction, &query, &document)
-    }
-
-    fn score_pair(
-        &self,
-        instruction: &str,
-        query: &PreparedSide,
-        document: &PreparedSide,
-    ) -> Result<f32, DocError> {
-        let input = self.pair_input(instruction, query, document)?;
-        Ok(self.model.score(&input)?.score)
+        self.document_input(&self.prepare_query(request), &request.documents[index])
     }
 
     fn pair_input(
@@ -339,15 +380,6 @@ impl Reranker {
             position_ids,
             visuals,
         })
-    }
-}
-
-/// The request's sampling for videos without their own, else the reference's defaults.
-fn request_sampling(request: &Request) -> VideoSampling {
-    let default = VideoSampling::default();
-    VideoSampling {
-        fps: request.fps.unwrap_or(default.fps),
-        max_frames: request.max_frames.unwrap_or(default.max_frames),
     }
 }
 

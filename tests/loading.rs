@@ -1,0 +1,137 @@
+//! A 4-bit model given to the library in parts, as a browser gives it (the manifest, the small
+//! files, then the shards): it scores exactly as the same model loaded from its directory, its
+//! asynchronous scoring (a browser's) equals the synchronous one, and a damaged or missing
+//! piece is named.
+
+use sift::{
+    Content, Device, ImageSource, LoadError, Manifest, ModelFiles, Request, RerankOptions, Reranker,
+};
+use sift_tests::{downloaded_model, golden_dir};
+
+fn request() -> Request {
+    let image = |name: &str| {
+        Content::image(ImageSource::Path(
+            golden_dir().join("rerank/image").join(name),
+        ))
+    };
+    Request {
+        query: Content::text("a red painting"),
+        documents: vec![
+            Content::text("A painting in shades of red."),
+            image("red.png"),
+            image("sky.jpg"),
+            Content::text("Stock prices fell sharply."),
+        ],
+        ..Request::default()
+    }
+}
+
+struct Parts {
+    _dir: tempfile::TempDir,
+    manifest: Manifest,
+    files: ModelFiles,
+    shards: Vec<Vec<u8>>,
+    path: std::path::PathBuf,
+}
+
+/// The golden real-vocabulary model, quantized, and its pieces as bytes.
+fn parts() -> Parts {
+    let source = downloaded_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q4");
+    sift::quantize(source.path(), &path).unwrap();
+    let read = |name: &str| std::fs::read(path.join(name)).unwrap();
+    let manifest =
+        Manifest::from_json(&read(sift::MANIFEST), std::path::Path::new("test")).unwrap();
+    let files = ModelFiles {
+        config: read("config.json"),
+        tokenizer: read("tokenizer.json"),
+        preprocessor_config: manifest
+            .file("preprocessor_config.json")
+            .map(|_| read("preprocessor_config.json")),
+    };
+    assert_eq!(
+        ModelFiles::names(&manifest),
+        ["config.json", "tokenizer.json"]
+    );
+    let shards = manifest.shards.iter().map(|s| read(&s.file)).collect();
+    Parts {
+        _dir: dir,
+        manifest,
+        files,
+        shards,
+        path,
+    }
+}
+
+fn scores(reranker: &Reranker) -> Vec<f32> {
+    reranker
+        .score(&request())
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+#[test]
+fn a_model_given_in_parts_scores_as_its_directory_and_async_as_sync() {
+    let parts = parts();
+    let from_dir = Reranker::load(&parts.path, RerankOptions::default()).unwrap();
+    let device = Device::flex();
+    let mut loading = Reranker::loading(
+        parts.manifest.clone(),
+        "test",
+        parts.files.clone(),
+        &device,
+        RerankOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(loading.shards().len(), parts.shards.len());
+    for (index, bytes) in parts.shards.iter().enumerate().rev() {
+        loading.add_shard(index, bytes).unwrap();
+    }
+    let from_parts = loading.finish().unwrap();
+    let want = scores(&from_dir);
+    assert_eq!(scores(&from_parts), want);
+
+    let request = request();
+    let query = from_parts.prepare_query(&request);
+    for (document, want) in request.documents.iter().zip(&want) {
+        let got = pollster::block_on(from_parts.score_document_async(&query, document)).unwrap();
+        assert_eq!(got, *want);
+    }
+}
+
+#[test]
+fn a_damaged_file_or_a_missing_shard_is_named() {
+    let parts = parts();
+    let device = Device::flex();
+    let start = |files: ModelFiles| {
+        Reranker::loading(
+            parts.manifest.clone(),
+            "test",
+            files,
+            &device,
+            RerankOptions::default(),
+        )
+    };
+    let mut files = parts.files.clone();
+    files.tokenizer[100] ^= 1;
+    let message = start(files).err().unwrap().to_string();
+    assert!(
+        message.contains("tokenizer.json") && message.contains("sha256"),
+        "{message}"
+    );
+
+    let mut loading = start(parts.files.clone()).unwrap();
+    let mut shard = parts.shards[0].clone();
+    shard.truncate(shard.len() - 1);
+    let message = loading.add_shard(0, &shard).unwrap_err().to_string();
+    assert!(message.contains("q4-00001.safetensors"), "{message}");
+
+    let missing = start(parts.files.clone()).unwrap().finish();
+    assert!(
+        matches!(&missing, Err(LoadError::Model(e)) if e.to_string().contains("q4-00001.safetensors")),
+        "{:?}",
+        missing.err()
+    );
+}
