@@ -37,5 +37,5 @@ pub use sift_inputs::video::{
 pub use sift_inputs::{ImageError, ImageOptions, RgbImage};
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
 pub use sift_model::gpu_device_async;
-pub use sift_model::{Device, GpuInfo, Requirements, gpu_info};
+pub use sift_model::{Device, GpuInfo, ModelError, Requirements, gpu_info};
 pub use sift_quant::{FileEntry, MANIFEST, Manifest};

@@ -1,0 +1,37 @@
+//! sift's page: rank your own photos, videos and notes against a query, privately, on your
+//! GPU. The page owns the inputs and the display; the model runs in `sift-worker`, a Web
+//! Worker, so the page never freezes and survives the worker's crashes.
+
+#[cfg(target_arch = "wasm32")]
+mod capture;
+#[cfg(target_arch = "wasm32")]
+mod config;
+#[cfg(target_arch = "wasm32")]
+mod files;
+#[cfg(target_arch = "wasm32")]
+mod format;
+#[cfg(target_arch = "wasm32")]
+mod messages;
+#[cfg(target_arch = "wasm32")]
+mod session;
+#[cfg(target_arch = "wasm32")]
+mod state;
+#[cfg(target_arch = "wasm32")]
+mod view;
+#[cfg(target_arch = "wasm32")]
+mod worker;
+
+/// The media id of the query's video in frame requests (documents use their own ids, from 1).
+#[cfg(target_arch = "wasm32")]
+pub const QUERY_MEDIA: u32 = 0;
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(view::App);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("sift-app runs in a browser: build it with Trunk (see the README)");
+}

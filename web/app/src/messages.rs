@@ -1,0 +1,165 @@
+//! What the page does with each message from the worker.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use sift_web_protocol::{FromWorker, ModelSource, Stage, ToWorker};
+
+use crate::state::{AppState, DocResult, Item, ModelState, Progress};
+use crate::worker::ModelWorker;
+
+pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
+    match message {
+        FromWorker::Ready { .. } | FromWorker::Fatal(_) => {}
+        FromWorker::Probed {
+            gpu,
+            storage,
+            models,
+        } => {
+            let first = state.gpu.get_untracked().is_none();
+            state.gpu.set(Some(gpu.clone()));
+            state.storage.set(storage);
+            state.stored.set(models.clone());
+            if state.model.get_untracked() == ModelState::Starting {
+                state.model.set(ModelState::Idle);
+            }
+            // On a visit, a model already stored for the URL in the box loads from storage,
+            // with no download.
+            if first && gpu.is_ok() {
+                let url = normalized(&crate::config::absolute(&state.model_url.get_untracked()));
+                if models
+                    .iter()
+                    .any(|m| m.complete && normalized(&m.source) == url)
+                {
+                    load(worker, state, ModelSource::Url(url));
+                }
+            }
+        }
+        FromWorker::Fit(fit) => state.fit.set(Some(fit)),
+        FromWorker::Progress {
+            stage,
+            done,
+            total,
+            detail,
+        } => {
+            if stage == Stage::Scoring {
+                return;
+            }
+            let now = js_sys::Date::now();
+            state.model.update(|model| {
+                let started = match model {
+                    ModelState::Working(p) if p.stage == stage => p.started,
+                    _ => (done, now),
+                };
+                *model = ModelState::Working(Progress {
+                    stage,
+                    done,
+                    total,
+                    detail,
+                    started,
+                });
+            });
+        }
+        FromWorker::Loaded(summary) => {
+            state.model.set(ModelState::Ready(summary));
+            request_persistence(state);
+        }
+        FromWorker::LoadFailed(message) => match state.model.get_untracked() {
+            ModelState::Ready(_) => state.notice.set(Some(message)),
+            _ => state.model.set(ModelState::Failed(message)),
+        },
+        FromWorker::NeedFrames {
+            job,
+            video,
+            seek_times,
+        } => {
+            let file = if video == crate::QUERY_MEDIA {
+                state.query_video.get_untracked().map(|m| m.file)
+            } else {
+                state.docs.with_untracked(|docs| {
+                    docs.iter().find_map(|d| match &d.item {
+                        Item::Video(m) if d.id == video => Some(m.file.clone()),
+                        _ => None,
+                    })
+                })
+            };
+            let worker = worker.clone();
+            match file {
+                Some(file) => spawn_local(crate::capture::send_frames(
+                    worker, job, video, file, seek_times,
+                )),
+                None => worker.send(&ToWorker::FramesFailed {
+                    job,
+                    video,
+                    message: "the video was removed from the page".into(),
+                }),
+            }
+        }
+        FromWorker::Scored {
+            job,
+            index,
+            result,
+            order,
+            videos,
+        } => state.run.update(|run| {
+            if run.job != job {
+                return;
+            }
+            let Some(&id) = run.docs.get(index) else {
+                return;
+            };
+            run.results.insert(
+                id,
+                DocResult {
+                    score: result,
+                    videos,
+                },
+            );
+            run.order = order
+                .iter()
+                .filter_map(|&i| run.docs.get(i).copied())
+                .collect();
+        }),
+        FromWorker::Done { job, results_json } => state.run.update(|run| {
+            if run.job == job {
+                run.running = false;
+                run.export = Some(results_json);
+            }
+        }),
+    }
+}
+
+/// A folder URL with one trailing slash, for comparing.
+fn normalized(url: &str) -> String {
+    format!("{}/", url.trim_end_matches('/'))
+}
+
+/// Asks the worker to load a model, showing the first step at once.
+pub fn load(worker: &ModelWorker, state: AppState, source: ModelSource) {
+    state.fit.set(None);
+    state.model.set(ModelState::Working(Progress {
+        stage: Stage::Checking,
+        done: 0,
+        total: 0,
+        detail: String::new(),
+        started: (0, js_sys::Date::now()),
+    }));
+    worker.send(&ToWorker::Load(source));
+}
+
+/// Asks the browser to keep this site's storage (models are large to fetch again); the answer
+/// is shown next to the storage figures.
+fn request_persistence(state: AppState) {
+    let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) else {
+        return;
+    };
+    spawn_local(async move {
+        let granted = match storage.persist() {
+            Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise)
+                .await
+                .ok()
+                .and_then(|v| v.as_bool()),
+            Err(_) => None,
+        };
+        state.persisted.set(granted);
+    });
+}

@@ -1,0 +1,272 @@
+//! The user's query and documents survive a reload: their text and settings in `localStorage`,
+//! their files in the Origin Private File System (private to this site, never uploaded).
+
+use std::collections::HashSet;
+
+use gloo_storage::Storage;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Blob, File, FileSystemDirectoryHandle, FileSystemFileHandle};
+
+use crate::state::{AppState, Doc, Item, MediaFile};
+
+const KEY: &str = "sift.session";
+const FOLDER: &str = "sift-session";
+
+#[derive(Serialize, Deserialize, Default)]
+struct Saved {
+    model_url: Option<String>,
+    instruction: String,
+    query_text: String,
+    fps: f64,
+    max_frames: usize,
+    next_id: u32,
+    query_image: Option<SavedFile>,
+    query_video: Option<SavedFile>,
+    docs: Vec<SavedDoc>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct SavedFile {
+    name: String,
+    mime: String,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SavedItem {
+    Text { text: String, name: Option<String> },
+    Image(SavedFile),
+    Video(SavedFile),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedDoc {
+    id: u32,
+    item: SavedItem,
+}
+
+fn saved_file(media: &MediaFile) -> SavedFile {
+    SavedFile {
+        name: media.name.clone(),
+        mime: media.file.type_(),
+    }
+}
+
+/// The stored name of a document's file, and of the query's.
+pub fn doc_key(id: u32) -> String {
+    format!("doc-{id}")
+}
+pub const QUERY_IMAGE: &str = "query-image";
+pub const QUERY_VIDEO: &str = "query-video";
+
+/// Restores the last session, then keeps saving it as it changes.
+pub fn restore_and_save(state: AppState) {
+    if let Ok(saved) = gloo_storage::LocalStorage::get::<Saved>(KEY) {
+        if let Some(url) = saved.model_url {
+            state.model_url.set(url);
+        }
+        state.instruction.set(saved.instruction);
+        state.query_text.set(saved.query_text);
+        if saved.fps > 0.0 {
+            state.fps.set(saved.fps);
+        }
+        if saved.max_frames > 0 {
+            state.max_frames.set(saved.max_frames);
+        }
+        state.next_id.set(saved.next_id.max(1));
+        spawn_local(restore_files(
+            state,
+            saved.docs,
+            saved.query_image,
+            saved.query_video,
+        ));
+    }
+    Effect::new(move |_| {
+        let saved = Saved {
+            model_url: Some(state.model_url.get()),
+            instruction: state.instruction.get(),
+            query_text: state.query_text.get(),
+            fps: state.fps.get(),
+            max_frames: state.max_frames.get(),
+            next_id: state.next_id.get(),
+            query_image: state.query_image.with(|m| m.as_ref().map(saved_file)),
+            query_video: state.query_video.with(|m| m.as_ref().map(saved_file)),
+            docs: state.docs.with(|docs| {
+                docs.iter()
+                    .map(|d| SavedDoc {
+                        id: d.id,
+                        item: match &d.item {
+                            Item::Text { text, name } => SavedItem::Text {
+                                text: text.clone(),
+                                name: name.clone(),
+                            },
+                            Item::Image(m) => SavedItem::Image(saved_file(m)),
+                            Item::Video(m) => SavedItem::Video(saved_file(m)),
+                        },
+                    })
+                    .collect()
+            }),
+        };
+        if gloo_storage::LocalStorage::set(KEY, &saved).is_err() {
+            state.notice.set(Some(
+                "This browser would not save the page's inputs (storage full or blocked); they \
+                 stay until the page is closed."
+                    .into(),
+            ));
+        }
+    });
+}
+
+async fn restore_files(
+    state: AppState,
+    docs: Vec<SavedDoc>,
+    query_image: Option<SavedFile>,
+    query_video: Option<SavedFile>,
+) {
+    let Ok(folder) = folder().await else { return };
+    let mut missing = Vec::new();
+    let mut restored = Vec::new();
+    let mut keep = HashSet::new();
+    for doc in docs {
+        let item = match doc.item {
+            SavedItem::Text { text, name } => Some(Item::Text { text, name }),
+            SavedItem::Image(f) => read(&folder, &doc_key(doc.id), &f)
+                .await
+                .map(|file| Item::Image(MediaFile::new(file))),
+            SavedItem::Video(f) => read(&folder, &doc_key(doc.id), &f)
+                .await
+                .map(|file| Item::Video(MediaFile::new(file))),
+        };
+        match item {
+            Some(item) => {
+                keep.insert(doc_key(doc.id));
+                restored.push(Doc { id: doc.id, item });
+            }
+            None => missing.push(doc.id),
+        }
+    }
+    if let Some(f) = &query_image
+        && let Some(file) = read(&folder, QUERY_IMAGE, f).await
+    {
+        keep.insert(QUERY_IMAGE.to_string());
+        state.query_image.set(Some(MediaFile::new(file)));
+    }
+    if let Some(f) = &query_video
+        && let Some(file) = read(&folder, QUERY_VIDEO, f).await
+    {
+        keep.insert(QUERY_VIDEO.to_string());
+        state.query_video.set(Some(MediaFile::new(file)));
+    }
+    // Documents added while restoring go after the restored ones.
+    state.docs.update(|docs| {
+        let added = std::mem::take(docs);
+        *docs = restored;
+        docs.extend(added);
+    });
+    if !missing.is_empty() {
+        state.notice.set(Some(format!(
+            "{} file(s) of your last session could not be found in this browser's storage; add \
+             them again.",
+            missing.len()
+        )));
+    }
+    remove_unused(&folder, &keep, &state).await;
+}
+
+/// Deletes stored files no document or query uses (left by a removal during a write).
+async fn remove_unused(
+    folder: &FileSystemDirectoryHandle,
+    keep: &HashSet<String>,
+    state: &AppState,
+) {
+    let in_use: HashSet<String> = state
+        .docs
+        .with_untracked(|docs| docs.iter().map(|d| doc_key(d.id)).collect());
+    let keys = folder.keys();
+    let mut names = Vec::new();
+    loop {
+        let Ok(promise) = keys.next() else { break };
+        let Ok(next) = JsFuture::from(promise).await else {
+            break;
+        };
+        let next: js_sys::IteratorNext = next.unchecked_into();
+        if next.done() {
+            break;
+        }
+        if let Some(name) = next.value().as_string() {
+            names.push(name);
+        }
+    }
+    for name in names {
+        if !keep.contains(&name) && !in_use.contains(&name) {
+            let _ = JsFuture::from(folder.remove_entry(&name)).await;
+        }
+    }
+}
+
+async fn folder() -> Result<FileSystemDirectoryHandle, JsValue> {
+    let storage = web_sys::window()
+        .ok_or(JsValue::NULL)?
+        .navigator()
+        .storage();
+    let root: FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
+        .await?
+        .unchecked_into();
+    let options = web_sys::FileSystemGetDirectoryOptions::new();
+    options.set_create(true);
+    Ok(
+        JsFuture::from(root.get_directory_handle_with_options(FOLDER, &options))
+            .await?
+            .unchecked_into(),
+    )
+}
+
+async fn read(folder: &FileSystemDirectoryHandle, key: &str, saved: &SavedFile) -> Option<File> {
+    let handle: FileSystemFileHandle = JsFuture::from(folder.get_file_handle(key))
+        .await
+        .ok()?
+        .unchecked_into();
+    let stored: Blob = JsFuture::from(handle.get_file())
+        .await
+        .ok()?
+        .unchecked_into();
+    // The stored file under its own name and type again.
+    let options = web_sys::FilePropertyBag::new();
+    options.set_type(&saved.mime);
+    File::new_with_blob_sequence_and_options(&js_sys::Array::of1(&stored), &saved.name, &options)
+        .ok()
+}
+
+/// Stores a file for the next visit (in the background: the page does not wait).
+pub fn store(key: String, file: File) {
+    spawn_local(async move {
+        let Ok(folder) = folder().await else { return };
+        let options = web_sys::FileSystemGetFileOptions::new();
+        options.set_create(true);
+        let Ok(handle) = JsFuture::from(folder.get_file_handle_with_options(&key, &options)).await
+        else {
+            return;
+        };
+        let handle: FileSystemFileHandle = handle.unchecked_into();
+        let Ok(writable) = JsFuture::from(handle.create_writable()).await else {
+            return;
+        };
+        let writable: web_sys::FileSystemWritableFileStream = writable.unchecked_into();
+        if let Ok(promise) = writable.write_with_blob(&file) {
+            let _ = JsFuture::from(promise).await;
+        }
+        let _ = JsFuture::from(writable.close()).await;
+    });
+}
+
+/// Forgets a stored file.
+pub fn forget(key: String) {
+    spawn_local(async move {
+        if let Ok(folder) = folder().await {
+            let _ = JsFuture::from(folder.remove_entry(&key)).await;
+        }
+    });
+}

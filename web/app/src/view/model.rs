@@ -1,0 +1,257 @@
+//! The model: where it comes from (a URL, or a folder on this computer), what it needs, the
+//! progress of every long step, and what this browser stores.
+
+use leptos::prelude::*;
+use sift_web_protocol::{ModelSource, Stage, ToWorker};
+use web_sys::HtmlInputElement;
+
+use super::Ctx;
+use crate::config;
+use crate::format;
+use crate::messages::load;
+use crate::state::ModelState;
+
+#[component]
+pub fn ModelPanel() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let state = ctx.state;
+    let folder = NodeRef::<leptos::html::Input>::new();
+    let busy = move || {
+        matches!(
+            state.model.get(),
+            ModelState::Working(_) | ModelState::Starting
+        )
+    };
+    let no_gpu = move || matches!(state.gpu.get(), Some(Err(_)));
+
+    let load_url = move || {
+        let url = config::absolute(state.model_url.get_untracked().trim());
+        if let Some(problem) = url_problem(&url) {
+            state.model.set(ModelState::Failed(problem));
+            return;
+        }
+        ctx.worker
+            .with_value(|w| load(w, state, ModelSource::Url(url)));
+    };
+    let on_folder = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let files = crate::files::list(input.files());
+        input.set_value("");
+        if files.is_empty() {
+            return;
+        }
+        let array: js_sys::Array = files.into_iter().collect();
+        ctx.worker
+            .with_value(|w| load(w, state, ModelSource::Files(array)));
+    };
+
+    view! {
+        <section class="card" aria-labelledby="model-title">
+            <h2 id="model-title">"Model"</h2>
+            <form class="row" on:submit=move |ev| { ev.prevent_default(); load_url(); }>
+                <label class="grow">
+                    <span class="label">"4-bit model URL"</span>
+                    <input type="url" data-testid="model-url" placeholder="https://…/qwen3-vl-reranker-2b-q4/"
+                        prop:value=move || state.model_url.get()
+                        on:input=move |ev| state.model_url.set(event_target_value(&ev))/>
+                </label>
+                <button type="submit" class="primary" data-testid="load"
+                    disabled=move || busy() || no_gpu()>"Load model"</button>
+            </form>
+            <p class="hint">
+                "Or "
+                <button class="link" disabled=move || busy() || no_gpu()
+                    on:click=move |_| { if let Some(input) = folder.get() { input.click(); } }>
+                    "load a model folder from this computer"
+                </button>
+                " (made by " <code>"sift quantize"</code> ")."
+                <input type="file" class="hidden" node_ref=folder prop:webkitdirectory=true multiple
+                    on:change=on_folder/>
+            </p>
+            <ModelStatus/>
+            <FitLine/>
+            <StorageLine/>
+        </section>
+    }
+}
+
+/// A reason the page cannot fetch from `url` (its security policy allows only some origins).
+fn url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return Some(
+            "Type the URL of a 4-bit model folder, or load a folder from this computer.".into(),
+        );
+    }
+    let page = web_sys::window()?.location().origin().ok()?;
+    let origin = config::origin_of(url, &page)?;
+    let allowed = config::allowed_origins();
+    (!allowed.contains(&origin)).then(|| {
+        format!(
+            "This page may only fetch from {} (its privacy policy, set when the site was built). \
+             Download the model folder and load it from this computer instead, or build the \
+             site with SIFT_MODEL_URL pointing at {origin}.",
+            allowed.join(" and ")
+        )
+    })
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Checking => "Checking the model",
+        Stage::Downloading => "Downloading",
+        Stage::Copying => "Copying into this browser's storage",
+        Stage::Loading => "Loading onto the GPU",
+        Stage::WarmingUp => "Compiling GPU kernels (first run)",
+        Stage::Scoring => "Scoring",
+    }
+}
+
+#[component]
+fn ModelStatus() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let state = ctx.state;
+    // Ticks once a second while working, so the rate and time left move even between messages.
+    let now = RwSignal::new(js_sys::Date::now());
+    let handle = set_interval_with_handle(
+        move || now.set(js_sys::Date::now()),
+        std::time::Duration::from_millis(1000),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = handle {
+            h.clear();
+        }
+    });
+    move || match state.model.get() {
+        ModelState::Starting => view! {
+            <p class="status" data-testid="model-status">"Starting the model worker…"</p>
+        }
+        .into_any(),
+        ModelState::Idle => view! {
+            <p class="status" data-testid="model-status">"No model loaded."</p>
+        }
+        .into_any(),
+        ModelState::Failed(why) => view! {
+            <p class="status bad" role="alert" data-testid="model-status">{why}</p>
+        }
+        .into_any(),
+        ModelState::Ready(summary) => view! {
+            <p class="status ok" data-testid="model-status" data-state="ready">
+                "Ready: " {summary.layers} " layers, hidden size " {summary.hidden_size} ", "
+                {format::bytes(summary.gpu_weight_bytes)} " on the GPU"
+                {if summary.from_storage { ", loaded from this browser's storage" } else { "" }} "."
+            </p>
+        }
+        .into_any(),
+        ModelState::Working(p) => {
+            let fraction = if p.total > 0 {
+                p.done as f64 / p.total as f64
+            } else {
+                0.0
+            };
+            let figures = match p.stage {
+                Stage::Downloading | Stage::Copying | Stage::Loading if p.total > 0 => {
+                    format::transfer(p.done, p.total, p.started, now.get())
+                }
+                _ => String::new(),
+            };
+            let indeterminate = p.total == 0 || p.stage == Stage::WarmingUp;
+            view! {
+                <div class="progress" data-testid="progress" data-stage=format!("{:?}", p.stage)>
+                    <p class="status">
+                        <strong>{stage_name(p.stage)}</strong>
+                        {(!figures.is_empty()).then(|| format!(" · {figures}"))}
+                        {(!p.detail.is_empty()).then(|| format!(" · {}", p.detail))}
+                    </p>
+                    <div class="bar" class:indeterminate=indeterminate role="progressbar"
+                        aria-valuemin="0" aria-valuemax="100"
+                        aria-valuenow=format!("{:.0}", fraction * 100.0)>
+                        <div class="fill" style:width=format!("{:.1}%", fraction * 100.0)></div>
+                    </div>
+                </div>
+            }
+            .into_any()
+        }
+    }
+}
+
+/// What the model needs, known once its manifest is read.
+#[component]
+fn FitLine() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    move || {
+        ctx.state.fit.get().map(|fit| {
+            let gpu = match ctx.state.gpu.get() {
+                Some(Ok(gpu)) => format!(" (this GPU binds up to {})", format::bytes(gpu.max_binding)),
+                _ => String::new(),
+            };
+            view! {
+                <p class="hint" data-testid="fit">
+                    "Needs " {format::bytes(fit.storage_bytes)} " of storage and about "
+                    {format::bytes(fit.gpu_weight_bytes)} " of GPU memory for its weights; its largest buffer is "
+                    {format::bytes(fit.largest_buffer)} {gpu} "."
+                </p>
+            }
+        })
+    }
+}
+
+/// What this browser keeps for the page, and the stored models, each removable.
+#[component]
+fn StorageLine() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let state = ctx.state;
+    let remove = move |key: String| {
+        ctx.worker.with_value(|w| w.forget_model());
+        if matches!(state.model.get_untracked(), ModelState::Ready(_)) {
+            state.model.set(ModelState::Idle);
+        }
+        ctx.send(&ToWorker::Remove(key));
+    };
+    view! {
+        <div class="storage">
+            <p class="hint" data-testid="storage">
+                {move || {
+                    let s = state.storage.get();
+                    if s.quota == 0 {
+                        "Storage: unknown.".to_string()
+                    } else {
+                        format!(
+                            "Storage: {} used, {} free",
+                            format::bytes(s.used),
+                            format::bytes(s.quota.saturating_sub(s.used))
+                        )
+                    }
+                }}
+                {move || match state.persisted.get() {
+                    Some(true) => " · kept until you remove it.",
+                    Some(false) => " · the browser may clear it when space runs low.",
+                    None => ".",
+                }}
+            </p>
+            <ul class="stored" data-testid="stored-models">
+                <For each=move || state.stored.get() key=|m| (m.key.clone(), m.complete, m.bytes) let(m)>
+                    <li>
+                        <span class="grow">
+                            {m.source.clone()} " · " {format::bytes(m.bytes)}
+                            {if m.complete { "" } else { " · incomplete (Load resumes it)" }}
+                        </span>
+                        {
+                            let key = m.key.clone();
+                            let load_key = m.key.clone();
+                            let complete = m.complete;
+                            view! {
+                                <button class="small" disabled=move || !complete
+                                    on:click=move |_| ctx.worker.with_value(|w| load(w, state, ModelSource::Stored(load_key.clone())))>
+                                    "Load"
+                                </button>
+                                <button class="small" aria-label="Remove this stored model"
+                                    on:click=move |_| remove(key.clone())>"Remove"</button>
+                            }
+                        }
+                    </li>
+                </For>
+            </ul>
+        </div>
+    }
+}

@@ -1,0 +1,216 @@
+//! The messages between sift's page and its model worker. Each is a serde enum sent with
+//! `postMessage`; files and pixels ride along as JavaScript objects (`File`s are passed by
+//! reference, frame pixels are transferred, never copied).
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+
+/// Where the page asks for a model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ModelSource {
+    /// A 4-bit model directory served over HTTP(S): `sift-q4.json` and its files under it.
+    Url(String),
+    /// A 4-bit model directory the user picked or dropped: its files, found by name.
+    Files(#[serde(with = "serde_wasm_bindgen::preserve")] js_sys::Array),
+    /// A model already in the browser's storage, by its key.
+    Stored(String),
+}
+
+/// An image or video the user added, by the page's id for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Media {
+    pub id: u32,
+    pub name: String,
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub file: web_sys::Blob,
+}
+
+/// One side of a pair, as the user entered it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Side {
+    pub texts: Vec<String>,
+    pub images: Vec<Media>,
+    pub videos: Vec<Media>,
+}
+
+/// A rerank request: the query against every document, in the CLI's request shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RerankJob {
+    pub job: u32,
+    /// `None`: the model's default instruction.
+    pub instruction: Option<String>,
+    pub query: Side,
+    pub documents: Vec<Side>,
+    /// Frames sampled per second of a video.
+    pub fps: f64,
+    /// Most frames sampled from a video.
+    pub max_frames: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Set up the GPU and look at storage; answered by `Probed`.
+    Probe,
+    /// Download or read the model into storage if needed, then load it; answered by
+    /// `Progress` messages, then `Loaded` or `LoadFailed`.
+    Load(ModelSource),
+    /// Delete the stored model with this key; answered by `Probed`.
+    Remove(String),
+    Rerank(RerankJob),
+    /// Frame `index` of the frames requested by `NeedFrames`: RGBA pixels.
+    Frame {
+        job: u32,
+        video: u32,
+        index: usize,
+        width: u32,
+        height: u32,
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        rgba: js_sys::Uint8Array,
+    },
+    /// The page could not capture a video's frames: why, as a sentence for the user.
+    FramesFailed {
+        job: u32,
+        video: u32,
+        message: String,
+    },
+}
+
+/// What the GPU offers, as the worker found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    /// The adapter's name and driver, as the browser reports them.
+    pub name: String,
+    /// `maxStorageBufferBindingSize` (capped by `maxBufferSize`), in bytes.
+    pub max_binding: u64,
+    /// Whether the GPU computes in f16 (`shader-f16`).
+    pub f16: bool,
+}
+
+/// The origin's storage, from `navigator.storage.estimate()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    pub used: u64,
+    pub quota: u64,
+}
+
+/// A model kept in the browser's storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredModel {
+    /// The key it is stored under, for `Remove`.
+    pub key: String,
+    /// The URL or folder it came from.
+    pub source: String,
+    pub bytes: u64,
+    /// Every file is there and checked.
+    pub complete: bool,
+}
+
+/// What the worker is doing, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Reading the manifest and checking the device.
+    Checking,
+    /// Fetching files into storage (`done`/`total` in bytes).
+    Downloading,
+    /// Copying picked files into storage (bytes).
+    Copying,
+    /// Reading shards from storage onto the GPU (bytes).
+    Loading,
+    /// The first pass: compiling the GPU kernels.
+    WarmingUp,
+    /// Scoring documents (`done`/`total` in documents).
+    Scoring,
+}
+
+/// What a loaded model is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub source: String,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub gpu_weight_bytes: u64,
+    pub storage_bytes: u64,
+    /// Whether the files came from storage with no network request.
+    pub from_storage: bool,
+}
+
+/// What a model needs of the machine, and whether this one has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    pub storage_bytes: u64,
+    pub gpu_weight_bytes: u64,
+    pub largest_buffer: u64,
+    /// Why this device cannot run it, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// How a video was sampled, as the reference samples it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoSample {
+    pub video: u32,
+    /// Frames in the file and its rate, from its container.
+    pub total_frames: usize,
+    pub fps: f64,
+    /// Indices of the sampled frames, and the timestamp of each 2-frame group in the prompt.
+    pub indices: Vec<usize>,
+    pub timestamps: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// The worker's code is running (messages sent before this are lost), with the default
+    /// instruction of the reranker.
+    Ready {
+        default_instruction: String,
+    },
+    Probed {
+        /// The GPU, or why there is none (a sentence for the user).
+        gpu: Result<GpuInfo, String>,
+        storage: StorageInfo,
+        models: Vec<StoredModel>,
+    },
+    /// The requirements of the model being loaded, before anything large is downloaded.
+    Fit(Fit),
+    Progress {
+        stage: Stage,
+        done: u64,
+        total: u64,
+        /// What is being worked on (a file name, a tensor).
+        detail: String,
+    },
+    Loaded(ModelSummary),
+    LoadFailed(String),
+    /// Capture these frames of video `video`: seek the element to each time (seconds) in
+    /// turn and send each frame's pixels.
+    NeedFrames {
+        job: u32,
+        video: u32,
+        seek_times: Vec<f64>,
+    },
+    /// Document `index` is scored (or why it is not). `order` ranks the documents scored so
+    /// far, best first, failures last.
+    Scored {
+        job: u32,
+        index: usize,
+        result: Result<f32, String>,
+        order: Vec<usize>,
+        videos: Vec<VideoSample>,
+    },
+    /// All documents are done: the results in the CLI's JSON shape, for export.
+    Done {
+        job: u32,
+        results_json: String,
+    },
+    /// The worker cannot go on (a GPU lost or out of memory, a bug): the page restarts it.
+    Fatal(String),
+}
+
+/// A message as a JavaScript value, for `postMessage`.
+pub fn encode<T: Serialize>(message: &T) -> JsValue {
+    serde_wasm_bindgen::to_value(message).expect("protocol messages always serialise")
+}
+
+/// A message received with `postMessage`, or why it is not one.
+pub fn decode<T: for<'de> Deserialize<'de>>(value: JsValue) -> Result<T, String> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| e.to_string())
+}

@@ -1,0 +1,288 @@
+//! Getting a 4-bit model ready: its manifest, a check that this device and this browser's
+//! storage can hold it, its files into storage (each checked against its sha256; a stopped
+//! download resumes at the first file not yet checked), then shard by shard onto the GPU, and
+//! a first pass that compiles the GPU kernels.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use sift::{
+    Content, Device, FileEntry, GpuInfo, ImageSource, Manifest, ModelFiles, Request, Requirements,
+    RerankOptions, Reranker, RgbImage,
+};
+use sift_web_protocol::{Fit, FromWorker, ModelSource, ModelSummary, Stage, StorageInfo};
+
+use crate::source::Source;
+use crate::storage::{self, ModelDir, State};
+use crate::{Progress, post};
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn gigabytes(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+/// Loads the model `source` names onto `device`, downloading or copying what storage lacks.
+pub async fn load(
+    source: ModelSource,
+    device: &Device,
+    gpu: &GpuInfo,
+) -> Result<(Reranker, ModelSummary), String> {
+    let source = Source::new(source)?;
+    // A URL's model is stored under its URL, so a later visit finds it offline; picked files
+    // under their manifest.
+    let (dir, manifest_bytes) = match &source {
+        Source::Url(url) => {
+            let dir = ModelDir::open(&format!("url-{}", hex(url.as_bytes()))).await?;
+            (dir, None)
+        }
+        Source::Picked(_) => {
+            let bytes = source.read(sift::MANIFEST).await?;
+            let dir = ModelDir::open(&format!("local-{}", hex(&bytes))).await?;
+            (dir, Some(bytes))
+        }
+        Source::Stored(key) => (ModelDir::open(key).await?, None),
+    };
+    let mut state = dir.state().await;
+    let from_storage = state.complete;
+    let manifest_bytes = match manifest_bytes {
+        Some(bytes) => bytes,
+        None if state.complete => dir.read(sift::MANIFEST).await?,
+        None => source.read(sift::MANIFEST).await?,
+    };
+    let manifest = Manifest::from_json(&manifest_bytes, Path::new(&source.label()))
+        .map_err(|e| e.to_string())?;
+    let requirements = Requirements::of(&manifest);
+    let fit = fit(
+        &requirements,
+        gpu,
+        &state,
+        &manifest,
+        storage::estimate().await,
+    );
+    post(&FromWorker::Fit(fit.clone()));
+    if let Some(problem) = fit.problem {
+        return Err(problem);
+    }
+
+    if !state.complete {
+        if !matches!(source, Source::Stored(_)) {
+            state.source = source.label();
+        }
+        state.bytes = manifest.total_bytes();
+        store(&source, &dir, &manifest, &manifest_bytes, &mut state).await?;
+    }
+
+    let files = ModelFiles {
+        config: dir.read("config.json").await?,
+        tokenizer: dir.read("tokenizer.json").await?,
+        preprocessor_config: match manifest.file("preprocessor_config.json") {
+            Some(_) => Some(dir.read("preprocessor_config.json").await?),
+            None => None,
+        },
+    };
+    let summary = model_summary(&files.config, &requirements, &state, from_storage);
+    let mut loading = Reranker::loading(
+        manifest.clone(),
+        &state.source,
+        files,
+        device,
+        RerankOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let total: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
+    let mut progress = Progress::new(Stage::Loading, total);
+    for (index, shard) in manifest.shards.iter().enumerate() {
+        progress.detail(&shard.file);
+        let bytes = dir.read(&shard.file).await?;
+        if let Err(damaged) = loading.add_shard(index, &bytes) {
+            // The stored copy no longer matches (damaged on disk or by the browser): forget
+            // it and fetch it again, once.
+            state.verified.remove(&shard.file);
+            state.complete = false;
+            dir.save_state(&state).await?;
+            let mut again = Progress::new(stage_of(&source), shard.bytes);
+            let sha256 = fetch_file(&source, &dir, shard, &mut again)
+                .await
+                .map_err(|why| {
+                    format!("{damaged}. The stored copy was damaged, and fetching it again failed: {why}")
+                })?;
+            state.verified.insert(shard.file.clone(), sha256);
+            state.complete = true;
+            dir.save_state(&state).await?;
+            let bytes = dir.read(&shard.file).await?;
+            loading
+                .add_shard(index, &bytes)
+                .map_err(|e| e.to_string())?;
+            let done = progress.done;
+            progress = Progress::new(Stage::Loading, total);
+            progress.set(done);
+        }
+        progress.add(shard.bytes);
+    }
+    let reranker = loading.finish().map_err(|e| e.to_string())?;
+    warm_up(&reranker).await?;
+    Ok((reranker, summary))
+}
+
+/// Whether this device and the storage left can take the model, with the numbers.
+fn fit(
+    requirements: &Requirements,
+    gpu: &GpuInfo,
+    state: &State,
+    manifest: &Manifest,
+    storage: StorageInfo,
+) -> Fit {
+    let stored: u64 = manifest
+        .files
+        .iter()
+        .chain(&manifest.shards)
+        .filter(|f| state.verified.get(&f.file) == Some(&f.sha256))
+        .map(|f| f.bytes)
+        .sum();
+    let to_store = requirements.storage_bytes.saturating_sub(stored);
+    let free = storage.quota.saturating_sub(storage.used);
+    let (name, largest) = &requirements.largest_buffer;
+    let problem = if *largest > gpu.max_binding {
+        Some(format!(
+            "this GPU cannot run the model: its tensor {name} needs a {} buffer, and this \
+             browser lets the GPU bind at most {} (maxStorageBufferBindingSize). Use a smaller \
+             model, or a browser or GPU with higher limits",
+            gigabytes(*largest),
+            gigabytes(gpu.max_binding)
+        ))
+    } else if storage.quota > 0 && to_store > free {
+        Some(format!(
+            "the model needs {} more of storage, but the browser allows this page only {} \
+             more ({} of {} used). Remove stored models, free disk space, or allow this site \
+             more storage",
+            gigabytes(to_store),
+            gigabytes(free),
+            gigabytes(storage.used),
+            gigabytes(storage.quota)
+        ))
+    } else {
+        None
+    };
+    Fit {
+        storage_bytes: requirements.storage_bytes,
+        gpu_weight_bytes: requirements.gpu_weight_bytes,
+        largest_buffer: *largest,
+        problem,
+    }
+}
+
+fn stage_of(source: &Source) -> Stage {
+    match source {
+        Source::Url(_) => Stage::Downloading,
+        Source::Picked(_) | Source::Stored(_) => Stage::Copying,
+    }
+}
+
+/// Copies every file the manifest lists into storage unless it is there and checked, saving
+/// the state after each so a stopped transfer resumes where it was.
+async fn store(
+    source: &Source,
+    dir: &ModelDir,
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    state: &mut State,
+) -> Result<(), String> {
+    let entries: Vec<_> = manifest.files.iter().chain(&manifest.shards).collect();
+    let total = entries.iter().map(|f| f.bytes).sum();
+    let mut progress = Progress::new(stage_of(source), total);
+    for entry in entries {
+        if state.verified.get(&entry.file) == Some(&entry.sha256) {
+            progress.add(entry.bytes);
+            continue;
+        }
+        let sha256 = fetch_file(source, dir, entry, &mut progress).await?;
+        state.verified.insert(entry.file.clone(), sha256);
+        dir.save_state(state).await?;
+    }
+    // The manifest last: a folder with it is complete.
+    let mut writer = dir.writer(sift::MANIFEST).await?;
+    writer.write(manifest_bytes)?;
+    writer.finish()?;
+    state.complete = true;
+    dir.save_state(state).await
+}
+
+/// Streams one file into storage and checks it against the manifest; its sha256.
+async fn fetch_file(
+    source: &Source,
+    dir: &ModelDir,
+    entry: &FileEntry,
+    progress: &mut Progress,
+) -> Result<String, String> {
+    progress.detail(&entry.file);
+    let start = progress.done;
+    let mut writer = dir.writer(&entry.file).await?;
+    source
+        .copy(&entry.file, &mut writer, |n| progress.add(n))
+        .await?;
+    let (bytes, sha256) = writer.finish()?;
+    if bytes != entry.bytes || sha256 != entry.sha256 {
+        return Err(format!(
+            "{} from {} is {bytes} bytes with sha256 {sha256}, but its manifest says {} bytes \
+             with sha256 {}: the copy there is damaged or was changed after the manifest was \
+             written. Re-create the model with `sift quantize`, or try again",
+            entry.file,
+            source.label(),
+            entry.bytes,
+            entry.sha256
+        ));
+    }
+    progress.set(start + bytes);
+    Ok(sha256)
+}
+
+fn model_summary(
+    config: &[u8],
+    requirements: &Requirements,
+    state: &State,
+    from_storage: bool,
+) -> ModelSummary {
+    let config: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
+    let text = &config["text_config"];
+    ModelSummary {
+        source: state.source.clone(),
+        layers: text["num_hidden_layers"].as_u64().unwrap_or(0) as usize,
+        hidden_size: text["hidden_size"].as_u64().unwrap_or(0) as usize,
+        gpu_weight_bytes: requirements.gpu_weight_bytes,
+        storage_bytes: requirements.storage_bytes,
+        from_storage,
+    }
+}
+
+/// One small text-and-image pair, so the GPU kernels are compiled before the user's first
+/// rerank rather than during it.
+async fn warm_up(reranker: &Reranker) -> Result<(), String> {
+    post(&FromWorker::Progress {
+        stage: Stage::WarmingUp,
+        done: 0,
+        total: 1,
+        detail: "compiling GPU kernels".into(),
+    });
+    let request = Request {
+        query: Content::text("warm-up"),
+        ..Request::default()
+    };
+    let image = RgbImage::from_raw(64, 64, vec![128; 64 * 64 * 3]).expect("64x64 RGB");
+    let document = Content {
+        texts: vec!["warm-up".into()],
+        images: vec![ImageSource::Pixels(image)],
+        videos: Vec::new(),
+    };
+    let query = reranker.prepare_query(&request);
+    reranker
+        .score_document_async(&query, &document)
+        .await
+        .map(drop)
+        .map_err(|e| format!("the first pass on this GPU failed: {e}"))
+}

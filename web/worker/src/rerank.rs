@@ -1,0 +1,160 @@
+//! A rerank job: the query read once, then each document read and scored in turn, its result
+//! and the ranking so far sent to the page as soon as it is known.
+
+use sift::{
+    Content, DocError, ImageSource, ModelError, Request, Reranker, Video, VideoError,
+    VideoSampling, VideoSource,
+};
+use sift_web_protocol::{FromWorker, Media, RerankJob, Side, Stage, VideoSample};
+
+use crate::media::{FrameInbox, probe, read_blob, sample_info};
+use crate::{Progress, post};
+
+pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
+    let sampling = VideoSampling {
+        fps: job.fps,
+        max_frames: job.max_frames,
+    };
+    let mut query_videos = Vec::new();
+    let query = read_side(
+        inbox,
+        job.job,
+        &job.query,
+        "query",
+        &sampling,
+        &mut query_videos,
+    )
+    .await
+    .map(|query| Request {
+        instruction: job.instruction.clone(),
+        query,
+        fps: Some(job.fps),
+        max_frames: Some(job.max_frames),
+        ..Request::default()
+    });
+    let prepared = query
+        .as_ref()
+        .map(|request| reranker.prepare_query(request));
+
+    let total = job.documents.len();
+    let mut scores: Vec<Option<Result<f32, String>>> = vec![None; total];
+    let mut progress = Progress::new(Stage::Scoring, total as u64);
+    for (index, side) in job.documents.iter().enumerate() {
+        let mut videos = query_videos.clone();
+        let mut gpu_failed = false;
+        let result = match &prepared {
+            Ok(prepared) => {
+                match read_side(inbox, job.job, side, "document", &sampling, &mut videos).await {
+                    Ok(document) => reranker
+                        .score_document_async(prepared, &document)
+                        .await
+                        .map_err(|e| {
+                            gpu_failed = matches!(e, DocError::Model(ModelError::Gpu(_)));
+                            e.to_string()
+                        }),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Err(e) => Err(DocError::Query(e.to_string()).to_string()),
+        };
+        scores[index] = Some(result.clone());
+        post(&FromWorker::Scored {
+            job: job.job,
+            index,
+            result,
+            order: ranking_so_far(&scores),
+            videos,
+        });
+        progress.add(1);
+        if gpu_failed {
+            // A readback that fails means the device is gone: only a new worker, with a new
+            // device, can go on.
+            post(&FromWorker::Fatal(format!(
+                "the GPU was lost while scoring ({})",
+                result_error(&scores[index])
+            )));
+            return;
+        }
+    }
+    let scores: Vec<Result<f32, String>> = scores.into_iter().flatten().collect();
+    post(&FromWorker::Done {
+        job: job.job,
+        results_json: sift::results_json(&scores, None).to_string(),
+    });
+}
+
+fn result_error(result: &Option<Result<f32, String>>) -> &str {
+    match result {
+        Some(Err(e)) => e,
+        _ => "",
+    }
+}
+
+/// The documents scored so far, best first, failures last.
+fn ranking_so_far(scores: &[Option<Result<f32, String>>]) -> Vec<usize> {
+    let scored: Vec<(usize, &Result<f32, String>)> = scores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+        .collect();
+    let results: Vec<Result<f32, &String>> =
+        scored.iter().map(|(_, s)| s.as_ref().copied()).collect();
+    sift::rank(&results)
+        .into_iter()
+        .map(|k| scored[k].0)
+        .collect()
+}
+
+/// A side's content: texts as typed, images as their bytes, videos sampled from their
+/// container and captured by the page. `videos` collects how each video was sampled.
+async fn read_side(
+    inbox: &FrameInbox,
+    job: u32,
+    side: &Side,
+    name: &'static str,
+    sampling: &VideoSampling,
+    videos: &mut Vec<VideoSample>,
+) -> Result<Content, DocError> {
+    let mut content = Content {
+        texts: side.texts.clone(),
+        ..Content::default()
+    };
+    for (index, media) in side.images.iter().enumerate() {
+        let bytes = read_blob(&media.file).map_err(|detail| DocError::Image {
+            side: name,
+            index,
+            error: sift::ImageError::Io {
+                path: media.name.clone().into(),
+                source: std::io::Error::other(detail),
+            },
+        })?;
+        content.images.push(ImageSource::Bytes(bytes));
+    }
+    for (index, media) in side.videos.iter().enumerate() {
+        let frames = read_video(inbox, job, media, sampling, videos)
+            .await
+            .map_err(|error| DocError::Video {
+                side: name,
+                index,
+                error,
+            })?;
+        content
+            .videos
+            .push(Video::from(VideoSource::Sampled(frames)));
+    }
+    Ok(content)
+}
+
+async fn read_video(
+    inbox: &FrameInbox,
+    job: u32,
+    media: &Media,
+    sampling: &VideoSampling,
+    videos: &mut Vec<VideoSample>,
+) -> Result<sift::VideoFrames, VideoError> {
+    let info = probe(&media.file)?;
+    let plan = sift::SamplePlan::new(info.frame_times.len(), info.fps, sampling)?;
+    let frames = inbox.capture(job, media, &info, plan).await?;
+    videos.push(sample_info(media, &info, &frames));
+    Ok(frames)
+}

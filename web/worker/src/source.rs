@@ -1,0 +1,149 @@
+//! Where a model's files come from: a URL (one plain GET per file, the body streamed) or files
+//! the user picked (read as streams too). Either way a file goes straight into storage in
+//! chunks, hashed on the way, never whole in memory.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use js_sys::Uint8Array;
+use sift_web_protocol::ModelSource;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_streams::ReadableStream;
+use web_sys::{File, Response, WorkerGlobalScope};
+
+use crate::js_error;
+use crate::storage::FileWriter;
+
+pub enum Source {
+    /// The folder URL, ending in `/`.
+    Url(String),
+    /// Picked files by name (the last path segment: a picked folder's files keep their
+    /// folder in `webkitRelativePath`, which does not matter here).
+    Picked(BTreeMap<String, File>),
+    /// Only what storage holds, under this key.
+    Stored(String),
+}
+
+impl Source {
+    pub fn new(source: ModelSource) -> Result<Self, String> {
+        match source {
+            ModelSource::Url(url) => {
+                let url = url.trim();
+                if url.is_empty() {
+                    return Err(
+                        "give the URL of a 4-bit model folder (the folder that holds \
+                                sift-q4.json)"
+                            .into(),
+                    );
+                }
+                let url = url.strip_suffix(sift::MANIFEST).unwrap_or(url);
+                Ok(Self::Url(if url.ends_with('/') {
+                    url.to_string()
+                } else {
+                    format!("{url}/")
+                }))
+            }
+            ModelSource::Files(files) => Ok(Self::Picked(
+                files
+                    .iter()
+                    .filter_map(|f| f.dyn_into::<File>().ok())
+                    .map(|f| (f.name(), f))
+                    .collect(),
+            )),
+            ModelSource::Stored(key) => Ok(Self::Stored(key)),
+        }
+    }
+
+    /// How messages name it.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Url(url) => url.clone(),
+            Self::Picked(files) => format!("the {} picked files", files.len()),
+            Self::Stored(_) => "the stored model".into(),
+        }
+    }
+
+    /// The body of file `name`, as a stream of chunks.
+    async fn open(&self, name: &str) -> Result<ReadableStream, String> {
+        match self {
+            Self::Url(base) => {
+                let url = format!("{base}{name}");
+                let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
+                let response: Response = JsFuture::from(scope.fetch_with_str(&url))
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "could not fetch {url} ({}): check the address and the connection; \
+                             the server must allow this page's origin (CORS)",
+                            js_error(&e)
+                        )
+                    })?
+                    .unchecked_into();
+                if !response.ok() {
+                    return Err(format!(
+                        "{url} answered HTTP {} {}: check that the URL is the folder holding \
+                         {} and the files it lists",
+                        response.status(),
+                        response.status_text(),
+                        sift::MANIFEST
+                    ));
+                }
+                let body = response
+                    .body()
+                    .ok_or_else(|| format!("{url} answered with no body"))?;
+                Ok(ReadableStream::from_raw(body))
+            }
+            Self::Picked(files) => {
+                let file = files.get(name).ok_or_else(|| {
+                    format!(
+                        "the picked files have no {name}: pick the whole model folder (it holds \
+                         {} and the files it lists)",
+                        sift::MANIFEST
+                    )
+                })?;
+                Ok(ReadableStream::from_raw(file.stream()))
+            }
+            Self::Stored(_) => Err(format!(
+                "the stored copy of the model lacks {name} or it is damaged: load the model \
+                 again from its URL or folder"
+            )),
+        }
+    }
+
+    /// A small file whole (the manifest).
+    pub async fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+        let mut bytes = Vec::new();
+        let mut chunks = self.open(name).await?.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            bytes.extend(chunk_bytes(chunk, name)?);
+        }
+        Ok(bytes)
+    }
+
+    /// Streams file `name` into `writer`, calling `progress` with each chunk's size.
+    pub async fn copy(
+        &self,
+        name: &str,
+        writer: &mut FileWriter,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), String> {
+        let mut chunks = self.open(name).await?.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            let bytes = chunk_bytes(chunk, name)?;
+            writer.write(&bytes)?;
+            progress(bytes.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+fn chunk_bytes(chunk: Result<JsValue, JsValue>, name: &str) -> Result<Vec<u8>, String> {
+    let chunk = chunk.map_err(|e| {
+        format!(
+            "the transfer of {name} broke off ({}): try again; what was already stored is kept",
+            js_error(&e)
+        )
+    })?;
+    Ok(chunk.unchecked_into::<Uint8Array>().to_vec())
+}
