@@ -25,6 +25,10 @@ mod worker;
 #[cfg(target_arch = "wasm32")]
 pub const QUERY_MEDIA: u32 = 0;
 
+/// The file that makes a folder a sift 4-bit model (`sift quantize` writes it).
+#[cfg(target_arch = "wasm32")]
+pub const MANIFEST: &str = "sift-q4.json";
+
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook::set_once();

@@ -167,19 +167,10 @@ impl ModelWorker {
         state.model.set(ModelState::Starting);
         self.spawn();
         self.send(&ToWorker::Probe);
-        if let Some(source) = reload {
-            // Whatever it was loaded from, it is in storage now.
-            let source = match source {
-                ModelSource::Files(_) => None,
-                other => Some(other),
-            };
-            if let Some(source) = source {
-                self.send(&ToWorker::Load(source));
-            } else {
-                state.model.set(ModelState::Idle);
-            }
-        } else {
-            state.model.set(ModelState::Idle);
+        // The same source again: its files are in storage now, so nothing is fetched.
+        match reload {
+            Some(source) => self.send(&ToWorker::Load(source)),
+            None => state.model.set(ModelState::Idle),
         }
     }
 }

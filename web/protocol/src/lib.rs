@@ -125,6 +125,8 @@ pub enum Stage {
 /// What a loaded model is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
+    /// The key it is stored under.
+    pub key: String,
     pub source: String,
     pub layers: usize,
     pub hidden_size: usize,

@@ -99,7 +99,8 @@ mod worker {
     #[derive(Default)]
     struct Worker {
         gpu: Option<(Device, sift::GpuInfo)>,
-        reranker: Option<Reranker>,
+        /// The loaded model and the key it is stored under.
+        reranker: Option<(Reranker, String)>,
     }
 
     impl Worker {
@@ -159,7 +160,7 @@ mod worker {
                     };
                     match loaded {
                         Ok((reranker, summary)) => {
-                            self.reranker = Some(reranker);
+                            self.reranker = Some((reranker, summary.key.clone()));
                             post(&FromWorker::Loaded(summary));
                         }
                         Err(e) => post(&FromWorker::LoadFailed(e)),
@@ -167,13 +168,17 @@ mod worker {
                     self.probe().await;
                 }
                 ToWorker::Remove(key) => {
+                    // Removing the model in use unloads it, freeing the GPU.
+                    if self.reranker.as_ref().is_some_and(|(_, k)| *k == key) {
+                        self.reranker = None;
+                    }
                     if let Err(e) = storage::remove(&key).await {
                         post(&FromWorker::LoadFailed(e));
                     }
                     self.probe().await;
                 }
                 ToWorker::Rerank(job) => match &self.reranker {
-                    Some(reranker) => rerank::run(reranker, inbox, job).await,
+                    Some((reranker, _)) => rerank::run(reranker, inbox, job).await,
                     None => post(&FromWorker::LoadFailed(
                         "no model is loaded: press Load model first".into(),
                     )),

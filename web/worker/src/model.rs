@@ -86,7 +86,7 @@ pub async fn load(
             None => None,
         },
     };
-    let summary = model_summary(&files.config, &requirements, &state, from_storage);
+    let summary = model_summary(&dir.key, &files.config, &requirements, &state, from_storage);
     let mut loading = Reranker::loading(
         manifest.clone(),
         &state.source,
@@ -243,6 +243,7 @@ async fn fetch_file(
 }
 
 fn model_summary(
+    key: &str,
     config: &[u8],
     requirements: &Requirements,
     state: &State,
@@ -251,6 +252,7 @@ fn model_summary(
     let config: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
     let text = &config["text_config"];
     ModelSummary {
+        key: key.to_string(),
         source: state.source.clone(),
         layers: text["num_hidden_layers"].as_u64().unwrap_or(0) as usize,
         hidden_size: text["hidden_size"].as_u64().unwrap_or(0) as usize,

@@ -113,6 +113,7 @@ pub async fn models() -> Result<Vec<StoredModel>, String> {
     let mut models = Vec::new();
     for key in names(&root).await? {
         let dir = ModelDir {
+            key: key.clone(),
             dir: sub_dir(&root, &key, false).await?,
         };
         let state = dir.state().await;
@@ -138,6 +139,7 @@ pub async fn remove(key: &str) -> Result<(), String> {
 
 /// A stored model's folder.
 pub struct ModelDir {
+    pub key: String,
     dir: FileSystemDirectoryHandle,
 }
 
@@ -161,6 +163,7 @@ impl ModelDir {
     /// The folder of the model stored under `key`, created if missing.
     pub async fn open(key: &str) -> Result<Self, String> {
         Ok(Self {
+            key: key.to_string(),
             dir: sub_dir(&root().await?, key, true).await?,
         })
     }

@@ -6,7 +6,7 @@ use leptos::task::spawn_local;
 use web_sys::HtmlInputElement;
 
 use super::Ctx;
-use crate::files::{add_documents, dropped, list};
+use crate::files::{dropped, list};
 use crate::state::{Doc, Item, excerpt};
 
 #[component]
@@ -30,13 +30,13 @@ pub fn DocumentsPanel() -> impl IntoView {
         let input: HtmlInputElement = event_target(&ev);
         let picked = list(input.files());
         input.set_value("");
-        spawn_local(add_documents(state, picked));
+        ctx.take_files(picked);
     };
     let on_drop = move |ev: leptos::ev::DragEvent| {
         ev.prevent_default();
         dragging.set(false);
         let files = dropped(&ev);
-        spawn_local(async move { add_documents(state, files.await).await });
+        spawn_local(async move { ctx.take_files(files.await) });
     };
     let count = move || state.docs.with(Vec::len);
 

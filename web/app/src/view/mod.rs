@@ -43,6 +43,20 @@ impl Ctx {
         }
     }
 
+    /// Files picked or dropped anywhere: a model folder (it holds the manifest) is loaded as the
+    /// model, anything else is added as documents.
+    pub fn take_files(&self, files: Vec<web_sys::File>) {
+        let state = self.state;
+        if files.iter().any(|f| f.name() == crate::MANIFEST) {
+            let array: js_sys::Array = files.into_iter().collect();
+            self.worker.with_value(|w| {
+                crate::messages::load(w, state, sift_web_protocol::ModelSource::Files(array))
+            });
+        } else {
+            leptos::task::spawn_local(crate::files::add_documents(state, files));
+        }
+    }
+
     /// Sends the query and every document to the worker; results arrive one by one.
     pub fn rerank(&self) {
         if self.blocked().is_some() {

@@ -37,16 +37,36 @@ pub fn ModelPanel() -> impl IntoView {
         let input: HtmlInputElement = event_target(&ev);
         let files = crate::files::list(input.files());
         input.set_value("");
-        if files.is_empty() {
-            return;
+        if files.iter().any(|f| f.name() == crate::MANIFEST) {
+            ctx.take_files(files);
+        } else if !files.is_empty() {
+            state.model.set(ModelState::Failed(format!(
+                "That folder has no {}: pick the folder `sift quantize` wrote.",
+                crate::MANIFEST
+            )));
         }
-        let array: js_sys::Array = files.into_iter().collect();
-        ctx.worker
-            .with_value(|w| load(w, state, ModelSource::Files(array)));
     };
 
+    // A model folder (or its files) dropped on this card loads; documents go to their box.
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        let files = crate::files::dropped(&ev);
+        leptos::task::spawn_local(async move {
+            let files = files.await;
+            if files.iter().any(|f| f.name() == crate::MANIFEST) {
+                ctx.take_files(files);
+            } else {
+                state.notice.set(Some(format!(
+                    "That is not a model folder: it has no {}. Drop a folder made by `sift \
+                     quantize` here, and documents in the Documents box.",
+                    crate::MANIFEST
+                )));
+            }
+        });
+    };
     view! {
-        <section class="card" aria-labelledby="model-title">
+        <section class="card" aria-labelledby="model-title"
+            on:dragover=move |ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
             <h2 id="model-title">"Model"</h2>
             <form class="row" on:submit=move |ev| { ev.prevent_default(); load_url(); }>
                 <label class="grow">
@@ -64,8 +84,9 @@ pub fn ModelPanel() -> impl IntoView {
                     on:click=move |_| { if let Some(input) = folder.get() { input.click(); } }>
                     "load a model folder from this computer"
                 </button>
-                " (made by " <code>"sift quantize"</code> ")."
+                " (made by " <code>"sift quantize"</code> "), or drop it here."
                 <input type="file" class="hidden" node_ref=folder prop:webkitdirectory=true multiple
+                    data-testid="model-folder"
                     on:change=on_folder/>
             </p>
             <ModelStatus/>
@@ -202,12 +223,14 @@ fn StorageLine() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let state = ctx.state;
     let remove = move |key: String| {
-        ctx.worker.with_value(|w| w.forget_model());
-        if matches!(state.model.get_untracked(), ModelState::Ready(_)) {
+        if matches!(state.model.get_untracked(), ModelState::Ready(ref m) if m.key == key) {
+            ctx.worker.with_value(|w| w.forget_model());
             state.model.set(ModelState::Idle);
         }
         ctx.send(&ToWorker::Remove(key));
     };
+    let in_use =
+        move |key: &str| matches!(state.model.get(), ModelState::Ready(ref m) if m.key == key);
     view! {
         <div class="storage">
             <p class="hint" data-testid="storage">
@@ -235,13 +258,18 @@ fn StorageLine() -> impl IntoView {
                         <span class="grow">
                             {m.source.clone()} " · " {format::bytes(m.bytes)}
                             {if m.complete { "" } else { " · incomplete (Load resumes it)" }}
+                            {
+                                let key = m.key.clone();
+                                move || in_use(&key).then_some(" · in use")
+                            }
                         </span>
                         {
                             let key = m.key.clone();
                             let load_key = m.key.clone();
                             let complete = m.complete;
+                            let used = m.key.clone();
                             view! {
-                                <button class="small" disabled=move || !complete
+                                <button class="small" disabled=move || !complete || in_use(&used)
                                     on:click=move |_| ctx.worker.with_value(|w| load(w, state, ModelSource::Stored(load_key.clone())))>
                                     "Load"
                                 </button>
