@@ -7,7 +7,7 @@ use web_sys::HtmlInputElement;
 
 use super::Ctx;
 use crate::files::{dropped, list};
-use crate::state::{Doc, Item, excerpt};
+use crate::state::{Doc, Item};
 
 #[component]
 pub fn DocumentsPanel() -> impl IntoView {
@@ -89,29 +89,7 @@ fn DocCard(doc: Doc) -> impl IntoView {
     let id = doc.id;
     let label = doc.item.label();
     let kind = doc.item.kind();
-    let body = match doc.item {
-        Item::Text { text, name } => view! {
-            <div class="body">
-                {name.map(|n| view! { <p class="name">{n}</p> })}
-                <p class="excerpt">{excerpt(&text, 240)}</p>
-            </div>
-        }
-        .into_any(),
-        Item::Image(m) => view! {
-            <div class="body">
-                <img src=m.url.clone() alt=m.name.clone() loading="lazy"/>
-                <p class="name">{m.name.clone()}</p>
-            </div>
-        }
-        .into_any(),
-        Item::Video(m) => view! {
-            <div class="body">
-                <video src=m.url.clone() controls muted preload="metadata"></video>
-                <p class="name">{m.name.clone()}</p>
-            </div>
-        }
-        .into_any(),
-    };
+    let body = super::preview(&doc.item, 240);
     view! {
         <li class="doc" data-testid="doc" data-id=id data-kind=kind>
             <span class="kind">{kind}</span>

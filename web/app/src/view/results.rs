@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use sift_web_protocol::VideoSample;
 
 use super::Ctx;
-use crate::state::{Doc, DocResult, Item, excerpt};
+use crate::state::{Doc, DocResult};
 
 /// One row of the ranking.
 #[derive(Clone, PartialEq)]
@@ -137,26 +137,7 @@ fn Steps() -> impl IntoView {
 fn ResultRow(row: Row) -> impl IntoView {
     let Row { doc, rank, result } = row;
     let kind = doc.item.kind();
-    let preview = match &doc.item {
-        Item::Text { text, name } => view! {
-            <div class="preview">
-                {name.clone().map(|n| view! { <p class="name">{n}</p> })}
-                <p class="excerpt">{excerpt(text, 160)}</p>
-            </div>
-        }
-        .into_any(),
-        Item::Image(m) => view! {
-            <div class="preview"><img src=m.url.clone() alt=m.name.clone()/><p class="name">{m.name.clone()}</p></div>
-        }
-        .into_any(),
-        Item::Video(m) => view! {
-            <div class="preview">
-                <video src=m.url.clone() controls muted preload="metadata"></video>
-                <p class="name">{m.name.clone()}</p>
-            </div>
-        }
-        .into_any(),
-    };
+    let preview = super::preview(&doc.item, 160);
     let (score_view, state_attr) = match &result {
         None => (
             view! { <p class="pending">"scoring…"</p> }.into_any(),
