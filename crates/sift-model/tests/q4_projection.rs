@@ -1,7 +1,8 @@
 //! The Q4 projection (weight uploaded in burn's Q4 layout, dequantized on the device whole or in
 //! blocks of rows, then an f32 matmul) against the f32 matmul of the same weight dequantized on the host by sift-quant,
 //! at decode and prefill row counts: on flex, on wgpu (CI: lavapipe), and in a browser on WebGPU
-//! (`wasm-bindgen-test`; see the README's test section).
+//! (`wasm-bindgen-test`, from `web/worker/tests/q4_projection.rs`, which includes this file so
+//! that it builds with the worker's dependencies; see the README's test section).
 
 use burn::tensor::quantization::ScaleDtype;
 use burn::tensor::{DType, TensorData};

@@ -41,7 +41,7 @@ pub async fn load(
             let dir = ModelDir::open(&format!("url-{}", hex(url.as_bytes()))).await?;
             (dir, None)
         }
-        Source::Picked(_) => {
+        Source::Picked(..) => {
             let bytes = source.read(sift::MANIFEST).await?;
             let dir = ModelDir::open(&format!("local-{}", hex(&bytes))).await?;
             (dir, Some(bytes))
@@ -180,7 +180,7 @@ fn fit(
 fn stage_of(source: &Source) -> Stage {
     match source {
         Source::Url(_) => Stage::Downloading,
-        Source::Picked(_) | Source::Stored(_) => Stage::Copying,
+        Source::Picked(..) | Source::Stored(_) => Stage::Copying,
     }
 }
 

@@ -18,9 +18,8 @@ use crate::storage::FileWriter;
 pub enum Source {
     /// The folder URL, ending in `/`.
     Url(String),
-    /// Picked files by name (the last path segment: a picked folder's files keep their
-    /// folder in `webkitRelativePath`, which does not matter here).
-    Picked(BTreeMap<String, File>),
+    /// Picked or dropped files by name, and what to call them.
+    Picked(BTreeMap<String, File>, String),
     /// Only what storage holds, under this key.
     Stored(String),
 }
@@ -44,13 +43,26 @@ impl Source {
                     format!("{url}/")
                 }))
             }
-            ModelSource::Files(files) => Ok(Self::Picked(
-                files
+            ModelSource::Files(files) => {
+                let files: BTreeMap<String, File> = files
                     .iter()
                     .filter_map(|f| f.dyn_into::<File>().ok())
                     .map(|f| (f.name(), f))
-                    .collect(),
-            )),
+                    .collect();
+                // A picked folder's files carry it in `webkitRelativePath` ("folder/file").
+                let folder = files.values().find_map(|f| {
+                    js_sys::Reflect::get(f, &"webkitRelativePath".into())
+                        .ok()?
+                        .as_string()?
+                        .split_once('/')
+                        .map(|(folder, _)| folder.to_string())
+                });
+                let label = match folder {
+                    Some(folder) => format!("the folder {folder} on this computer"),
+                    None => "files from this computer".to_string(),
+                };
+                Ok(Self::Picked(files, label))
+            }
             ModelSource::Stored(key) => Ok(Self::Stored(key)),
         }
     }
@@ -59,7 +71,7 @@ impl Source {
     pub fn label(&self) -> String {
         match self {
             Self::Url(url) => url.clone(),
-            Self::Picked(files) => format!("the {} picked files", files.len()),
+            Self::Picked(_, label) => label.clone(),
             Self::Stored(_) => "the stored model".into(),
         }
     }
@@ -94,7 +106,7 @@ impl Source {
                     .ok_or_else(|| format!("{url} answered with no body"))?;
                 Ok(ReadableStream::from_raw(body))
             }
-            Self::Picked(files) => {
+            Self::Picked(files, _) => {
                 let file = files.get(name).ok_or_else(|| {
                     format!(
                         "the picked files have no {name}: pick the whole model folder (it holds \
