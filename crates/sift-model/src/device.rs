@@ -11,6 +11,24 @@ pub fn gpu_device() -> Result<Device, ModelError> {
     gpu_from_setup(Device::wgpu_options().init_with_setup())
 }
 
+/// Whether wgpu finds a hardware GPU through Vulkan, Metal or DirectX 12 (not a rasteriser on
+/// the CPU such as Mesa lavapipe), looked up without setting one up.
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+pub fn hardware_gpu_present() -> bool {
+    use burn::tensor::wgpu::wgpu;
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+        .iter()
+        .any(|adapter| {
+            use wgpu::DeviceType::{DiscreteGpu, IntegratedGpu, VirtualGpu};
+            matches!(
+                adapter.get_info().device_type,
+                DiscreteGpu | IntegratedGpu | VirtualGpu
+            )
+        })
+}
+
 /// The default GPU, set up asynchronously: in a browser (a page or a worker), its WebGPU
 /// adapter.
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]

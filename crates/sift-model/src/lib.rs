@@ -23,11 +23,11 @@ use burn::tensor::{Int, TensorData};
 
 pub use burn::tensor::{Device, Tensor};
 pub use config::ModelConfig;
-#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
-pub use device::gpu_device;
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
 pub use device::gpu_device_async;
 pub use device::{GpuInfo, binding_limit, gpu_info};
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+pub use device::{gpu_device, hardware_gpu_present};
 pub use projection::Projection;
 pub use quantized::{QuantizedLoader, Requirements, is_quantized, q4_scale_dtype, q4_tensor_data};
 pub use text::TextModel;

@@ -27,7 +27,7 @@ pub use ranking::{rank, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{
     Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, PreparedQuery, RerankOptions,
-    Reranker, position_ids,
+    Reranker, Scored, position_ids,
 };
 pub use sift_inputs::prompt::DEFAULT_INSTRUCTION;
 pub use sift_inputs::video::{

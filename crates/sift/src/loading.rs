@@ -40,6 +40,7 @@ pub struct Loading {
     tokenizer: PromptTokenizer,
     processor: ProcessorConfig,
     options: RerankOptions,
+    device_name: String,
 }
 
 fn check(manifest: &Manifest, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
@@ -86,11 +87,14 @@ impl Reranker {
         };
         let limit = sift_model::binding_limit(device);
         let loader = QuantizedLoader::new(manifest, source, config, tokens, device, limit)?;
+        let device_name =
+            sift_model::gpu_info(device).map_or_else(|| "the CPU".to_string(), |info| info.name);
         Ok(Loading {
             loader,
             tokenizer,
             processor,
             options,
+            device_name,
         })
     }
 }
@@ -113,6 +117,7 @@ impl Loading {
             self.tokenizer,
             self.processor,
             self.options,
+            self.device_name,
         ))
     }
 }

@@ -29,6 +29,9 @@ pub enum Backend {
     Cpu,
     /// burn's wgpu backend: Vulkan, Metal or DirectX 12 (needs the `wgpu` feature).
     Gpu,
+    /// The GPU if wgpu finds a hardware one (not a CPU rasteriser such as lavapipe), else the
+    /// CPU.
+    Auto,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +103,11 @@ pub enum DocError {
     Model(#[from] ModelError),
     #[error("the query cannot be used, so no document can be scored: {0}")]
     Query(String),
+    #[error(
+        "the model stopped on this document ({0}); the other documents are still scored. If it \
+         happens again, restart sift: the GPU may be in a bad state"
+    )]
+    Crashed(String),
 }
 
 /// A request's query, instruction and video sampling, read once and used for each document
@@ -117,24 +125,50 @@ struct PreparedSide {
     visuals: Vec<VisualItem>,
 }
 
+/// One document's score and the length of the prompt that produced it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub score: f32,
+    /// Tokens in the (query, document) prompt, visual tokens included.
+    pub tokens: usize,
+}
+
 pub struct Reranker {
     model: RerankerModel,
     tokenizer: PromptTokenizer,
     processor: ProcessorConfig,
     options: RerankOptions,
+    device_name: String,
 }
 
-fn device_for(backend: Backend) -> Result<Device, LoadError> {
+/// The device a backend choice resolves to, and its name for people.
+fn device_for(backend: Backend) -> Result<(Device, String), LoadError> {
     match backend {
-        #[cfg(feature = "flex")]
-        Backend::Cpu => Ok(Device::flex()),
-        #[cfg(not(feature = "flex"))]
-        Backend::Cpu => Err(LoadError::BackendNotBuilt("flex")),
+        Backend::Cpu => cpu_device(),
         #[cfg(feature = "wgpu")]
-        Backend::Gpu => Ok(sift_model::gpu_device()?),
+        Backend::Gpu => {
+            let device = sift_model::gpu_device()?;
+            let name = gpu_name(&device);
+            Ok((device, name))
+        }
         #[cfg(not(feature = "wgpu"))]
         Backend::Gpu => Err(LoadError::BackendNotBuilt("wgpu")),
+        #[cfg(feature = "wgpu")]
+        Backend::Auto if sift_model::hardware_gpu_present() => device_for(Backend::Gpu),
+        Backend::Auto => cpu_device(),
     }
+}
+
+fn cpu_device() -> Result<(Device, String), LoadError> {
+    #[cfg(feature = "flex")]
+    return Ok((Device::flex(), "the CPU".to_string()));
+    #[cfg(not(feature = "flex"))]
+    Err(LoadError::BackendNotBuilt("flex"))
+}
+
+#[cfg(feature = "wgpu")]
+fn gpu_name(device: &Device) -> String {
+    sift_model::gpu_info(device).map_or_else(|| "the GPU".to_string(), |i| i.name)
 }
 
 impl Reranker {
@@ -151,13 +185,19 @@ impl Reranker {
         } else {
             ProcessorConfig::default()
         };
-        let device = device_for(options.backend)?;
+        let (device, device_name) = device_for(options.backend)?;
         let tokens = ScoreTokens {
             yes: tokenizer.yes_id,
             no: tokenizer.no_id,
         };
         let model = RerankerModel::load(model_dir, tokens, &device)?;
-        Ok(Self::from_parts(model, tokenizer, processor, options))
+        Ok(Self::from_parts(
+            model,
+            tokenizer,
+            processor,
+            options,
+            device_name,
+        ))
     }
 
     pub(crate) fn from_parts(
@@ -165,13 +205,20 @@ impl Reranker {
         tokenizer: PromptTokenizer,
         processor: ProcessorConfig,
         options: RerankOptions,
+        device_name: String,
     ) -> Self {
         Self {
             model,
             tokenizer,
             processor,
             options,
+            device_name,
         }
+    }
+
+    /// The device the model runs on, for people: "the CPU" or the GPU's name and API.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
     }
 
     /// Scores every document against the query, in request order. A document that cannot be
@@ -227,8 +274,25 @@ impl Reranker {
         query: &PreparedQuery,
         document: &Content,
     ) -> Result<f32, DocError> {
+        self.score_pair(query, document).map(|scored| scored.score)
+    }
+
+    /// [`score_document`](Self::score_document), with the prompt's length (a server's usage).
+    pub fn score_pair(
+        &self,
+        query: &PreparedQuery,
+        document: &Content,
+    ) -> Result<Scored, DocError> {
         let input = self.document_input(query, document)?;
-        Ok(self.model.score(&input)?.score)
+        // burn panics where it cannot allocate or the device is lost: that is this document's
+        // error, not the end of the process (a batch, a server).
+        let scored =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.score(&input)))
+                .map_err(|panic| DocError::Crashed(panic_message(panic.as_ref())))?;
+        Ok(Scored {
+            score: scored?.score,
+            tokens: input.input_ids.len(),
+        })
     }
 
     /// [`score_document`](Self::score_document) with an asynchronous readback, for browsers
@@ -381,6 +445,14 @@ impl Reranker {
             visuals,
         })
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// The multimodal position ids (`get_rope_index`) of a prompt whose visual items are given in
