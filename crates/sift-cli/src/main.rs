@@ -32,6 +32,12 @@ enum Command {
     ///   sift rerank --model DIR --batch FILE.jsonl    (one request per line, one result per line)
     #[command(verbatim_doc_comment)]
     Rerank(RerankArgs),
+    /// Serve the rerank HTTP API (Cohere, Jina, vLLM and TEI shapes) on 127.0.0.1:8000.
+    ///
+    ///   sift serve --model DIR
+    ///   curl localhost:8000/v1/rerank -d '{"query": "q", "documents": ["a", "b"]}'
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
     /// Convert a model to sift's 4-bit format (Q4 weights in checked shards of at most 256 MB),
     /// the format of the browser build.
     Quantize(QuantizeArgs),
@@ -67,8 +73,15 @@ struct RerankArgs {
     /// Print only the K best documents.
     #[arg(long, value_name = "K")]
     top_n: Option<usize>,
-    /// Where the model runs.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    #[command(flatten)]
+    model_options: ModelOptions,
+}
+
+/// How the model runs: shared by `rerank` and `serve`.
+#[derive(Args)]
+struct ModelOptions {
+    /// Where the model runs: `auto` takes a hardware GPU when wgpu finds one, else the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
     /// Tokens kept before the prompt's 5-token suffix; longer document text is cut.
     #[arg(long, default_value_t = 10240)]
@@ -79,15 +92,82 @@ struct RerankArgs {
     max_visual_tokens: usize,
 }
 
+impl ModelOptions {
+    fn rerank_options(&self) -> RerankOptions {
+        RerankOptions {
+            backend: match self.device {
+                DeviceArg::Auto => Backend::Auto,
+                DeviceArg::Cpu => Backend::Cpu,
+                DeviceArg::Gpu => Backend::Gpu,
+            },
+            max_length: self.max_length,
+            max_visual_tokens: self.max_visual_tokens,
+            ..RerankOptions::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DeviceArg {
+    Auto,
     Cpu,
     Gpu,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A model directory, or a Hugging Face model id (as for `rerank`).
+    #[arg(long)]
+    model: String,
+    /// The address to listen on; 0.0.0.0 exposes the server to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// The model's name in responses (default: --model as given).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    #[command(flatten)]
+    model_options: ModelOptions,
+    /// Require `Authorization: Bearer KEY` (every endpoint but /health).
+    #[arg(long, env = "SIFT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Requests that may wait for the model; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// Largest request body in bytes (images and videos travel in it as data URIs).
+    #[arg(long, default_value_t = sift_serve::Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Most documents in one request.
+    #[arg(long, default_value_t = sift_serve::Limits::default().max_documents)]
+    max_documents: usize,
+    /// Most characters in one text.
+    #[arg(long, default_value_t = sift_serve::Limits::default().max_text_chars)]
+    max_text_chars: usize,
+    /// Most pixels in one image or video frame, read from its header before decoding.
+    #[arg(long, default_value_t = sift_serve::Limits::default().max_image_pixels)]
+    max_image_pixels: u64,
+    /// Most frames sampled from one video (a request's max_frames above it is refused).
+    #[arg(long, default_value_t = sift_serve::Limits::default().max_video_frames)]
+    max_video_frames: usize,
+    /// Most images and videos in the query or in one document.
+    #[arg(long, default_value_t = sift_serve::Limits::default().max_media_per_item)]
+    max_media_per_item: usize,
+    /// Read image and video paths given in requests from inside this directory.
+    #[arg(long, value_name = "DIR")]
+    media_root: Option<PathBuf>,
+    /// Fetch http(s) image and video URLs given in requests (public addresses only).
+    #[arg(long)]
+    allow_remote_media: bool,
+    /// With --allow-remote-media, also fetch from loopback and private addresses.
+    #[arg(long, requires = "allow_remote_media")]
+    allow_private_media: bool,
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Rerank(args) => rerank(args),
+        Command::Serve(args) => serve(args),
         Command::Quantize(args) => quantize(args),
     };
     match result {
@@ -97,6 +177,36 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let model_dir = model_source::resolve(&args.model)?;
+    let limits = sift_serve::Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_documents: args.max_documents,
+        max_text_chars: args.max_text_chars,
+        max_image_pixels: args.max_image_pixels,
+        max_video_frames: args.max_video_frames,
+        max_media_per_item: args.max_media_per_item,
+    };
+    let options = limits.apply(args.model_options.rerank_options());
+    eprintln!("loading {} ...", args.model);
+    let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
+    eprintln!("model loaded on {}", reranker.device_name());
+    let serve_options = sift_serve::ServeOptions {
+        model_name: args.served_model_name.unwrap_or(args.model),
+        limits,
+        media: sift_serve::MediaPolicy {
+            allow_remote: args.allow_remote_media,
+            allow_private: args.allow_private_media,
+            root: args.media_root,
+            ..sift_serve::MediaPolicy::default()
+        },
+        max_queue: args.max_queue,
+        api_key: args.api_key,
+    };
+    let server = sift_serve::Server::new(reranker, serve_options)?;
+    sift_serve::run(std::net::SocketAddr::new(args.host, args.port), server)
 }
 
 fn quantize(args: QuantizeArgs) -> Result<(), String> {
@@ -117,15 +227,7 @@ fn quantize(args: QuantizeArgs) -> Result<(), String> {
 
 fn rerank(args: RerankArgs) -> Result<(), String> {
     let model_dir = model_source::resolve(&args.model)?;
-    let options = RerankOptions {
-        backend: match args.device {
-            DeviceArg::Cpu => Backend::Cpu,
-            DeviceArg::Gpu => Backend::Gpu,
-        },
-        max_length: args.max_length,
-        max_visual_tokens: args.max_visual_tokens,
-        ..RerankOptions::default()
-    };
+    let options = args.model_options.rerank_options();
     let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     if let Some(batch) = &args.batch {
         if !args.inputs.is_empty() {

@@ -230,6 +230,81 @@ fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
     );
 }
 
+/// `sift serve` answers a request with `sift rerank`'s scores, and SIGTERM stops it cleanly.
+#[test]
+fn serve_answers_with_the_scores_of_rerank_and_stops_on_sigterm() {
+    let model = downloaded_model();
+    let request_path = RerankCase::load("text").request_path();
+    let expected = stdout_json(&sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        path(&request_path),
+    ]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let server = Command::new(env!("CARGO_BIN_EXE_sift"))
+        .args(["serve", "--model", path(model.path()), "--port", &port])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while ureq::get(&format!("{base}/health")).call().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sift serve never answered /health"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The request file's documents are texts: the API takes them as they are.
+    let request: Value =
+        serde_json::from_str(&std::fs::read_to_string(&request_path).unwrap()).unwrap();
+    let body = serde_json::json!({"query": request["query"], "documents": request["documents"]});
+    let answer: Value = serde_json::from_str(
+        &ureq::post(&format!("{base}/v1/rerank"))
+            .send_string(&body.to_string())
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let served: Vec<(u64, f64)> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["relevance_score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let printed: Vec<(u64, f64)> = expected["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["score"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(served, printed);
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("listening on http://127.0.0.1:") && log.contains("shut down"),
+        "{log}"
+    );
+}
+
 /// `--model Qwen/...` finds a model already in the Hugging Face cache, with the hub offline.
 #[test]
 fn a_hub_id_resolves_through_a_prefilled_cache_offline() {
