@@ -230,6 +230,62 @@ fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
     );
 }
 
+/// A request for every frame of a 36,000-frame video: that document gets a named error from the
+/// file's header, the other document is scored, the batch goes on, and no `sift` process of this
+/// test binary peaks over 1 GB (decoding the sample would take tens of gigabytes).
+#[cfg(feature = "video")]
+#[test]
+fn a_video_sample_over_the_token_limit_fails_alone_before_decoding() {
+    let model = downloaded_model();
+    let dir = TempDir::new().unwrap();
+    let clip = golden_dir().join("video/bad/ten_hours.mp4");
+    let long = serde_json::json!({
+        "query": {"text": "a clock"},
+        "documents": [{"video": {"path": path(&clip), "fps": 1.0, "max_frames": 100000}},
+                      {"text": "a clock on a wall"}],
+    });
+    let short = serde_json::json!({"query": {"text": "a clock"}, "documents": [{"text": "time"}]});
+    let file = dir.path().join("requests.jsonl");
+    std::fs::write(&file, format!("{long}\n{short}\n")).unwrap();
+    let out = sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        "--batch",
+        path(&file),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = lines[0]["results"].as_array().unwrap();
+    assert_eq!(first[0]["index"], 1);
+    assert!(first[0]["score"].is_number());
+    let error = first[1]["error"].as_str().unwrap();
+    assert!(
+        error.contains("sampling 36000 frames") && error.contains("over the limit of 32768"),
+        "{error}"
+    );
+    assert!(lines[1]["results"][0]["score"].is_number());
+    // The largest resident set of any child this process has waited for (Linux: kilobytes).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    assert!(
+        usage.ru_maxrss < 1_000_000,
+        "a sift process peaked at {} kB",
+        usage.ru_maxrss
+    );
+}
+
 /// `sift serve` answers a request with `sift rerank`'s scores, and SIGTERM stops it cleanly.
 #[test]
 fn serve_answers_with_the_scores_of_rerank_and_stops_on_sigterm() {

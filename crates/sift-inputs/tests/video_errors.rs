@@ -14,7 +14,7 @@ fn bad(name: &str) -> PathBuf {
 }
 
 fn error_of(name: &str) -> VideoError {
-    let err = read_video(&bad(name), &VideoSampling::default()).unwrap_err();
+    let err = read_video(&bad(name), &VideoSampling::default(), usize::MAX).unwrap_err();
     println!("{name}: {err}");
     err
 }
@@ -79,7 +79,7 @@ fn bad_sampling_options_are_refused() {
             max_frames: 1,
         },
     ] {
-        let err = read_video(&path, &sampling).unwrap_err();
+        let err = read_video(&path, &sampling, usize::MAX).unwrap_err();
         assert!(matches!(err, VideoError::InvalidOptions(_)), "{err}");
     }
 }
@@ -94,7 +94,7 @@ fn ten_hour_video_is_sampled_like_the_reference_without_decoding_it_all() {
     let text = std::fs::read_to_string(bad("ten_hours.json")).unwrap();
     let expected: TenHours = serde_json::from_str(&text).unwrap();
     let start = Instant::now();
-    let video = read_video(&bad("ten_hours.mp4"), &VideoSampling::default()).unwrap();
+    let video = read_video(&bad("ten_hours.mp4"), &VideoSampling::default(), usize::MAX).unwrap();
     println!(
         "ten_hours.mp4: 64 of 36000 frames, {} decoded, in {:?}",
         video.decoded_frames,
@@ -107,5 +107,20 @@ fn ten_hour_video_is_sampled_like_the_reference_without_decoding_it_all() {
         video.decoded_frames <= 64 * 300,
         "decoded {}",
         video.decoded_frames
+    );
+}
+
+/// Every one of 36,000 frames asked for: refused from the header, with the numbers, before a
+/// frame is decoded (decoding them would need tens of gigabytes).
+#[test]
+fn a_sample_over_the_token_limit_is_refused_before_decoding() {
+    let sampling = VideoSampling {
+        fps: 1.0,
+        max_frames: 100_000,
+    };
+    let err = read_video(&bad("ten_hours.mp4"), &sampling, 32_768).unwrap_err();
+    assert!(
+        matches!(err, VideoError::TooManyTokens { frames: 36_000, tokens, limit: 32_768, .. } if tokens > 32_768),
+        "{err}"
     );
 }

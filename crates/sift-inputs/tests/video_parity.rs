@@ -78,7 +78,7 @@ fn read_file(path: &Path, expected: &Expected) -> VideoFrames {
         fps: expected.fps.expect("file cases name their fps"),
         max_frames: expected.max_frames,
     };
-    sift_inputs::video::read_video(path, &sampling).unwrap()
+    sift_inputs::video::read_video(path, &sampling, usize::MAX).unwrap()
 }
 
 #[cfg(not(feature = "video"))]

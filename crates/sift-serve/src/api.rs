@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sift::{Content, DocError, ImageError, Request, Scored, VideoSampling};
+use sift::{Content, DocError, ImageError, Request, Scored, VideoError, VideoSampling};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
@@ -310,7 +310,11 @@ pub fn scores(results: Vec<Result<Scored, DocError>>) -> Result<Vec<Scored>, Api
 
 fn doc_status(error: &DocError) -> u16 {
     match error {
-        DocError::TooManyVisualTokens { .. } => 413,
+        DocError::TooManyVisualTokens { .. }
+        | DocError::Video {
+            error: VideoError::TooManyTokens { .. },
+            ..
+        } => 413,
         _ if is_image_too_large(error) => 413,
         DocError::Image { error, .. }
             if matches!(root(error), ImageError::UnsupportedFormat { .. }) =>

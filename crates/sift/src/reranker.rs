@@ -387,7 +387,12 @@ impl Reranker {
         sampling: &VideoSampling,
     ) -> Result<Cow<'a, VideoFrames>, VideoError> {
         match &video.source {
-            VideoSource::Path(path) => read_video(path, &video.sampling(sampling)).map(Cow::Owned),
+            VideoSource::Path(path) => read_video(
+                path,
+                &video.sampling(sampling),
+                self.options.max_visual_tokens,
+            )
+            .map(Cow::Owned),
             VideoSource::Frames(sources) => {
                 let max_frames = video
                     .max_frames

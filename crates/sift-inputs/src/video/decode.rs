@@ -15,7 +15,7 @@ use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 use super::error::VideoError;
-use super::sampling::{SamplePlan, VideoSampling};
+use super::sampling::{SamplePlan, VideoSampling, check_sample_tokens};
 use super::{FrameCollector, VideoFrames};
 
 /// One video packet of the index: where it sits in time and whether decoding can start there.
@@ -35,7 +35,11 @@ fn init() {
     });
 }
 
-pub(super) fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoFrames, VideoError> {
+pub(super) fn read_video(
+    path: &Path,
+    sampling: &VideoSampling,
+    max_tokens: usize,
+) -> Result<VideoFrames, VideoError> {
     init();
     // Opening a missing file would otherwise surface as FFmpeg's terse "No such file".
     std::fs::metadata(path).map_err(|source| VideoError::Io {
@@ -79,6 +83,12 @@ pub(super) fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoF
     }
     let video_fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
     let plan = SamplePlan::new(total, video_fps, sampling)?;
+    check_sample_tokens(
+        decoder.height(),
+        decoder.width(),
+        plan.indices.len(),
+        max_tokens,
+    )?;
     let indices = plan.indices.clone();
     let mut collector = FrameCollector::new(plan);
 

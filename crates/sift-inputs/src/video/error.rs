@@ -83,6 +83,21 @@ pub enum VideoError {
     #[error("invalid video options: {0}")]
     InvalidOptions(String),
 
+    /// The sample would be more image and video tokens than a pair may have: refused before
+    /// any frame is decoded.
+    #[error(
+        "sampling {frames} frames of {width}x{height} from this video gives {tokens} video \
+         tokens, over the limit of {limit}; lower the request's \"fps\" or \"max_frames\", or \
+         raise the limit (`--max-visual-tokens`) if the GPU has the memory"
+    )]
+    TooManyTokens {
+        frames: usize,
+        width: u32,
+        height: u32,
+        tokens: usize,
+        limit: usize,
+    },
+
     /// A browser could not play the video to capture its frames.
     #[error("{detail}")]
     NotPlayable { detail: String },

@@ -18,8 +18,8 @@ pub use container::{ContainerInfo, probe_container};
 pub use error::VideoError;
 pub use sampling::{
     FILE_TOTAL_PIXELS, FRAME_FACTOR, FRAME_LIST_FPS, FRAME_LIST_TOTAL_PIXELS, SamplePlan,
-    VideoSampling, frame_list_indices, frame_size, group_timestamps, sample_indices,
-    sampled_frame_count,
+    VideoSampling, check_sample_tokens, frame_list_indices, frame_size, group_timestamps,
+    sample_indices, sample_tokens, sampled_frame_count,
 };
 
 use crate::prompt::VideoPlaceholder;
@@ -54,16 +54,21 @@ pub struct PreparedVideo {
 /// packet of the video stream in presentation order, `sampled_frame_count` of them chosen by
 /// `sample_indices`, each resized to `frame_size` with torchvision's kernel right after
 /// decoding (so a 4K video never holds more than one full-size frame). Only the frames that are
-/// needed are decoded: the decoder seeks to the keyframe before each one.
-pub fn read_video(path: &Path, sampling: &VideoSampling) -> Result<VideoFrames, VideoError> {
+/// needed are decoded: the decoder seeks to the keyframe before each one. A sample of more
+/// than `max_tokens` video tokens is refused from the file's header, before decoding.
+pub fn read_video(
+    path: &Path,
+    sampling: &VideoSampling,
+    max_tokens: usize,
+) -> Result<VideoFrames, VideoError> {
     sampling.validate()?;
     #[cfg(feature = "video")]
     {
-        decode::read_video(path, sampling)
+        decode::read_video(path, sampling, max_tokens)
     }
     #[cfg(not(feature = "video"))]
     {
-        let _ = path;
+        let _ = (path, max_tokens);
         Err(VideoError::DecoderNotBuilt)
     }
 }

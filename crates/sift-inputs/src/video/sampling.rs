@@ -186,6 +186,34 @@ pub fn frame_size(
     .map_err(VideoError::Frame)
 }
 
+/// The video tokens of a file's sample of `frames` frames decoded at `height`×`width`, resized
+/// by [`frame_size`]: known before any frame is decoded. Each pair of frames gives one token per
+/// 32×32 pixels.
+pub fn sample_tokens(height: u32, width: u32, frames: usize) -> Result<usize, VideoError> {
+    let (h, w) = frame_size(height, width, frames, FILE_TOTAL_PIXELS)?;
+    Ok(frames.div_ceil(FRAME_FACTOR) * (h as usize / 32) * (w as usize / 32))
+}
+
+/// Refuses a sample of more than `limit` tokens, naming the numbers.
+pub fn check_sample_tokens(
+    height: u32,
+    width: u32,
+    frames: usize,
+    limit: usize,
+) -> Result<(), VideoError> {
+    let tokens = sample_tokens(height, width, frames)?;
+    if tokens > limit {
+        return Err(VideoError::TooManyTokens {
+            frames,
+            width,
+            height,
+            tokens,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// The processor's `_calculate_timestamps`: indices padded to even with the last one, each
 /// `idx / fps`, then the mean of the first and last frame of every group.
 pub fn group_timestamps(indices: &[usize], fps: f64) -> Vec<f64> {
@@ -251,6 +279,18 @@ mod tests {
         let ts = group_timestamps(&[0, 1, 2, 3, 4, 5], FRAME_LIST_FPS);
         let text: Vec<String> = ts.iter().map(|t| format!("{t:.1}")).collect();
         assert_eq!(text, ["0.2", "1.2", "2.2"]);
+    }
+
+    #[test]
+    fn sample_tokens_count_pairs_of_resized_frames() {
+        // 64 frames of 1080p: 640x1152 each, 32 pairs of 20x36 tokens (spec §4.2: 23,040).
+        assert_eq!(sample_tokens(1080, 1920, 64).unwrap(), 23_040);
+        let err = check_sample_tokens(64, 64, 36_000, 32_768).unwrap_err();
+        assert!(
+            matches!(err, VideoError::TooManyTokens { frames: 36_000, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("max_frames"));
     }
 
     #[test]
