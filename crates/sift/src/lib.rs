@@ -32,7 +32,7 @@ pub use reranker::{
 pub use sift_inputs::prompt::DEFAULT_INSTRUCTION;
 pub use sift_inputs::video::{
     ContainerInfo, FrameCollector, SamplePlan, VideoError, VideoFrames, VideoSampling,
-    group_timestamps, probe_container,
+    check_sample_tokens, group_timestamps, probe_container,
 };
 pub use sift_inputs::{ImageError, ImageOptions, RgbImage};
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]

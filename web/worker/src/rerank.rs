@@ -154,6 +154,14 @@ async fn read_video(
 ) -> Result<sift::VideoFrames, VideoError> {
     let info = probe(&media.file)?;
     let plan = sift::SamplePlan::new(info.frame_times.len(), info.fps, sampling)?;
+    // The model is loaded with the default options: refuse an oversized sample before the page
+    // seeks and draws a single frame.
+    sift::check_sample_tokens(
+        info.height,
+        info.width,
+        plan.indices.len(),
+        sift::DEFAULT_MAX_VISUAL_TOKENS,
+    )?;
     let frames = inbox.capture(job, media, &info, plan).await?;
     videos.push(sample_info(media, &info, &frames));
     Ok(frames)
