@@ -279,10 +279,13 @@ async fn authorize(
 /// The body, up to the limit.
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.options.limits.max_body_bytes;
+    // A body with a Content-Length says its size up front; a chunked one is cut at the limit.
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
+    let size = declared.map_or_else(String::new, |bytes| format!("{bytes} bytes, "));
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::too_large(format!(
-            "the request body is over the server's limit of {limit} bytes (--max-body-bytes); \
-             send fewer or smaller documents per request"
+            "the request body is {size}over the server's limit of {limit} bytes \
+             (--max-body-bytes); send fewer or smaller documents per request"
         ))
     })
 }

@@ -462,14 +462,14 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
             .unwrap()
             .contains("not valid JSON")
     );
-    let big = json!({"query": QUERY, "documents": ["x".repeat(300_000)]});
-    let (status, answer) = server.post("/v1/rerank", &big);
+    let big = json!({"query": QUERY, "documents": ["x".repeat(300_000)]}).to_string();
+    let (status, answer) = server.post_raw("/v1/rerank", &big, &[]);
     assert_eq!(status, 413);
+    let message = answer["error"]["message"].as_str().unwrap();
+    let size = format!("is {} bytes, over", big.len());
     assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("--max-body-bytes")
+        message.contains(&size) && message.contains("--max-body-bytes"),
+        "{message}"
     );
     let (status, answer) = server.post("/v1/embeddings", &json!({}));
     assert_eq!(status, 404);
