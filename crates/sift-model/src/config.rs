@@ -106,6 +106,10 @@ mod defaults {
     }
 }
 
+/// The largest size any config field may have (16M): far above every real model's, and small
+/// enough that the product of two sizes cannot overflow.
+const MAX_SIZE: usize = 1 << 24;
+
 impl ModelConfig {
     /// Parses `config.json` text and checks that the architecture is one sift computes.
     pub fn from_json(json: &str) -> Result<Self, ModelError> {
@@ -127,6 +131,51 @@ impl ModelConfig {
         let t = &self.text_config;
         let v = &self.vision_config;
         let bad = |msg: String| Err(ModelError::Config(msg));
+        // Sizes are divided by and multiplied together below and when tensors are shaped: zero
+        // would divide by zero, and a size past any real model's could overflow.
+        let sizes = [
+            ("text_config.vocab_size", t.vocab_size),
+            ("text_config.hidden_size", t.hidden_size),
+            ("text_config.intermediate_size", t.intermediate_size),
+            ("text_config.num_hidden_layers", t.num_hidden_layers),
+            ("text_config.num_attention_heads", t.num_attention_heads),
+            ("text_config.num_key_value_heads", t.num_key_value_heads),
+            ("text_config.head_dim", t.head_dim.unwrap_or(1)),
+            ("vision_config.depth", v.depth),
+            ("vision_config.hidden_size", v.hidden_size),
+            ("vision_config.intermediate_size", v.intermediate_size),
+            ("vision_config.num_heads", v.num_heads),
+            ("vision_config.in_channels", v.in_channels),
+            ("vision_config.patch_size", v.patch_size),
+            ("vision_config.temporal_patch_size", v.temporal_patch_size),
+            ("vision_config.spatial_merge_size", v.spatial_merge_size),
+            ("vision_config.out_hidden_size", v.out_hidden_size),
+            (
+                "vision_config.num_position_embeddings",
+                v.num_position_embeddings,
+            ),
+        ];
+        for (name, size) in sizes {
+            if size == 0 || size > MAX_SIZE {
+                return bad(format!(
+                    "config.json: {name} is {size}, outside 1..={MAX_SIZE}; the file is damaged \
+                     or not a Qwen3-VL config: download it again"
+                ));
+            }
+        }
+        if let Some(&index) = v.deepstack_visual_indexes.iter().find(|&&i| i >= v.depth) {
+            return bad(format!(
+                "config.json: vision_config.deepstack_visual_indexes names block {index}, but \
+                 the vision tower has {} (depth)",
+                v.depth
+            ));
+        }
+        if !(t.rms_norm_eps.is_finite() && t.rms_norm_eps > 0.0) {
+            return bad(format!(
+                "config.json: text_config.rms_norm_eps is {}, not a small positive number",
+                t.rms_norm_eps
+            ));
+        }
         if t.hidden_act != "silu" {
             return bad(format!(
                 "text hidden_act {:?} is not supported (only silu)",
@@ -207,5 +256,58 @@ impl ModelConfig {
         (self.vision_config.num_position_embeddings as f64)
             .sqrt()
             .round() as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN: &str = include_str!("../../../tests/golden/models/tied-deep/config.json");
+
+    fn with(path: &[&str], value: serde_json::Value) -> Result<ModelConfig, ModelError> {
+        let mut config: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
+        let (last, parents) = path.split_last().unwrap();
+        let mut node = &mut config;
+        for key in parents {
+            node = &mut node[*key];
+        }
+        node[*last] = value;
+        ModelConfig::from_json(&config.to_string())
+    }
+
+    #[test]
+    fn zero_or_absurd_sizes_are_refused_by_name() {
+        assert!(ModelConfig::from_json(GOLDEN).is_ok());
+        for (path, value) in [
+            (
+                &["text_config", "num_attention_heads"][..],
+                serde_json::json!(0),
+            ),
+            (
+                &["text_config", "num_key_value_heads"][..],
+                serde_json::json!(0),
+            ),
+            (&["vision_config", "num_heads"][..], serde_json::json!(0)),
+            (&["vision_config", "patch_size"][..], serde_json::json!(0)),
+            (
+                &["text_config", "vocab_size"][..],
+                serde_json::json!(1u64 << 40),
+            ),
+        ] {
+            let err = with(path, value).unwrap_err().to_string();
+            assert!(err.contains(&path.join(".")), "{err}");
+        }
+        let err = with(
+            &["vision_config", "deepstack_visual_indexes"],
+            serde_json::json!([99]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("block 99"), "{err}");
+        let err = with(&["text_config", "rms_norm_eps"], serde_json::json!(0.0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rms_norm_eps"), "{err}");
     }
 }
