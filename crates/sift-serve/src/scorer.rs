@@ -97,10 +97,10 @@ impl Scorer {
                 mpsc::error::TrySendError::Closed(_) => stopped(),
             });
         }
-        let guard = CancelOnDrop(cancelled);
-        let results = results.await.map_err(|_| stopped())?;
-        std::mem::forget(guard);
-        Ok(results)
+        // Dropped with this future: before the answer, it cancels the job; after, the job is
+        // done and the flag is read no more.
+        let _cancel = CancelOnDrop(cancelled);
+        results.await.map_err(|_| stopped())
     }
 }
 
