@@ -58,11 +58,18 @@ pub struct ScoreBody {
 
 /// Parses a JSON body, naming what is wrong with it.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the request body is not valid JSON for this endpoint: {e}"
-        ))
-    })
+    serde_json::from_slice(body).map_err(not_for_this_endpoint)
+}
+
+/// [`parse`] for a body already read as JSON.
+pub fn parse_value<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(not_for_this_endpoint)
+}
+
+fn not_for_this_endpoint(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!(
+        "the request body is not valid JSON for this endpoint: {e}"
+    ))
 }
 
 /// A list field's items: a list, or one value standing for a list of one.
@@ -154,6 +161,20 @@ pub async fn read_item(
     }
     check_content(&content, at, media.limits)?;
     Ok(content)
+}
+
+/// Reads a list of queries or documents, named `{label} {i}` in errors.
+pub async fn read_items(
+    values: &[Value],
+    label: &str,
+    sampling: &VideoSampling,
+    media: &mut MediaReader<'_>,
+) -> Result<Vec<Content>, ApiError> {
+    let mut items = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        items.push(read_item(value, &format!("{label} {i}"), sampling, media).await?);
+    }
+    Ok(items)
 }
 
 /// vLLM's `content` list: `{"type": "text", "text"}`, `{"type": "image_url", "image_url":

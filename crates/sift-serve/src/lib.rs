@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
-use sift::Reranker;
+use sift::{Reranker, VideoSampling};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -333,16 +333,27 @@ async fn rerank_or_tei(
     let body = read_body(&state, body).await?;
     let value: Value = api::parse(&body)?;
     if value.get("texts").is_some() {
-        let tei: TeiBody = serde_json::from_value(value)
-            .map_err(|e| ApiError::bad_request(format!("not a TEI rerank request: {e}")))?;
-        return tei_rerank(&state, tei).await;
+        return tei_rerank(&state, api::parse_value(value)?).await;
     }
-    let request: RerankBody = serde_json::from_value(value).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the request body is not valid JSON for this endpoint: {e}"
-        ))
-    })?;
-    rerank(&state, &id, request, false).await
+    rerank(&state, &id, api::parse_value(value)?, false).await
+}
+
+/// The scores of `documents` (named `{label} i` in errors) against one query.
+async fn score_documents(
+    state: &AppState,
+    query: &Value,
+    documents: &[Value],
+    label: &str,
+    instruction: Option<String>,
+    sampling: &VideoSampling,
+) -> Result<Vec<sift::Scored>, ApiError> {
+    api::check_documents(documents.len(), &state.options.limits)?;
+    let mut media = media_reader(state);
+    let query = api::read_item(query, "the query", sampling, &mut media).await?;
+    let documents = api::read_items(documents, label, sampling, &mut media).await?;
+    let request = api::request(query, documents, instruction, sampling);
+    let mut results = state.scorer.score(vec![request], media.temp_files).await?;
+    api::scores(results.remove(0))
 }
 
 async fn rerank(
@@ -351,23 +362,18 @@ async fn rerank(
     body: RerankBody,
     cohere_v2: bool,
 ) -> Result<Response, ApiError> {
-    let limits = &state.options.limits;
-    api::check_documents(body.documents.len(), limits)?;
     let sampling = api::sampling(body.fps, body.max_frames)?;
-    let mut media = media_reader(state);
-    let query = api::read_item(&body.query, "the query", &sampling, &mut media).await?;
-    let mut documents = Vec::with_capacity(body.documents.len());
-    for (i, document) in body.documents.iter().enumerate() {
-        documents
-            .push(api::read_item(document, &format!("document {i}"), &sampling, &mut media).await?);
-    }
-    let request = api::request(query, documents, body.instruction, &sampling);
-    let temp_files = std::mem::take(&mut media.temp_files);
-    let mut results = state.scorer.score(vec![request], temp_files).await?;
-    let scores = api::scores(results.remove(0))?;
+    let scores = score_documents(
+        state,
+        &body.query,
+        &body.documents,
+        "document",
+        body.instruction,
+        &sampling,
+    )
+    .await?;
     let model = body.model.as_deref().unwrap_or(&state.options.model_name);
     let return_documents = body.return_documents.unwrap_or(!cohere_v2);
-    let usage = usage(&scores);
     Ok(answer(
         api::rerank_response(
             &format!("rerank-{}", id.0),
@@ -378,24 +384,15 @@ async fn rerank(
             return_documents,
             cohere_v2,
         ),
-        usage,
+        usage(&scores),
     ))
 }
 
 async fn tei_rerank(state: &AppState, body: TeiBody) -> Result<Response, ApiError> {
-    let limits = &state.options.limits;
-    api::check_documents(body.texts.len(), limits)?;
+    let texts: Vec<Value> = body.texts.iter().map(|t| json!(t)).collect();
     let sampling = api::sampling(None, None)?;
-    let mut media = media_reader(state);
-    let query = api::read_item(&json!(body.query), "the query", &sampling, &mut media).await?;
-    let mut documents = Vec::with_capacity(body.texts.len());
-    for (i, text) in body.texts.iter().enumerate() {
-        documents
-            .push(api::read_item(&json!(text), &format!("text {i}"), &sampling, &mut media).await?);
-    }
-    let request = api::request(query, documents, None, &sampling);
-    let mut results = state.scorer.score(vec![request], Vec::new()).await?;
-    let scores = api::scores(results.remove(0))?;
+    let scores =
+        score_documents(state, &json!(body.query), &texts, "text", None, &sampling).await?;
     Ok(answer(
         api::tei_response(&body.texts, &scores, &body),
         usage(&scores),
@@ -424,17 +421,8 @@ async fn score(
     }
     let sampling = api::sampling(body.fps, body.max_frames)?;
     let mut media = media_reader(&state);
-    let mut read_queries = Vec::with_capacity(queries.len());
-    for (i, query) in queries.iter().enumerate() {
-        read_queries
-            .push(api::read_item(query, &format!("text_1 item {i}"), &sampling, &mut media).await?);
-    }
-    let mut read_documents = Vec::with_capacity(documents.len());
-    for (i, document) in documents.iter().enumerate() {
-        read_documents.push(
-            api::read_item(document, &format!("text_2 item {i}"), &sampling, &mut media).await?,
-        );
-    }
+    let mut read_queries = api::read_items(&queries, "text_1 item", &sampling, &mut media).await?;
+    let read_documents = api::read_items(&documents, "text_2 item", &sampling, &mut media).await?;
     let requests = if read_queries.len() == 1 {
         let query = read_queries.remove(0);
         vec![api::request(
@@ -450,8 +438,7 @@ async fn score(
             .map(|(q, d)| api::request(q, vec![d], body.instruction.clone(), &sampling))
             .collect()
     };
-    let temp_files = std::mem::take(&mut media.temp_files);
-    let results = state.scorer.score(requests, temp_files).await?;
+    let results = state.scorer.score(requests, media.temp_files).await?;
     let scores = api::scores(results.into_iter().flatten().collect())?;
     let model = body.model.as_deref().unwrap_or(&state.options.model_name);
     let created = SystemTime::now()
