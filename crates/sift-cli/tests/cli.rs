@@ -191,32 +191,31 @@ fn quantize_writes_a_checked_four_bit_directory() {
     );
 }
 
-#[test]
-fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
-    let model = downloaded_model();
+/// `sift rerank --batch` over `batch` (JSON Lines): its result lines.
+fn run_batch(model: &Path, batch: &str) -> Vec<Value> {
     let dir = TempDir::new().unwrap();
-    let text_request = std::fs::read_to_string(RerankCase::load("text").request_path()).unwrap();
-    let one_line: Value = serde_json::from_str(&text_request).unwrap();
-    let batch = format!("{one_line}\n{{\"query\": 1}}\n\n{one_line}\n");
     let file = dir.path().join("requests.jsonl");
     std::fs::write(&file, batch).unwrap();
-    let out = sift(&[
-        "rerank",
-        "--model",
-        path(model.path()),
-        "--batch",
-        path(&file),
-    ]);
+    let out = sift(&["rerank", "--model", path(model), "--batch", path(&file)]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
+    let model = downloaded_model();
+    let text_request = std::fs::read_to_string(RerankCase::load("text").request_path()).unwrap();
+    let one_line: Value = serde_json::from_str(&text_request).unwrap();
+    let batch = format!("{one_line}\n{{\"query\": 1}}\n\n{one_line}\n");
+    let lines = run_batch(model.path(), &batch);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0], lines[2]);
     assert_eq!(lines[0]["results"].as_array().unwrap().len(), 6);
@@ -237,7 +236,6 @@ fn a_batch_streams_one_line_per_request_and_survives_bad_lines() {
 #[test]
 fn a_video_sample_over_the_token_limit_fails_alone_before_decoding() {
     let model = downloaded_model();
-    let dir = TempDir::new().unwrap();
     let clip = golden_dir().join("video/bad/ten_hours.mp4");
     let long = serde_json::json!({
         "query": {"text": "a clock"},
@@ -245,25 +243,7 @@ fn a_video_sample_over_the_token_limit_fails_alone_before_decoding() {
                       {"text": "a clock on a wall"}],
     });
     let short = serde_json::json!({"query": {"text": "a clock"}, "documents": [{"text": "time"}]});
-    let file = dir.path().join("requests.jsonl");
-    std::fs::write(&file, format!("{long}\n{short}\n")).unwrap();
-    let out = sift(&[
-        "rerank",
-        "--model",
-        path(model.path()),
-        "--batch",
-        path(&file),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = run_batch(model.path(), &format!("{long}\n{short}\n"));
     let first = lines[0]["results"].as_array().unwrap();
     assert_eq!(first[0]["index"], 1);
     assert!(first[0]["score"].is_number());

@@ -132,6 +132,10 @@ fn data_uri(path: &Path, media_type: &str) -> String {
 fn library_scores(query: &str, documents: Vec<Content>) -> Vec<f32> {
     let model = downloaded_model();
     let reranker = Reranker::load(model.path(), RerankOptions::default()).unwrap();
+    scores_of(&reranker, query, documents)
+}
+
+fn scores_of(reranker: &Reranker, query: &str, documents: Vec<Content>) -> Vec<f32> {
     let request = Request {
         query: Content::text(query),
         documents,
@@ -584,18 +588,7 @@ fn concurrent_clients_each_get_their_own_results() {
         let reranker = Reranker::load(model.path(), RerankOptions::default()).unwrap();
         variants
             .iter()
-            .map(|docs| {
-                let request = Request {
-                    query: Content::text(QUERY),
-                    documents: docs.iter().map(Content::text).collect(),
-                    ..Request::default()
-                };
-                reranker
-                    .score(&request)
-                    .into_iter()
-                    .map(|s| s.unwrap())
-                    .collect()
-            })
+            .map(|docs| scores_of(&reranker, QUERY, docs.iter().map(Content::text).collect()))
             .collect()
     };
     let server = TestServer::start(ServeOptions::default());
