@@ -30,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sift::{Reranker, VideoSampling};
 use tokio::net::TcpListener;
@@ -277,17 +278,56 @@ async fn authorize(
 }
 
 /// The body, up to the limit.
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body(state: &AppState, mut body: Body) -> Result<Bytes, ApiError> {
     let limit = state.options.limits.max_body_bytes;
-    // A body with a Content-Length says its size up front; a chunked one is cut at the limit.
     let declared = axum::body::HttpBody::size_hint(&body).exact();
-    let size = declared.map_or_else(String::new, |bytes| format!("{bytes} bytes, "));
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(format!(
+    let mut bytes = Vec::new();
+    // A body whose Content-Length is over the limit is not kept at all; a chunked one is cut
+    // where it passes the limit.
+    let mut over = declared.is_some_and(|size| size > limit as u64);
+    while !over && let Some(data) = next_data(&mut body).await? {
+        over = bytes.len() + data.len() > limit;
+        if !over {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if over {
+        drain(body).await;
+        let size = declared.map_or_else(String::new, |bytes| format!("{bytes} bytes, "));
+        return Err(ApiError::too_large(format!(
             "the request body is {size}over the server's limit of {limit} bytes \
              (--max-body-bytes); send fewer or smaller documents per request"
-        ))
-    })
+        )));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// The body's next chunk of data, skipping trailers.
+async fn next_data(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::bad_request(format!("the request body could not be read: {error}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads and drops what is left of a refused body, up to 64 MiB or 10 seconds: a client still
+/// sending would otherwise meet a reset connection instead of reading the 413.
+async fn drain(mut body: Body) {
+    let cap = 64 << 20;
+    let read_rest = async {
+        let mut dropped = 0;
+        while dropped <= cap
+            && let Ok(Some(data)) = next_data(&mut body).await
+        {
+            dropped += data.len();
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read_rest).await;
 }
 
 fn media_reader(state: &AppState) -> MediaReader<'_> {

@@ -466,7 +466,7 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
             .unwrap()
             .contains("not valid JSON")
     );
-    let big = json!({"query": QUERY, "documents": ["x".repeat(300_000)]}).to_string();
+    let big = json!({"query": QUERY, "documents": ["x".repeat(3_000_000)]}).to_string();
     let (status, answer) = server.post_raw("/v1/rerank", &big, &[]);
     assert_eq!(status, 413);
     let message = answer["error"]["message"].as_str().unwrap();
