@@ -135,3 +135,23 @@ fn a_damaged_file_or_a_missing_shard_is_named() {
         missing.err()
     );
 }
+
+#[test]
+fn a_tokenizer_from_another_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = sift_tests::model_dir("untied-gqa4");
+    for name in ["config.json", "model.safetensors"] {
+        std::fs::copy(model.join(name), dir.path().join(name)).unwrap();
+    }
+    let tokenizer = sift_tests::tokenizer_dir().join("tokenizer.json");
+    std::fs::copy(tokenizer, dir.path().join("tokenizer.json")).unwrap();
+    let message = Reranker::load(dir.path(), RerankOptions::default())
+        .err()
+        .expect("a tokenizer of 151,669 tokens with a table of 2048 is refused")
+        .to_string();
+    assert!(
+        message.contains("outside the model's 2048 tokens")
+            && message.contains("tokenizer.json belongs to another model"),
+        "{message}"
+    );
+}

@@ -172,3 +172,70 @@ fn a_tensor_over_the_gpu_binding_limit_is_refused_by_name_before_loading() {
         RerankerModel::load_checkpoint(&model_dir(MODEL), tokens(), &device, Some(1 << 30)).is_ok()
     );
 }
+
+#[test]
+fn an_untied_head_of_the_wrong_shape_is_named() {
+    let dir = TempDir::new().unwrap();
+    let mut tensors = read_model(&model_dir(MODEL));
+    for (name, shape, values) in &mut tensors {
+        if name == "lm_head.weight" {
+            *shape = vec![shape[0], shape[1] / 2];
+            values.truncate(values.len() / 2);
+        }
+    }
+    write_model(dir.path(), &model_dir(MODEL), &tensors, 1);
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("tensor lm_head.weight has shape [2048, 32], expected [2048, 64]"),
+        "{message}"
+    );
+}
+
+/// A 4-bit model is checked against its config.json before a shard is read (here there are
+/// none left), so a browser never downloads a model it would refuse.
+#[test]
+fn a_4bit_model_whose_tables_disagree_with_its_config_is_refused_before_any_shard_is_read() {
+    let work = TempDir::new().unwrap();
+    let q4 = work.path().join("q4");
+    let tokens = tokens();
+    sift_quant::quantize_model(
+        &model_dir(MODEL),
+        &q4,
+        &[tokens.yes as usize, tokens.no as usize],
+    )
+    .unwrap();
+    let manifest_path = q4.join(sift_quant::MANIFEST);
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    for entry in original["shards"].as_array().unwrap() {
+        std::fs::remove_file(q4.join(entry["file"].as_str().unwrap())).unwrap();
+    }
+    for name in ["model.language_model.embed_tokens.weight", "lm_head.weight"] {
+        let mut manifest = original.clone();
+        manifest["tensors"][name]["shape"] = serde_json::json!([2048, 63]);
+        std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+        let message = load_error(&q4);
+        assert!(
+            message.contains(&format!(
+                "tensor {name} has shape [2048, 63], expected [2048, 64]"
+            )),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_score_token_outside_the_vocabulary_is_refused() {
+    let tokens = ScoreTokens {
+        yes: 2048,
+        no: tokens().no,
+    };
+    let message = RerankerModel::load(&model_dir(MODEL), tokens, &Device::flex())
+        .err()
+        .expect("token 2048 of 2048 is refused")
+        .to_string();
+    assert!(
+        message.contains("token 2048, outside the model's 2048 tokens"),
+        "{message}"
+    );
+}

@@ -138,6 +138,11 @@ impl PromptTokenizer {
         Self::new(tokenizer)
     }
 
+    /// Token ids it can produce: its vocabulary with the added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
     fn new(tokenizer: Tokenizer) -> Result<Self, TokenizerError> {
         let id = |token: &'static str| {
             tokenizer

@@ -119,6 +119,11 @@ impl ModelConfig {
         Ok(config)
     }
 
+    /// `[vocab_size, hidden_size]`: the token table's shape, and an untied head's.
+    pub fn token_table_shape(&self) -> [usize; 2] {
+        [self.text_config.vocab_size, self.text_config.hidden_size]
+    }
+
     /// Whether the score row comes from `embed_tokens` (no `lm_head.weight` in the checkpoint).
     pub fn tied_embeddings(&self) -> bool {
         self.text_config

@@ -94,6 +94,23 @@ pub struct ScoreTokens {
     pub no: u32,
 }
 
+impl ScoreTokens {
+    /// Both ids must be rows of the model's token table.
+    pub fn check(&self, config: &ModelConfig) -> Result<(), ModelError> {
+        let [vocab, _] = config.token_table_shape();
+        match [self.yes, self.no]
+            .into_iter()
+            .find(|&id| id as usize >= vocab)
+        {
+            Some(id) => Err(ModelError::Weights(format!(
+                "the score reads token {id}, outside the model's {vocab} tokens: the \
+                 tokenizer.json belongs to another model; use the model's own"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One (query, document) pair as the model reads it.
 #[derive(Debug, Clone)]
 pub struct ModelInput {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::device::{binding_limit, check_binding};
-use crate::quantized::{QuantizedLoader, is_quantized};
+use crate::quantized::{HEAD, QuantizedLoader, TABLE, is_quantized};
 use crate::weights::{self, Checkpoint};
 use crate::{ModelConfig, ModelError, Qwen3VlModel, RerankerModel, ScoreTokens};
 
@@ -41,15 +41,16 @@ impl RerankerModel {
         let mut net = Qwen3VlModel::new(&config, true, device);
         let checkpoint = Checkpoint::open(dir)?;
         // A tied checkpoint has no head of its own (transformers ties it even if one is saved).
+        let (head, mut expected) = (HEAD, weights::expected_shapes(&net));
         let head = if config.tied_embeddings() {
-            "model.language_model.embed_tokens.weight"
+            TABLE
         } else {
-            "lm_head.weight"
+            expected.insert(head.into(), config.token_table_shape().to_vec());
+            head
         };
-        checkpoint.check(&net, &["lm_head.weight"])?;
+        checkpoint.check(&expected, &[HEAD])?;
         if let Some(limit) = max_binding {
-            let shapes = weights::expected_shapes(&net);
-            let largest = shapes.iter().map(|(name, shape)| {
+            let largest = expected.iter().map(|(name, shape)| {
                 let values: usize = shape.iter().product();
                 (name, values as u64 * 4)
             });
@@ -63,6 +64,7 @@ impl RerankerModel {
                 )?;
             }
         }
+        tokens.check(&config)?;
         let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
         checkpoint.load_into(&mut net, device)?;
         Ok(Self::assemble(

@@ -19,11 +19,11 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
 use sift_quant::{Encoding, Manifest, QuantError, StoredValues, TensorAssembler, TensorEntry, q4};
 
-use crate::weights::{PREFIX, checkpoint_segment};
+use crate::weights::{PREFIX, checkpoint_segment, expected_shapes, mismatch, shape_problems};
 use crate::{ModelConfig, ModelError, Qwen3VlModel, RerankerModel, ScoreTokens, projection};
 
-const TABLE: &str = "model.language_model.embed_tokens.weight";
-const HEAD: &str = "lm_head.weight";
+pub(crate) const TABLE: &str = "model.language_model.embed_tokens.weight";
+pub(crate) const HEAD: &str = "lm_head.weight";
 
 impl From<QuantError> for ModelError {
     fn from(e: QuantError) -> Self {
@@ -196,6 +196,8 @@ impl QuantizedLoader {
         device: &Device,
         max_binding: Option<u64>,
     ) -> Result<Self, ModelError> {
+        check_shapes(&manifest, &config, device)?;
+        tokens.check(&config)?;
         if let Some(limit) = max_binding {
             Requirements::of(&manifest).check_binding(limit)?;
         }
@@ -321,6 +323,39 @@ impl QuantizedLoader {
             &self.device,
         ))
     }
+}
+
+/// Checks every tensor's shape against what `config.json` implies, before a shard is read: a
+/// model whose files disagree with its config is refused by name instead of after a download.
+fn check_shapes(
+    manifest: &Manifest,
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<(), ModelError> {
+    let mut expected = expected_shapes(&Qwen3VlModel::new(config, false, device));
+    let table = config.token_table_shape().to_vec();
+    expected.insert(TABLE.into(), table.clone());
+    let found = manifest
+        .tensors
+        .iter()
+        .map(|(name, entry)| (name.clone(), entry.shape.clone()))
+        .collect();
+    let mut problems = shape_problems(&expected, &found, &[HEAD]);
+    match manifest.tensors.get(HEAD) {
+        Some(head) if head.shape != table => problems.push(format!(
+            "tensor {HEAD} has shape {:?}, expected {table:?}",
+            head.shape
+        )),
+        None if !config.tied_embeddings() => {
+            problems.push(format!("missing tensor {HEAD} (expected shape {table:?})"))
+        }
+        _ => {}
+    }
+    mismatch(
+        "the 4-bit model",
+        problems,
+        "Re-create it with `sift quantize` from the original model.",
+    )
 }
 
 /// Uploads a weight into the device's persistent pool: exact-fit buffers for data that lives

@@ -92,6 +92,51 @@ pub(crate) fn expected_shapes<M: Module>(net: &M) -> BTreeMap<String, Vec<usize>
     shapes.shapes
 }
 
+/// One line per difference between the shapes a model expects and those found;
+/// `also_allowed` names tensors that may be found beyond the expected ones.
+pub(crate) fn shape_problems(
+    expected: &BTreeMap<String, Vec<usize>>,
+    found: &BTreeMap<String, Vec<usize>>,
+    also_allowed: &[&str],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, shape) in expected {
+        match found.get(name) {
+            None => problems.push(format!("missing tensor {name} (expected shape {shape:?})")),
+            Some(s) if s != shape => {
+                problems.push(format!("tensor {name} has shape {s:?}, expected {shape:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, shape) in found {
+        if !expected.contains_key(name) && !also_allowed.contains(&name.as_str()) {
+            problems.push(format!("unexpected tensor {name} (shape {shape:?})"));
+        }
+    }
+    problems
+}
+
+/// `Ok` without problems, else an error that lists them (the first 12) under `what`.
+pub(crate) fn mismatch(what: &str, problems: Vec<String>, fix: &str) -> Result<(), ModelError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown = problems.len().min(12);
+    let more = problems.len() - shown;
+    Err(ModelError::Weights(format!(
+        "{what} does not match its config.json ({} problem{}):\n  {}{}\n{fix}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems[..shown].join("\n  "),
+        if more > 0 {
+            format!("\n  … and {more} more")
+        } else {
+            String::new()
+        }
+    )))
+}
+
 /// A path segment as the checkpoint names it: norms call their parameters `gamma` and `beta`,
 /// checkpoints `weight` and `bias`.
 pub(crate) fn checkpoint_segment(name: &str, container_type: &str) -> String {
@@ -177,52 +222,33 @@ impl Checkpoint {
             .collect()
     }
 
-    /// Checks names, shapes and dtypes against what `net` expects; `also_allowed` names tensors
-    /// the checkpoint may hold beyond those (read separately, or ignored as the reference does).
-    pub(crate) fn check<M: Module>(
+    /// Checks names, shapes and dtypes against those `expected`; `also_allowed` names tensors
+    /// the checkpoint may hold beyond those (ignored, as the reference does).
+    pub(crate) fn check(
         &self,
-        net: &M,
+        expected: &BTreeMap<String, Vec<usize>>,
         also_allowed: &[&str],
     ) -> Result<(), ModelError> {
-        let expected = expected_shapes(net);
         let found = self.shapes();
-        let mut problems = Vec::new();
-        for (name, shape) in &expected {
-            match found.get(name) {
-                None => problems.push(format!("missing tensor {name} (expected shape {shape:?})")),
-                Some((s, _)) if s != shape => {
-                    problems.push(format!("tensor {name} has shape {s:?}, expected {shape:?}"))
-                }
-                Some((_, dtype)) if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) => {
-                    problems.push(format!(
-                        "tensor {name} is stored as {dtype:?}; only F32, F16 and BF16 are supported"
-                    ))
-                }
-                Some(_) => {}
+        let shapes = found
+            .iter()
+            .map(|(n, (s, _))| (n.clone(), s.clone()))
+            .collect();
+        let mut problems = shape_problems(expected, &shapes, also_allowed);
+        for (name, (_, dtype)) in &found {
+            if expected.contains_key(name)
+                && !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
+            {
+                problems.push(format!(
+                    "tensor {name} is stored as {dtype:?}; only F32, F16 and BF16 are supported"
+                ));
             }
         }
-        for (name, (shape, _)) in &found {
-            if !expected.contains_key(name) && !also_allowed.contains(&name.as_str()) {
-                problems.push(format!("unexpected tensor {name} (shape {shape:?})"));
-            }
-        }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let shown = problems.len().min(12);
-        let more = problems.len() - shown;
-        Err(ModelError::Weights(format!(
-            "the checkpoint does not match its config.json ({} problem{}):\n  {}{}\nCheck that \
-             config.json and the safetensors files come from the same model.",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            problems[..shown].join("\n  "),
-            if more > 0 {
-                format!("\n  … and {more} more")
-            } else {
-                String::new()
-            }
-        )))
+        mismatch(
+            "the checkpoint",
+            problems,
+            "Check that config.json and the safetensors files come from the same model.",
+        )
     }
 
     /// Loads every tensor `net` expects, converted to f32, into `device`'s persistent pool

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{QuantError, io};
+use crate::q4::BLOCK;
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "sift-q4.json";
@@ -103,20 +104,42 @@ impl Manifest {
                 manifest.format, manifest.version
             )));
         }
-        for (name, entry) in &manifest.tensors {
-            if let Some(part) = entry
-                .parts
-                .iter()
-                .find(|p| p.shard >= manifest.shards.len())
-            {
-                return Err(bad(format!(
-                    "tensor {name} names shard {} of {}",
-                    part.shard,
-                    manifest.shards.len()
-                )));
-            }
-        }
+        manifest.check().map_err(bad)?;
         Ok(manifest)
+    }
+
+    /// What readers rely on: file names that stay inside the model directory, and tensors whose
+    /// sizes neither overflow nor exceed the bytes of the shards (so nothing larger is
+    /// allocated than the files hold), with parts inside their rows.
+    fn check(&self) -> Result<(), String> {
+        if self.block_size != BLOCK {
+            return Err(format!(
+                "block size {}, but this sift reads {BLOCK}",
+                self.block_size
+            ));
+        }
+        if let Some(entry) = self
+            .files
+            .iter()
+            .chain(&self.shards)
+            .find(|f| !is_plain_file_name(&f.file))
+        {
+            return Err(format!(
+                "the file name {:?} is not a plain file name inside the model directory",
+                entry.file
+            ));
+        }
+        let shard_bytes = self
+            .shards
+            .iter()
+            .try_fold(0u64, |sum, f| sum.checked_add(f.bytes))
+            .ok_or("the shards' sizes overflow")?;
+        for (name, entry) in &self.tensors {
+            entry
+                .check(self.shards.len(), shard_bytes)
+                .map_err(|detail| format!("tensor {name}: {detail}"))?;
+        }
+        Ok(())
     }
 
     /// The entry of a file copied from the source model (`config.json`, ...), if listed.
@@ -127,6 +150,58 @@ impl Manifest {
     /// Bytes of all shards and copied files: what storing the model takes.
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().chain(&self.shards).map(|f| f.bytes).sum()
+    }
+}
+
+/// A name without directories, so joining it to the model directory (or its URL) stays inside.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0', ':'])
+}
+
+impl TensorEntry {
+    /// Checks the entry against a model of `shards` shards holding `shard_bytes` in all.
+    fn check(&self, shards: usize, shard_bytes: u64) -> Result<(), String> {
+        let shape = &self.shape;
+        let values = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format!("its shape {shape:?} overflows"))?;
+        if values == 0 {
+            return Err(format!("its shape {shape:?} holds no values"));
+        }
+        let rows = self.stored_rows();
+        let cols = self.row_len();
+        let row_bytes = match self.encoding {
+            // Packed values (half a byte each) and an f16 scale per block, rows padded to blocks.
+            Encoding::Q4B32 => cols
+                .checked_next_multiple_of(BLOCK)
+                .map(|width| width / 2 + width / BLOCK * 2),
+            Encoding::F16 => cols.checked_mul(2),
+            Encoding::F32 => cols.checked_mul(4),
+        };
+        let bytes = row_bytes.and_then(|b| b.checked_mul(rows));
+        if bytes.is_none_or(|b| b as u64 > shard_bytes) {
+            return Err(format!(
+                "its shape {shape:?} does not fit in the {shard_bytes} bytes of the shards"
+            ));
+        }
+        if let Some(kept) = &self.kept_rows
+            && let Some(row) = kept.iter().find(|&&r| shape.len() < 2 || r >= shape[0])
+        {
+            return Err(format!("it keeps row {row}, outside its shape {shape:?}"));
+        }
+        for part in &self.parts {
+            let [start, end] = part.rows;
+            if part.shard >= shards {
+                return Err(format!("it names shard {} of {shards}", part.shard));
+            }
+            if start >= end || end > rows {
+                return Err(format!(
+                    "a part holds rows {start}..{end} of its {rows} stored rows"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

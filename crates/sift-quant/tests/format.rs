@@ -215,6 +215,46 @@ fn a_missing_shard_and_a_missing_manifest_are_named() {
     assert!(matches!(err, QuantError::NotQuantized { .. }), "{err}");
 }
 
+/// A manifest is a file a stranger can hand over: names that leave the directory, shapes whose
+/// sizes overflow or exceed the shards, and parts outside their rows are refused when it is
+/// read, before anything is allocated.
+#[test]
+fn a_manifest_that_points_outside_or_claims_more_than_its_shards_is_refused() {
+    let (_dir, q4) = quantized_copy();
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(q4.join(MANIFEST)).unwrap()).unwrap();
+    const TABLE: &str = "model.language_model.embed_tokens.weight";
+    type Defect = fn(&mut serde_json::Value);
+    let defects: [(&str, Defect); 6] = [
+        ("../../etc/passwd", |m| {
+            m["shards"][0]["file"] = "../../etc/passwd".into()
+        }),
+        ("not a plain file name", |m| {
+            m["files"][0]["file"] = "/etc/passwd".into()
+        }),
+        ("overflows", |m| {
+            m["tensors"][TABLE]["shape"] = serde_json::json!([1u64 << 40, 1u64 << 40])
+        }),
+        ("does not fit", |m| {
+            m["tensors"][TABLE]["shape"] = serde_json::json!([1 << 20, 4096])
+        }),
+        ("a part holds rows", |m| {
+            m["tensors"][TABLE]["parts"][0]["rows"] = serde_json::json!([0, 1 << 30])
+        }),
+        ("names shard 7", |m| {
+            m["tensors"][TABLE]["parts"][0]["shard"] = 7.into()
+        }),
+    ];
+    for (needle, defect) in defects {
+        let mut manifest = original.clone();
+        defect(&mut manifest);
+        std::fs::write(q4.join(MANIFEST), manifest.to_string()).unwrap();
+        let err = QuantizedModel::open(&q4).unwrap_err();
+        assert!(matches!(err, QuantError::BadManifest { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
+    }
+}
+
 /// Tensors split into many parts read back whole: the same stored values as unsplit ones.
 #[test]
 fn tensors_split_into_parts_read_back_whole() {

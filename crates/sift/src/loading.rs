@@ -9,7 +9,7 @@ use sift_inputs::prompt::PromptTokenizer;
 use sift_model::{Device, ModelConfig, QuantizedLoader, ScoreTokens};
 use sift_quant::{FileEntry, Manifest, QuantError};
 
-use crate::reranker::{LoadError, RerankOptions, Reranker};
+use crate::reranker::{LoadError, RerankOptions, Reranker, check_vocabulary};
 
 /// The files a model needs besides its weights, as bytes; each is checked against the
 /// manifest's size and sha256.
@@ -81,6 +81,7 @@ impl Reranker {
         };
         let tokenizer = PromptTokenizer::from_bytes(&files.tokenizer)?;
         let config = ModelConfig::from_json(&String::from_utf8_lossy(&files.config))?;
+        check_vocabulary(&tokenizer, &config)?;
         let tokens = ScoreTokens {
             yes: tokenizer.yes_id,
             no: tokenizer.no_id,

@@ -74,6 +74,24 @@ pub enum LoadError {
     BackendNotBuilt(&'static str),
     #[error(transparent)]
     Quant(#[from] sift_quant::QuantError),
+    #[error(
+        "tokenizer.json has {tokens} tokens but the model's token table only {vocab}: the \
+         tokenizer belongs to another model; use the model's own tokenizer.json"
+    )]
+    TokenizerMismatch { tokens: usize, vocab: usize },
+}
+
+/// Every id the tokenizer can produce must be a row of the model's token table.
+pub(crate) fn check_vocabulary(
+    tokenizer: &PromptTokenizer,
+    config: &ModelConfig,
+) -> Result<(), LoadError> {
+    let [vocab, _] = config.token_table_shape();
+    let tokens = tokenizer.vocab_size();
+    if tokens > vocab {
+        return Err(LoadError::TokenizerMismatch { tokens, vocab });
+    }
+    Ok(())
 }
 
 /// Why one document could not be scored. The other documents are still scored.
@@ -191,6 +209,7 @@ impl Reranker {
             no: tokenizer.no_id,
         };
         let model = RerankerModel::load(model_dir, tokens, &device)?;
+        check_vocabulary(&tokenizer, model.config())?;
         Ok(Self::from_parts(
             model,
             tokenizer,
