@@ -174,6 +174,53 @@ fn bad_videos_and_oversized_pairs_fail_alone() {
     );
 }
 
+/// Limits are met as a side is read, so what lies past them is never decoded: here a missing
+/// file after the limit, which would otherwise be the error.
+#[test]
+fn visual_limits_refuse_a_side_before_decoding_past_them() {
+    use sift::{Video, VideoSource};
+    let model = downloaded_model();
+    let options = RerankOptions {
+        max_visual_tokens: 100,
+        max_visuals_per_side: 8,
+        ..RerankOptions::default()
+    };
+    let reranker = Reranker::load(model.path(), options).unwrap();
+    let dir = golden_dir().join("rerank/image");
+    let image = |name: &str| ImageSource::Path(dir.join(name));
+    let mut frames = vec![image("sky.jpg")];
+    frames.extend((0..99).map(|_| image("missing.png")));
+    let mut many_images = Content::text("a gallery");
+    many_images.images = (0..9).map(|_| image("missing.png")).collect();
+    let mut over_tokens = Content::text("three photos");
+    over_tokens.images = vec![image("sky.jpg"), image("sky.jpg"), image("missing.png")];
+    let request = Request {
+        query: Content::text("the sky"),
+        documents: vec![
+            Content::video(Video {
+                source: VideoSource::Frames(frames),
+                fps: None,
+                max_frames: Some(100),
+            }),
+            many_images,
+            over_tokens,
+            Content::text("A blue sky."),
+        ],
+        ..Request::default()
+    };
+    let scores = reranker.score(&request);
+    let message = |i: usize| scores[i].as_ref().err().map(ToString::to_string);
+    let over = |i: usize| message(i).is_some_and(|m| m.contains("over the limit of 100"));
+    assert!(over(0), "{:?}", message(0));
+    assert!(
+        message(1).is_some_and(|m| m.contains("9 images and videos, over the limit of 8")),
+        "{:?}",
+        message(1)
+    );
+    assert!(over(2), "{:?}", message(2));
+    assert!(scores[3].is_ok(), "{:?}", message(3));
+}
+
 #[test]
 fn a_bad_query_is_reported_for_every_document() {
     let model = downloaded_model();

@@ -90,6 +90,10 @@ struct ModelOptions {
     /// rather than an out-of-memory crash.
     #[arg(long, default_value_t = sift::DEFAULT_MAX_VISUAL_TOKENS)]
     max_visual_tokens: usize,
+    /// Most images and videos on one side (the query, or one document); more is an error for
+    /// that pair before anything is decoded.
+    #[arg(long, default_value_t = sift::DEFAULT_MAX_VISUALS_PER_SIDE)]
+    max_visuals_per_side: usize,
 }
 
 impl ModelOptions {
@@ -102,6 +106,7 @@ impl ModelOptions {
             },
             max_length: self.max_length,
             max_visual_tokens: self.max_visual_tokens,
+            max_visuals_per_side: self.max_visuals_per_side,
             ..RerankOptions::default()
         }
     }

@@ -332,6 +332,7 @@ pub fn scores(results: Vec<Result<Scored, DocError>>) -> Result<Vec<Scored>, Api
 fn doc_status(error: &DocError) -> u16 {
     match error {
         DocError::TooManyVisualTokens { .. }
+        | DocError::TooManyVisuals { .. }
         | DocError::Video {
             error: VideoError::TooManyTokens { .. },
             ..

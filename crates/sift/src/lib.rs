@@ -26,8 +26,8 @@ pub use quantize::{QuantError, QuantizeError, QuantizeReport, QuantizedModel, qu
 pub use ranking::{rank, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{
-    Backend, DEFAULT_MAX_VISUAL_TOKENS, DocError, LoadError, PreparedQuery, RerankOptions,
-    Reranker, Scored, position_ids,
+    Backend, DEFAULT_MAX_VISUAL_TOKENS, DEFAULT_MAX_VISUALS_PER_SIDE, DocError, LoadError,
+    PreparedQuery, RerankOptions, Reranker, Scored, position_ids,
 };
 pub use sift_inputs::prompt::DEFAULT_INSTRUCTION;
 pub use sift_inputs::video::{

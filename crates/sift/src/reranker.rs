@@ -43,7 +43,12 @@ pub struct RerankOptions {
     /// Most image and video tokens in one (query, document) pair. The reference has no limit;
     /// sift refuses a pair above it with a message instead of running out of memory.
     pub max_visual_tokens: usize,
+    /// Most images and videos on one side of a pair, refused before any is decoded.
+    pub max_visuals_per_side: usize,
 }
+
+/// The default `max_visuals_per_side`.
+pub const DEFAULT_MAX_VISUALS_PER_SIDE: usize = 64;
 
 /// The default `max_visual_tokens`: room for a 64-frame 1080p video (23,040 tokens, spec §4.2)
 /// beside a few full-size images.
@@ -56,6 +61,7 @@ impl Default for RerankOptions {
             max_length: DEFAULT_MAX_LENGTH,
             image: ImageOptions::default(),
             max_visual_tokens: DEFAULT_MAX_VISUAL_TOKENS,
+            max_visuals_per_side: DEFAULT_MAX_VISUALS_PER_SIDE,
         }
     }
 }
@@ -115,6 +121,15 @@ pub enum DocError {
          (`--max-visual-tokens`, `RerankOptions::max_visual_tokens`) if the GPU has the memory"
     )]
     TooManyVisualTokens { tokens: usize, limit: usize },
+    #[error(
+        "the {side} has {count} images and videos, over the limit of {limit}; split it, or \
+         raise the limit (`--max-visuals-per-side`, `RerankOptions::max_visuals_per_side`)"
+    )]
+    TooManyVisuals {
+        side: &'static str,
+        count: usize,
+        limit: usize,
+    },
     #[error("the prompt: {0}")]
     Tokenizer(#[from] TokenizerError),
     #[error("the model: {0}")]
@@ -141,6 +156,8 @@ pub struct PreparedQuery {
 struct PreparedSide {
     content: SideContent,
     visuals: Vec<VisualItem>,
+    /// Image and video tokens of `visuals`.
+    visual_tokens: usize,
 }
 
 /// One document's score and the length of the prompt that produced it.
@@ -280,7 +297,7 @@ impl Reranker {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_INSTRUCTION.to_string()),
             side: self
-                .prepare(&request.query, "query", &sampling)
+                .prepare(&request.query, "query", &sampling, 0)
                 .map_err(|e| e.to_string()),
             sampling,
         }
@@ -335,18 +352,36 @@ impl Reranker {
             .side
             .as_ref()
             .map_err(|e| DocError::Query(e.clone()))?;
-        let document = self.prepare(document, "document", &query.sampling)?;
+        let document = self.prepare(document, "document", &query.sampling, side.visual_tokens)?;
         self.pair_input(&query.instruction, side, &document)
     }
 
     /// Reads a side's videos, then its images (the prompt's order), into prompt content and
-    /// vision-tower inputs.
+    /// vision-tower inputs, one at a time: the pair's visual tokens (`already` from the other
+    /// side) are counted as each is read, and a side over the limit is refused at once, so
+    /// no more is decoded than the limit allows.
     fn prepare(
         &self,
         content: &Content,
         side: &'static str,
         sampling: &VideoSampling,
+        already: usize,
     ) -> Result<PreparedSide, DocError> {
+        let count = content.videos.len() + content.images.len();
+        let limit = self.options.max_visuals_per_side;
+        if count > limit {
+            return Err(DocError::TooManyVisuals { side, count, limit });
+        }
+        let merge = self.processor.merge_size * self.processor.merge_size;
+        let mut tokens = already;
+        let mut count_tokens = |item: &VisualItem| {
+            tokens += item.grid_thw.iter().product::<usize>() / merge;
+            let limit = self.options.max_visual_tokens;
+            match tokens > limit {
+                true => Err(DocError::TooManyVisualTokens { tokens, limit }),
+                false => Ok(()),
+            }
+        };
         let mut visuals = Vec::new();
         let mut videos = Vec::new();
         for (index, video) in content.videos.iter().enumerate() {
@@ -356,26 +391,29 @@ impl Reranker {
                 .prepare(&self.processor)
                 .map_err(|e| video_error(VideoError::Frame(e)))?;
             videos.push(prepared.placeholder);
-            visuals.push(VisualItem {
+            let item = VisualItem {
                 kind: VisualKind::Video,
                 pixel_values: prepared.input.pixel_values,
                 grid_thw: prepared.input.grid_thw,
-            });
+            };
+            count_tokens(&item)?;
+            visuals.push(item);
         }
         let mut image_tokens = Vec::new();
-        let merge = self.processor.merge_size;
         for (index, source) in content.images.iter().enumerate() {
             let image_error = |error| DocError::Image { side, index, error };
             let opts = &self.options.image;
             let decoded = self.decode_image(source).map_err(image_error)?;
             let input = sift_inputs::preprocess_image(&decoded, opts, &self.processor)
                 .map_err(image_error)?;
-            image_tokens.push(input.num_tokens(merge));
-            visuals.push(VisualItem {
+            image_tokens.push(input.num_tokens(self.processor.merge_size));
+            let item = VisualItem {
                 kind: VisualKind::Image,
                 pixel_values: input.pixel_values,
                 grid_thw: input.grid_thw,
-            });
+            };
+            count_tokens(&item)?;
+            visuals.push(item);
         }
         Ok(PreparedSide {
             content: SideContent {
@@ -384,6 +422,7 @@ impl Reranker {
                 texts: content.texts.clone(),
             },
             visuals,
+            visual_tokens: tokens - already,
         })
     }
 
@@ -416,11 +455,12 @@ impl Reranker {
                 let max_frames = video
                     .max_frames
                     .unwrap_or(VideoSampling::default().max_frames);
-                let images = frame_list_indices(sources.len(), max_frames)
-                    .into_iter()
-                    .map(|i| self.decode_image(&sources[i]).map_err(VideoError::Frame))
-                    .collect::<Result<Vec<_>, _>>()?;
-                video_from_frames(&images).map(Cow::Owned)
+                let indices = frame_list_indices(sources.len(), max_frames);
+                let images = indices
+                    .iter()
+                    .map(|&i| self.decode_image(&sources[i]).map_err(VideoError::Frame));
+                video_from_frames(indices.len(), images, self.options.max_visual_tokens)
+                    .map(Cow::Owned)
             }
             VideoSource::Sampled(frames) => Ok(Cow::Borrowed(frames)),
         }
@@ -438,19 +478,6 @@ impl Reranker {
         query: &PreparedSide,
         document: &PreparedSide,
     ) -> Result<ModelInput, DocError> {
-        let merge = self.processor.merge_size * self.processor.merge_size;
-        let tokens: usize = query
-            .visuals
-            .iter()
-            .chain(&document.visuals)
-            .map(|v| v.grid_thw.iter().product::<usize>() / merge)
-            .sum();
-        if tokens > self.options.max_visual_tokens {
-            return Err(DocError::TooManyVisualTokens {
-                tokens,
-                limit: self.options.max_visual_tokens,
-            });
-        }
         let text = prompt_text(instruction, &query.content, &document.content);
         let ids = self.tokenizer.encode(&text)?;
         let input_ids = self.tokenizer.truncate(ids, self.options.max_length);

@@ -27,6 +27,7 @@ use crate::visual::{
     ImageError, ProcessorConfig, RgbImage, VisualInput, patchify, resize_bicubic_antialias_torch,
     resize_bicubic_pil, smart_resize,
 };
+use sampling::check_tokens;
 
 /// Frames as `fetch_video` returns them: sampled, resized to the model's size, with what the
 /// processor needs for timestamps.
@@ -141,19 +142,30 @@ impl FrameCollector {
     }
 }
 
-/// A video given as decoded frame images (already picked with [`frame_list_indices`]), as
-/// `fetch_video` treats a list: each frame through `fetch_image` with factor 64 (a quirk of
-/// qwen-vl-utils: PIL bicubic to multiples of 64, 4 to 16384 tokens of 64²), padded to an even
-/// count with the last frame, stamped at 2 fps, then the video resize of a file.
-pub fn video_from_frames<F: Borrow<RgbImage>>(images: &[F]) -> Result<VideoFrames, VideoError> {
+/// A video given as a list of `count` frame images (already picked with
+/// [`frame_list_indices`]), decoded one at a time by `images`, as `fetch_video` treats a list:
+/// each frame through `fetch_image` with factor 64 (a quirk of qwen-vl-utils: PIL bicubic to
+/// multiples of 64, 4 to 16384 tokens of 64²), padded to an even count with the last frame,
+/// stamped at 2 fps, then the video resize of a file. Both resizes happen as each frame
+/// arrives, so only frames at their final size are held, and a list of more than
+/// `max_tokens` video tokens is refused after its first frame, before the others are decoded.
+pub fn video_from_frames<F: Borrow<RgbImage>>(
+    count: usize,
+    images: impl IntoIterator<Item = Result<F, VideoError>>,
+    max_tokens: usize,
+) -> Result<VideoFrames, VideoError> {
     const FACTOR: u32 = 64;
-    if images.is_empty() {
+    if count == 0 {
         return Err(VideoError::InvalidOptions(
             "the frame list is empty; pass at least one frame".into(),
         ));
     }
-    let mut frames = Vec::with_capacity(images.len() + 1);
-    for (index, image) in images.iter().enumerate() {
+    let padded = count.next_multiple_of(FRAME_FACTOR);
+    let mut frames = Vec::with_capacity(padded);
+    // The first frame's size after `fetch_image`, and the final size of every frame.
+    let mut sizes: Option<((u32, u32), (u32, u32))> = None;
+    for (index, image) in images.into_iter().take(count).enumerate() {
+        let image = image?;
         let image: &RgbImage = image.borrow();
         let (h, w) = smart_resize(
             image.height(),
@@ -163,38 +175,44 @@ pub fn video_from_frames<F: Borrow<RgbImage>>(images: &[F]) -> Result<VideoFrame
             16384 * u64::from(FACTOR * FACTOR),
         )
         .map_err(VideoError::Frame)?;
-        let resized = resize_bicubic_pil(image, w, h);
-        if let Some(f) = frames.first().map(|f: &RgbImage| f.dimensions())
-            && f != resized.dimensions()
-        {
+        let ((first_height, first_width), (final_height, final_width)) = match sizes {
+            Some(sizes) => sizes,
+            None => {
+                check_tokens(h, w, padded, FRAME_LIST_TOTAL_PIXELS, max_tokens)?;
+                let size = frame_size(h, w, padded, FRAME_LIST_TOTAL_PIXELS)?;
+                *sizes.insert(((h, w), size))
+            }
+        };
+        if (h, w) != (first_height, first_width) {
             return Err(VideoError::FrameSizeMismatch {
                 index,
                 width: w,
                 height: h,
-                first_width: f.0,
-                first_height: f.1,
+                first_width,
+                first_height,
             });
         }
-        frames.push(resized);
+        let fetched = resize_bicubic_pil(image, w, h);
+        frames.push(resize_bicubic_antialias_torch(
+            &fetched,
+            final_width,
+            final_height,
+        ));
     }
-    while !frames.len().is_multiple_of(FRAME_FACTOR) {
+    if frames.len() != count {
+        return Err(VideoError::InvalidOptions(format!(
+            "{} of the {count} frames of the list were given",
+            frames.len()
+        )));
+    }
+    while frames.len() < padded {
         frames.push(frames[frames.len() - 1].clone());
     }
-    let (h, w) = frame_size(
-        frames[0].height(),
-        frames[0].width(),
-        frames.len(),
-        FRAME_LIST_TOTAL_PIXELS,
-    )?;
-    let frames: Vec<RgbImage> = frames
-        .iter()
-        .map(|f| resize_bicubic_antialias_torch(f, w, h))
-        .collect();
     Ok(VideoFrames {
         indices: (0..frames.len()).collect(),
         frames,
         fps: FRAME_LIST_FPS,
-        decoded_frames: images.len(),
+        decoded_frames: count,
     })
 }
 

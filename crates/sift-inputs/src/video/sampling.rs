@@ -190,18 +190,39 @@ pub fn frame_size(
 /// by [`frame_size`]: known before any frame is decoded. Each pair of frames gives one token per
 /// 32×32 pixels.
 pub fn sample_tokens(height: u32, width: u32, frames: usize) -> Result<usize, VideoError> {
-    let (h, w) = frame_size(height, width, frames, FILE_TOTAL_PIXELS)?;
+    tokens_at(height, width, frames, FILE_TOTAL_PIXELS)
+}
+
+fn tokens_at(
+    height: u32,
+    width: u32,
+    frames: usize,
+    total_pixels: f64,
+) -> Result<usize, VideoError> {
+    let (h, w) = frame_size(height, width, frames, total_pixels)?;
     Ok(frames.div_ceil(FRAME_FACTOR) * (h as usize / 32) * (w as usize / 32))
 }
 
-/// Refuses a sample of more than `limit` tokens, naming the numbers.
+/// Refuses a file's sample of more than `limit` tokens, naming the numbers.
 pub fn check_sample_tokens(
     height: u32,
     width: u32,
     frames: usize,
     limit: usize,
 ) -> Result<(), VideoError> {
-    let tokens = sample_tokens(height, width, frames)?;
+    check_tokens(height, width, frames, FILE_TOTAL_PIXELS, limit)
+}
+
+/// Refuses `frames` frames of `height`×`width`, resized to share `total_pixels`, that give
+/// more than `limit` tokens.
+pub(super) fn check_tokens(
+    height: u32,
+    width: u32,
+    frames: usize,
+    total_pixels: f64,
+    limit: usize,
+) -> Result<(), VideoError> {
+    let tokens = tokens_at(height, width, frames, total_pixels)?;
     if tokens > limit {
         return Err(VideoError::TooManyTokens {
             frames,
