@@ -1444,14 +1444,14 @@ mod mp4 {
                     _ => e.timestamp,
                 })
                 .collect();
-            let duration: i64 = self
+            // i128: a hostile stts's counts and durations overflow i64.
+            let duration: i128 = self
                 .stts
                 .iter()
-                .map(|&(c, d)| i64::from(c) * i64::from(d))
+                .map(|&(c, d)| i128::from(c) * i128::from(d))
                 .sum();
             let bit_rate = if duration > 0 {
-                (i128::from(self.stream_size) * 8 * i128::from(self.time_scale)
-                    / i128::from(duration)) as i64
+                (i128::from(self.stream_size) * 8 * i128::from(self.time_scale) / duration) as i64
             } else {
                 0
             };
