@@ -11,6 +11,9 @@ fuzz_target!(|bytes: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.json"), CONFIG).unwrap();
     std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
-    let tokens = ScoreTokens { yes: 1500, no: 1501 };
+    let tokens = ScoreTokens {
+        yes: 1500,
+        no: 1501,
+    };
     let _ = RerankerModel::load_checkpoint(dir.path(), tokens, &Device::flex(), Some(1 << 30));
 });

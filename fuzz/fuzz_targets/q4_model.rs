@@ -16,7 +16,10 @@ fuzz_target!(|bytes: &[u8]| {
         return;
     };
     if let Some(Value::Object(first)) = manifest.pointer_mut("/shards/0") {
-        let digest: String = Sha256::digest(shard).iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = Sha256::digest(shard)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         first.insert("bytes".into(), shard.len().into());
         first.insert("sha256".into(), digest.into());
     }

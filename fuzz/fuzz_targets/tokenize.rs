@@ -8,8 +8,10 @@ use libfuzzer_sys::fuzz_target;
 use sift_inputs::prompt::{PromptTokenizer, SideContent, prompt_text};
 
 static TOKENIZER: LazyLock<PromptTokenizer> = LazyLock::new(|| {
-    PromptTokenizer::from_bytes(include_bytes!("../../tests/golden/tokenizer/tokenizer.json"))
-        .unwrap()
+    PromptTokenizer::from_bytes(include_bytes!(
+        "../../tests/golden/tokenizer/tokenizer.json"
+    ))
+    .unwrap()
 });
 
 fuzz_target!(|bytes: &[u8]| {
