@@ -238,7 +238,7 @@ fn rerank(args: RerankArgs) -> Result<(), String> {
         if !args.inputs.is_empty() {
             return Err("--batch takes no other positional arguments".into());
         }
-        return run_batch(&reranker, batch, args.top_n);
+        return run_batch(reranker, batch, args.top_n);
     }
     if let Some(query) = args.query {
         let request = quick_request(query, args.instruction, &args.inputs)?;
@@ -345,7 +345,7 @@ fn score_with_progress(reranker: &Reranker, request: &Request) -> Vec<Result<f32
 }
 
 /// One result line per request line, streamed in order; a bad line gives an error line.
-fn run_batch(reranker: &Reranker, path: &Path, top_n: Option<usize>) -> Result<(), String> {
+fn run_batch(mut reranker: Reranker, path: &Path, top_n: Option<usize>) -> Result<(), String> {
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let lines: Vec<Vec<u8>> = BufReader::new(file)
@@ -376,6 +376,15 @@ fn run_batch(reranker: &Reranker, path: &Path, top_n: Option<usize>) -> Result<(
         writeln!(stdout, "{out}")
             .and_then(|()| stdout.flush())
             .map_err(|e| format!("cannot write the results: {e}"))?;
+        if reranker.needs_reload() {
+            bar.println(format!(
+                "request {}: the model stopped on a document; loading it again",
+                number + 1
+            ));
+            reranker = reranker
+                .reloaded()
+                .map_err(|e| format!("the model could not be loaded again: {e}"))?;
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -46,9 +46,21 @@ impl Scorer {
         let thread = std::thread::Builder::new()
             .name("sift-scorer".into())
             .spawn(move || {
+                let mut reranker = reranker;
                 while let Some(job) = receiver.blocking_recv() {
                     thread_metrics.queue_depth.dec();
                     run(&reranker, job, &thread_metrics);
+                    if reranker.needs_reload() {
+                        tracing::warn!("a forward pass panicked; loading the model again");
+                        match reranker.reloaded() {
+                            Ok(fresh) => reranker = fresh,
+                            Err(error) => {
+                                // The thread ends: /health reports it, requests get a 503.
+                                tracing::error!(%error, "the model could not be loaded again");
+                                return;
+                            }
+                        }
+                    }
                 }
             })
             .expect("the OS starts a thread");

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
 use sift_inputs::prompt::{
@@ -137,8 +138,9 @@ pub enum DocError {
     #[error("the query cannot be used, so no document can be scored: {0}")]
     Query(String),
     #[error(
-        "the model stopped on this document ({0}); the other documents are still scored. If it \
-         happens again, restart sift: the GPU may be in a bad state"
+        "the model stopped on this document ({0}); the other documents are still scored, and \
+         the model is loaded again before the next request. If it happens again, restart sift: \
+         the GPU may be in a bad state"
     )]
     Crashed(String),
 }
@@ -174,6 +176,10 @@ pub struct Reranker {
     processor: ProcessorConfig,
     options: RerankOptions,
     device_name: String,
+    /// The directory it was loaded from, to load it again after a crash.
+    model_dir: Option<PathBuf>,
+    /// Set when a forward pass panicked: the model's device state may be damaged.
+    crashed: AtomicBool,
 }
 
 /// The device a backend choice resolves to, and its name for people.
@@ -227,13 +233,31 @@ impl Reranker {
         };
         let model = RerankerModel::load(model_dir, tokens, &device)?;
         check_vocabulary(&tokenizer, model.config())?;
-        Ok(Self::from_parts(
-            model,
-            tokenizer,
-            processor,
-            options,
-            device_name,
-        ))
+        Ok(Self {
+            model_dir: Some(model_dir.to_path_buf()),
+            ..Self::from_parts(model, tokenizer, processor, options, device_name)
+        })
+    }
+
+    /// Whether a forward pass has panicked since the model was loaded ([`DocError::Crashed`]):
+    /// burn's state on the device may be damaged, so the model should be loaded again.
+    pub fn needs_reload(&self) -> bool {
+        self.crashed.load(Ordering::Relaxed)
+    }
+
+    /// The reranker loaded again from its directory if [`needs_reload`](Self::needs_reload),
+    /// else itself. The damaged model is dropped first, so its GPU memory is free for the new
+    /// one. A reranker assembled from parts (a browser's) has no directory and is returned as
+    /// it is: a browser restarts its worker instead.
+    pub fn reloaded(self) -> Result<Self, LoadError> {
+        match self.model_dir.clone().filter(|_| self.needs_reload()) {
+            Some(dir) => {
+                let options = self.options.clone();
+                drop(self);
+                Self::load(&dir, options)
+            }
+            None => Ok(self),
+        }
     }
 
     pub(crate) fn from_parts(
@@ -249,6 +273,8 @@ impl Reranker {
             processor,
             options,
             device_name,
+            model_dir: None,
+            crashed: AtomicBool::new(false),
         }
     }
 
@@ -322,9 +348,16 @@ impl Reranker {
         let input = self.document_input(query, document)?;
         // burn panics where it cannot allocate or the device is lost: that is this document's
         // error, not the end of the process (a batch, a server).
-        let scored =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.score(&input)))
-                .map_err(|panic| DocError::Crashed(panic_message(panic.as_ref())))?;
+        let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Tests make this forward pass panic, as burn does when the GPU fails.
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("sift::forward");
+            self.model.score(&input)
+        }))
+        .map_err(|panic| {
+            self.crashed.store(true, Ordering::Relaxed);
+            DocError::Crashed(panic_message(panic.as_ref()))
+        })?;
         Ok(Scored {
             score: scored?.score,
             tokens: input.input_ids.len(),
