@@ -278,6 +278,11 @@ impl Reranker {
         }
     }
 
+    /// The options it was loaded with.
+    pub fn options(&self) -> &RerankOptions {
+        &self.options
+    }
+
     /// The device the model runs on, for people: "the CPU" or the GPU's name and API.
     pub fn device_name(&self) -> &str {
         &self.device_name

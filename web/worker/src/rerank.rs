@@ -15,13 +15,17 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         fps: job.fps,
         max_frames: job.max_frames,
     };
+    let max_tokens = reranker.options().max_visual_tokens;
     let mut query_videos = Vec::new();
     let query = read_side(
         inbox,
         job.job,
         &job.query,
         "query",
-        &sampling,
+        VideoBudget {
+            sampling: &sampling,
+            max_tokens,
+        },
         &mut query_videos,
     )
     .await
@@ -44,7 +48,19 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         let mut gpu_failed = false;
         let result = match &prepared {
             Ok(prepared) => {
-                match read_side(inbox, job.job, side, "document", &sampling, &mut videos).await {
+                match read_side(
+                    inbox,
+                    job.job,
+                    side,
+                    "document",
+                    VideoBudget {
+                        sampling: &sampling,
+                        max_tokens,
+                    },
+                    &mut videos,
+                )
+                .await
+                {
                     Ok(document) => reranker
                         .score_document_async(prepared, &document)
                         .await
@@ -105,6 +121,14 @@ fn ranking_so_far(scores: &[Option<Result<f32, String>>]) -> Vec<usize> {
         .collect()
 }
 
+/// How a request's videos are sampled, and the most image and video tokens a pair may hold
+/// (the loaded reranker's limit).
+#[derive(Clone, Copy)]
+struct VideoBudget<'a> {
+    sampling: &'a VideoSampling,
+    max_tokens: usize,
+}
+
 /// A side's content: texts as typed, images as their bytes, videos sampled from their
 /// container and captured by the page. `videos` collects how each video was sampled.
 async fn read_side(
@@ -112,7 +136,7 @@ async fn read_side(
     job: u32,
     side: &Side,
     name: &'static str,
-    sampling: &VideoSampling,
+    budget: VideoBudget<'_>,
     videos: &mut Vec<VideoSample>,
 ) -> Result<Content, DocError> {
     let mut content = Content {
@@ -131,7 +155,7 @@ async fn read_side(
         content.images.push(ImageSource::Bytes(bytes));
     }
     for (index, media) in side.videos.iter().enumerate() {
-        let frames = read_video(inbox, job, media, sampling, videos)
+        let frames = read_video(inbox, job, media, budget, videos)
             .await
             .map_err(|error| DocError::Video {
                 side: name,
@@ -149,18 +173,17 @@ async fn read_video(
     inbox: &FrameInbox,
     job: u32,
     media: &Media,
-    sampling: &VideoSampling,
+    budget: VideoBudget<'_>,
     videos: &mut Vec<VideoSample>,
 ) -> Result<sift::VideoFrames, VideoError> {
     let info = probe(&media.file)?;
-    let plan = sift::SamplePlan::new(info.frame_times.len(), info.fps, sampling)?;
-    // The model is loaded with the default options: refuse an oversized sample before the page
-    // seeks and draws a single frame.
+    let plan = sift::SamplePlan::new(info.frame_times.len(), info.fps, budget.sampling)?;
+    // Refuse an oversized sample before the page seeks and draws a single frame.
     sift::check_sample_tokens(
         info.height,
         info.width,
         plan.indices.len(),
-        sift::DEFAULT_MAX_VISUAL_TOKENS,
+        budget.max_tokens,
     )?;
     let frames = inbox.capture(job, media, &info, plan).await?;
     videos.push(sample_info(media, &info, &frames));
