@@ -41,6 +41,68 @@ enum Command {
     /// Convert a model to sift's 4-bit format (Q4 weights in checked shards of at most 256 MB),
     /// the format of the browser build.
     Quantize(QuantizeArgs),
+    /// Time reranking on a fixed workload (a 256-token text, a 1024×768 image, 16 frames of
+    /// 448²), 1 and 16 documents per query: milliseconds per pair.
+    ///
+    ///   sift bench --model DIR                         (a model you have)
+    ///   sift bench --random 2b --tokenizer DIR         (random weights at the real 2B shape)
+    #[command(verbatim_doc_comment)]
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A model directory or Hugging Face id to time.
+    #[arg(long, required_unless_present = "random", conflicts_with = "random")]
+    model: Option<String>,
+    /// Time random weights at a real shape instead (speed does not depend on their values).
+    #[arg(long, value_enum, requires = "tokenizer")]
+    random: Option<SizeArg>,
+    /// With --random: the directory holding the Qwen `tokenizer.json`.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// With --random: the weights to time, f32 (a bf16 checkpoint computed in f32) or q4.
+    #[arg(long, value_enum, default_value_t = WeightsArg::F32)]
+    weights: WeightsArg,
+    /// With --random: where the random model is written and found again next time (a
+    /// temporary directory, removed afterwards, by default).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Documents per query, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16])]
+    documents: Vec<usize>,
+    /// Workloads, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WorkloadArg::Text, WorkloadArg::Image, WorkloadArg::Video])]
+    workloads: Vec<WorkloadArg>,
+    /// Requests timed per measurement, after one unmeasured request that compiles kernels.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// One JSON object per measurement instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model_options: ModelOptions,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SizeArg {
+    #[value(name = "2b")]
+    B2,
+    #[value(name = "8b")]
+    B8,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum WeightsArg {
+    F32,
+    Q4,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    Text,
+    Image,
+    Video,
 }
 
 #[derive(Args)]
@@ -174,6 +236,7 @@ fn main() -> ExitCode {
         Command::Rerank(args) => rerank(args),
         Command::Serve(args) => serve(args),
         Command::Quantize(args) => quantize(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -326,6 +389,104 @@ fn quick_request(
         documents,
         ..Request::default()
     })
+}
+
+fn bench(args: BenchArgs) -> Result<(), String> {
+    use sift::bench::{
+        Formats, ModelSize, WeightStyle, Workload, time_workload, write_random_model,
+    };
+    let temporary;
+    let (model_dir, label) = match (&args.model, args.random) {
+        (Some(model), _) => (model_source::resolve(model)?, model.clone()),
+        (None, Some(size)) => {
+            let size = match size {
+                SizeArg::B2 => ModelSize::B2,
+                SizeArg::B8 => ModelSize::B8,
+            };
+            let tokenizer = args
+                .tokenizer
+                .as_deref()
+                .expect("clap requires --tokenizer");
+            let out = match &args.cache {
+                Some(dir) => dir.join(size.name()),
+                None => {
+                    temporary = tempfile::tempdir()
+                        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+                    temporary.path().to_path_buf()
+                }
+            };
+            let with_f32 = args.weights == WeightsArg::F32;
+            let wanted = if with_f32 {
+                "f32/model.safetensors"
+            } else {
+                "q4/sift-q4.json"
+            };
+            if !out.join(wanted).is_file() {
+                eprintln!(
+                    "writing random {} weights to {} ...",
+                    size.name(),
+                    out.display()
+                );
+                let formats = if with_f32 { Formats::F32 } else { Formats::Q4 };
+                write_random_model(size, WeightStyle::default(), tokenizer, &out, formats)
+                    .map_err(|e| e.to_string())?;
+            }
+            let dir = out.join(if with_f32 { "f32" } else { "q4" });
+            let weights = if with_f32 { "f32" } else { "4-bit" };
+            (dir, format!("random {} ({weights})", size.name()))
+        }
+        (None, None) => unreachable!("clap requires --model or --random"),
+    };
+    let loading = std::time::Instant::now();
+    let reranker = Reranker::load(&model_dir, args.model_options.rerank_options())
+        .map_err(|e| e.to_string())?;
+    let load_s = loading.elapsed().as_secs_f64();
+    if !args.json {
+        println!(
+            "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",
+            reranker.device_name(),
+            args.rounds
+        );
+        println!(
+            "{:<8} {:>9} {:>8} {:>11} {:>13} {:>9} {:>9}",
+            "workload", "documents", "tokens", "ms per pair", "host ms/pair", "pairs/s", "tokens/s"
+        );
+    }
+    for workload in &args.workloads {
+        let workload = match workload {
+            WorkloadArg::Text => Workload::Text,
+            WorkloadArg::Image => Workload::Image,
+            WorkloadArg::Video => Workload::Video,
+        };
+        for &documents in &args.documents {
+            let t = time_workload(&reranker, workload, documents, args.rounds)
+                .map_err(|e| format!("{} with {documents} documents: {e}", workload.name()))?;
+            let pairs_per_s = 1e3 / t.ms_per_pair;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "model": label, "device": reranker.device_name(),
+                        "workload": workload.name(), "documents": t.documents,
+                        "tokens_per_pair": t.tokens_per_pair, "ms_per_pair": t.ms_per_pair,
+                        "host_ms_per_pair": t.host_ms_per_pair, "rounds": t.rounds,
+                    })
+                );
+            } else {
+                println!(
+                    "{:<8} {:>9} {:>8} {:>11.1} {:>13.1} {:>9.2} {:>9.0}",
+                    workload.name(),
+                    t.documents,
+                    t.tokens_per_pair,
+                    t.ms_per_pair,
+                    t.host_ms_per_pair,
+                    pairs_per_s,
+                    pairs_per_s * t.tokens_per_pair as f64
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(total: usize, unit: &str) -> ProgressBar {

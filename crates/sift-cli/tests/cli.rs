@@ -452,3 +452,55 @@ fn bad_requests_are_refused_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }
+
+/// `sift bench` on a model directory: one measurement per workload and document count, each
+/// with the prompt length of the workload (timings themselves are not checked: they are what
+/// the command reports, not what a test can assert).
+#[test]
+fn bench_measures_each_workload_and_document_count() {
+    let model = downloaded_model();
+    let output = sift(&[
+        "bench",
+        "--model",
+        path(model.path()),
+        "--device",
+        "cpu",
+        "--workloads",
+        "text,image",
+        "--documents",
+        "1,3",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let shape: Vec<(&str, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            assert!(r["ms_per_pair"].as_f64().unwrap() > 0.0, "{r}");
+            (
+                r["workload"].as_str().unwrap(),
+                r["documents"].as_u64().unwrap(),
+                r["tokens_per_pair"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The image is 1024×768: 768 visual tokens in a prompt of 850.
+    assert_eq!(
+        shape,
+        [
+            ("text", 1, 340),
+            ("text", 3, 340),
+            ("image", 1, 850),
+            ("image", 3, 850)
+        ]
+    );
+}

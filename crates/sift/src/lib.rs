@@ -15,6 +15,8 @@
 //! # Ok::<(), sift::LoadError>(())
 //! ```
 
+#[cfg(not(target_family = "wasm"))]
+pub mod bench;
 mod loading;
 mod quantize;
 mod ranking;

@@ -1,0 +1,408 @@
+//! What `sift bench` measures: random models at the real 2B and 8B shapes (speed does not depend
+//! on the weights' values, and real weights cannot be downloaded where sift is developed), the
+//! workload of `docs/performance.md` (one query against a 256-token text, a 1024×768 image or
+//! 16 frames of 448²), and milliseconds per (query, document) pair.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use half::bf16;
+use serde_json::json;
+use sift_model::{Device, ModelConfig};
+use sift_quant::{QuantError, QuantizedWriter};
+
+use crate::{Content, DocError, ImageSource, Request, Reranker, RgbImage, Video, VideoSource};
+
+/// The real model shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSize {
+    B2,
+    B8,
+}
+
+impl ModelSize {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::B2 => "2B",
+            Self::B8 => "8B",
+        }
+    }
+
+    /// The `config.json` of Qwen3-VL-Reranker-2B or -8B (spec §2).
+    pub fn config_json(self) -> String {
+        let (text, vision, tied) = match self {
+            Self::B2 => (
+                (2048, 28, 16, 8, 6144),
+                (24, 1024, 16, 4096, [5, 11, 17]),
+                true,
+            ),
+            Self::B8 => (
+                (4096, 36, 32, 8, 12288),
+                (27, 1152, 16, 4304, [8, 16, 24]),
+                false,
+            ),
+        };
+        let (hidden, layers, heads, kv_heads, intermediate) = text;
+        let (depth, v_hidden, v_heads, v_intermediate, deepstack) = vision;
+        let config = json!({
+            "architectures": ["Qwen3VLForConditionalGeneration"],
+            "model_type": "qwen3_vl",
+            "image_token_id": 151655, "video_token_id": 151656,
+            "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+            "tie_word_embeddings": tied,
+            "text_config": {
+                "attention_bias": false, "head_dim": 128, "hidden_act": "silu",
+                "hidden_size": hidden, "intermediate_size": intermediate,
+                "max_position_embeddings": 262144, "num_attention_heads": heads,
+                "num_hidden_layers": layers, "num_key_value_heads": kv_heads,
+                "rms_norm_eps": 1e-6,
+                "rope_scaling": {"mrope_interleaved": true, "mrope_section": [24, 20, 20], "rope_type": "default"},
+                "rope_theta": 5000000.0, "tie_word_embeddings": tied, "vocab_size": 151936
+            },
+            "vision_config": {
+                "deepstack_visual_indexes": deepstack, "depth": depth,
+                "hidden_act": "gelu_pytorch_tanh", "hidden_size": v_hidden, "in_channels": 3,
+                "intermediate_size": v_intermediate, "num_heads": v_heads,
+                "num_position_embeddings": 2304, "out_hidden_size": hidden, "patch_size": 16,
+                "spatial_merge_size": 2, "temporal_patch_size": 2
+            }
+        });
+        serde_json::to_string_pretty(&config).expect("the config serialises")
+    }
+}
+
+/// How random weights are drawn (see [`trained_like`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightStyle {
+    /// Columns per matrix eight times larger than the rest.
+    pub outliers: usize,
+    /// Every matrix value scaled by `1 + noise·n`: the same model, perturbed.
+    pub noise: f32,
+    /// Residual-branch projections drawn 1/√(2·layers) as large, as GPT-2 initialises them.
+    pub scaled_residuals: bool,
+}
+
+impl Default for WeightStyle {
+    fn default() -> Self {
+        Self {
+            outliers: 4,
+            noise: 0.0,
+            scaled_residuals: false,
+        }
+    }
+}
+
+/// Which formats [`write_random_model`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formats {
+    /// A bf16 checkpoint (`f32/`), computed in f32.
+    F32,
+    /// sift's 4-bit format (`q4/`).
+    Q4,
+    Both,
+}
+
+/// The directories [`write_random_model`] wrote.
+pub struct RandomModel {
+    /// `config.json` and the tokenizer, with `model.safetensors` (bf16) when asked for.
+    pub f32_dir: PathBuf,
+    /// The same weights in sift's 4-bit format, when asked for.
+    pub q4_dir: PathBuf,
+}
+
+/// Writes a random model of `size` under `out` in `formats`. `tokenizer_dir` holds the Qwen
+/// `tokenizer.json` (and `tokenizer_config.json`), which the model is given. Deterministic:
+/// the same files on every run.
+pub fn write_random_model(
+    size: ModelSize,
+    style: WeightStyle,
+    tokenizer_dir: &Path,
+    out: &Path,
+    formats: Formats,
+) -> Result<RandomModel, QuantError> {
+    let with_f32 = formats != Formats::Q4;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| QuantError::Source(format!("{}: {e}", path.display()))
+    };
+    let config_json = size.config_json();
+    let config = ModelConfig::from_json(&config_json).expect("the real shapes are valid");
+    let names = sift_model::checkpoint_tensors(&config, &Device::flex());
+    let f32_dir = out.join("f32");
+    std::fs::create_dir_all(&f32_dir).map_err(io(&f32_dir))?;
+    std::fs::write(f32_dir.join("config.json"), &config_json).map_err(io(&f32_dir))?;
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        let from = tokenizer_dir.join(file);
+        if from.is_file() {
+            std::fs::copy(&from, f32_dir.join(file)).map_err(io(&from))?;
+        }
+    }
+    let tokenizer =
+        sift_inputs::prompt::PromptTokenizer::from_file(&f32_dir.join("tokenizer.json"))
+            .map_err(|e| QuantError::Source(e.to_string()))?;
+    let head_rows = [tokenizer.yes_id as usize, tokenizer.no_id as usize];
+    let q4_dir = out.join("q4");
+    let mut writer = match formats {
+        Formats::F32 => None,
+        _ => Some(QuantizedWriter::create(&q4_dir, &head_rows)?),
+    };
+    let mut checkpoint: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (i, (name, shape)) in names.iter().enumerate() {
+        let scale = if style.scaled_residuals {
+            residual_branch_scale(name, &config)
+        } else {
+            1.0
+        };
+        let values = trained_like(name, shape, i as u64 + 1, style, scale);
+        if with_f32 {
+            let bytes = values
+                .iter()
+                .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+                .collect();
+            checkpoint.insert(name.clone(), (shape.clone(), bytes));
+        }
+        if let Some(writer) = &mut writer {
+            writer.add(name, shape, values)?;
+        }
+    }
+    if let Some(writer) = writer {
+        writer.finish(&f32_dir)?;
+    }
+    if with_f32 {
+        let views = checkpoint
+            .iter()
+            .map(|(name, (shape, bytes))| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, shape.clone(), bytes)
+                    .map(|view| (name.clone(), view))
+                    .map_err(|e| QuantError::Source(format!("{name}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = f32_dir.join("model.safetensors");
+        safetensors::serialize_to_file(views, None, &path)
+            .map_err(|e| QuantError::Source(format!("{}: {e}", path.display())))?;
+    }
+    Ok(RandomModel { f32_dir, q4_dir })
+}
+
+/// xorshift64*: fast, deterministic, good enough for weights.
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        bits as f32 / (1u64 << 24) as f32
+    }
+
+    /// Roughly normal (a sum of four uniforms, variance 1).
+    fn normal(&mut self) -> f32 {
+        let sum: f32 = (0..4).map(|_| self.uniform()).sum();
+        (sum - 2.0) * 3f32.sqrt()
+    }
+}
+
+/// Values drawn like a trained checkpoint's, rounded to bf16 as checkpoints ship: matrices
+/// with a log-normal scale per row and `style.outliers` evenly spaced columns eight times
+/// larger (the outliers that make 4-bit blocks coarse); norms near 1; small biases. With
+/// `style.noise` > 0, every matrix value is then scaled by `1 + noise·n`, `n` normal from a
+/// stream of its own. `scale` multiplies a matrix's values.
+fn trained_like(
+    name: &str,
+    shape: &[usize],
+    seed: u64,
+    style: WeightStyle,
+    scale: f32,
+) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let rows = if shape.len() == 1 { 1 } else { shape[0] };
+    let cols = n / rows;
+    let norm = shape.len() == 1 && name.contains("norm") && name.ends_with("weight");
+    let outliers = style.outliers;
+    let spacing = (cols / outliers.max(1)).max(1);
+    let outlier: Vec<f32> = (0..cols)
+        .map(|c| {
+            if outliers > 0 && c % spacing == 17 % spacing && c / spacing < outliers {
+                8.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    // Each row has its own generator, so rows are drawn in parallel and still deterministic.
+    let row = |r: usize, out: &mut [f32]| {
+        let mut rng = Rng((seed << 32 ^ r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        if shape.len() == 1 {
+            let base = if norm { 1.0 } else { 0.0 };
+            out.iter_mut().for_each(|v| *v = base + 0.02 * rng.normal());
+        } else {
+            let row_scale = scale * 0.02 * (0.5 * rng.normal()).exp();
+            for (v, o) in out.iter_mut().zip(&outlier) {
+                *v = rng.normal() * row_scale * o;
+            }
+            let mut perturbation = Rng(rng.0 ^ 0x5851_f42d_4c95_7f2d);
+            if style.noise > 0.0 {
+                out.iter_mut()
+                    .for_each(|v| *v *= 1.0 + style.noise * perturbation.normal());
+            }
+        }
+        for v in out.iter_mut() {
+            *v = bf16::from_f32(*v).to_f32();
+        }
+    };
+    let mut values = vec![0f32; n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let rows_per_thread = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (t, chunk) in values.chunks_mut(rows_per_thread * cols).enumerate() {
+            scope.spawn(move || {
+                for (i, out) in chunk.chunks_mut(cols).enumerate() {
+                    row(t * rows_per_thread + i, out);
+                }
+            });
+        }
+    });
+    values
+}
+
+/// GPT-2's initialisation: the projection that ends a residual branch (attention output, MLP
+/// down) drawn 1/√(2·layers) as large, so each layer nudges the residual stream instead of
+/// replacing it, as in trained models.
+fn residual_branch_scale(name: &str, config: &ModelConfig) -> f32 {
+    let layers = if name.contains("visual.blocks.") {
+        config.vision_config.depth
+    } else {
+        config.text_config.num_hidden_layers
+    };
+    let ends_branch = [
+        "o_proj.weight",
+        "down_proj.weight",
+        "attn.proj.weight",
+        "mlp.linear_fc2.weight",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix));
+    if ends_branch {
+        1.0 / (2.0 * layers as f32).sqrt()
+    } else {
+        1.0
+    }
+}
+
+/// The three documents of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// About 256 tokens of text.
+    Text,
+    /// One 1024×768 image: 768 visual tokens.
+    Image,
+    /// 16 frames of 448×448 given as a frame list: 8 groups of 196 visual tokens.
+    Video,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 3] = [Self::Text, Self::Image, Self::Video];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Video => "video",
+        }
+    }
+
+    /// The document; its pixels are a pattern (speed does not depend on them).
+    pub fn document(self) -> Content {
+        let pattern = |width: u32, height: u32, seed: u32| {
+            RgbImage::from_fn(width, height, |x, y| {
+                let v = x.wrapping_mul(31) ^ y.wrapping_mul(17) ^ seed;
+                [
+                    (v % 256) as u8,
+                    ((v >> 3) % 256) as u8,
+                    ((x + y) % 256) as u8,
+                ]
+                .into()
+            })
+        };
+        match self {
+            Self::Text => Content::text(
+                "Reranking scores how well each candidate answers a query. A first-stage \
+                 retriever returns fifty passages quickly; the reranker reads each one beside \
+                 the query and keeps the best five. "
+                    .repeat(7),
+            ),
+            Self::Image => Content {
+                images: vec![ImageSource::Pixels(pattern(1024, 768, 0))],
+                ..Content::default()
+            },
+            Self::Video => Content::video(Video {
+                source: VideoSource::Frames(
+                    (0..16)
+                        .map(|i| ImageSource::Pixels(pattern(448, 448, i)))
+                        .collect(),
+                ),
+                fps: None,
+                max_frames: None,
+            }),
+        }
+    }
+}
+
+/// The workload's query: a short text (about 60 tokens of prompt with the instruction).
+pub fn query() -> Content {
+    Content::text("Which passage explains how a reranker chooses the best documents for a query?")
+}
+
+/// One measurement: `documents` copies of a workload's document scored against one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub workload: Workload,
+    pub documents: usize,
+    /// Wall time of `Reranker::score` divided by the pairs it scored.
+    pub ms_per_pair: f64,
+    /// Of which the host's work (prompt, tokens, decoding and resizing pixels) per pair.
+    pub host_ms_per_pair: f64,
+    /// Prompt tokens per pair, visual tokens included.
+    pub tokens_per_pair: usize,
+    /// Requests timed (after one unmeasured request that compiles the kernels).
+    pub rounds: usize,
+}
+
+/// Times `reranker` on `documents` copies of `workload`'s document against [`query`]: one
+/// request first (unmeasured: kernels compile), then `rounds` requests.
+pub fn time_workload(
+    reranker: &Reranker,
+    workload: Workload,
+    documents: usize,
+    rounds: usize,
+) -> Result<Timing, DocError> {
+    let request = Request {
+        query: query(),
+        documents: vec![workload.document(); documents.max(1)],
+        ..Request::default()
+    };
+    let prepared = reranker.prepare_query(&request);
+    let tokens = reranker
+        .score_pair(&prepared, &request.documents[0])?
+        .tokens;
+    let host = Instant::now();
+    reranker.model_input(&request, 0)?;
+    let host_ms = host.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    for _ in 0..rounds.max(1) {
+        for result in reranker.score(&request) {
+            result?;
+        }
+    }
+    let pairs = (rounds.max(1) * request.documents.len()) as f64;
+    Ok(Timing {
+        workload,
+        documents: request.documents.len(),
+        ms_per_pair: started.elapsed().as_secs_f64() * 1e3 / pairs,
+        host_ms_per_pair: host_ms,
+        tokens_per_pair: tokens,
+        rounds: rounds.max(1),
+    })
+}
