@@ -259,3 +259,48 @@ fn the_gpu_backend_scores_like_the_reference() {
         );
     }
 }
+
+/// Documents scored after their query's shared prefix (computed once from the first two)
+/// equal the same documents computed whole, on every golden request (text, images on either
+/// side, videos, truncation), synchronously and asynchronously.
+#[test]
+fn documents_scored_after_the_shared_prefix_equal_whole_pairs() {
+    let model = downloaded_model();
+    let mut worst = 0f32;
+    for name in RERANK_CASES {
+        let case = RerankCase::load(name);
+        let load = |reuse_prefix| {
+            let options = RerankOptions {
+                max_length: case.max_length,
+                reuse_prefix,
+                ..RerankOptions::default()
+            };
+            Reranker::load(model.path(), options).unwrap()
+        };
+        let (whole, reused) = (load(false), load(true));
+        let text = std::fs::read_to_string(case.request_path()).unwrap();
+        let request = Request::from_json(&text, &case.dir).unwrap();
+        let expected = whole.score(&request);
+        for asynchronous in [false, true] {
+            let query = reused.prepare_query(&request);
+            for (i, (document, expected)) in request.documents.iter().zip(&expected).enumerate() {
+                let got = if asynchronous {
+                    pollster::block_on(reused.score_document_async(&query, document))
+                } else {
+                    reused.score_document(&query, document)
+                };
+                let (got, expected) = (got.unwrap(), *expected.as_ref().unwrap());
+                worst = worst.max((got - expected).abs());
+                assert!(
+                    (got - expected).abs() <= 1e-5,
+                    "{name} document {i} (async: {asynchronous}): {got} after the prefix, {expected} whole"
+                );
+            }
+            if request.documents.len() > 1 {
+                let shared = query.shared_prefix_len();
+                assert!(shared.is_some_and(|n| n > 40), "{name}: shared {shared:?}");
+            }
+        }
+    }
+    eprintln!("worst |after prefix - whole|: {worst:.2e}");
+}

@@ -15,20 +15,30 @@ const SCORE_BUDGET: usize = 16 << 20;
 /// `softmax(q·kᵀ / √d [+ causal mask]) · v` for `q`, `k`, `v` of shape `[heads, len, head_dim]`.
 /// With `causal`, query `i` sees keys `0..=i` (the queries and keys are the same positions).
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, causal: bool) -> Tensor<3> {
-    attention_in_chunks(q, k, v, causal, SCORE_BUDGET)
+    attention_in_chunks(q, k, v, causal.then_some(0), SCORE_BUDGET)
 }
 
+/// Causal attention of queries that come after `k`'s first `past` positions: `q` is
+/// `[heads, len, head_dim]` at positions `past..past + len`, `k` and `v` cover positions
+/// `0..past + len`, and query `i` sees keys `0..=past + i`.
+pub fn attention_after(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, past: usize) -> Tensor<3> {
+    attention_in_chunks(q, k, v, Some(past), SCORE_BUDGET)
+}
+
+/// `causal_offset`: `Some(p)` when query row `r` is key position `p + r` and sees no key after
+/// it; `None` when every query sees every key.
 fn attention_in_chunks(
     q: Tensor<3>,
     k: Tensor<3>,
     v: Tensor<3>,
-    causal: bool,
+    causal_offset: Option<usize>,
     budget: usize,
 ) -> Tensor<3> {
     let [heads, len, head_dim] = q.dims();
+    let keys = k.dims()[1];
     let scale = (head_dim as f64).powf(-0.5);
     let keys_t = k.swap_dims(1, 2);
-    let rows = (budget / (heads * len).max(1)).clamp(1, len.max(1));
+    let rows = (budget / (heads * keys).max(1)).clamp(1, len.max(1));
     let device = q.device();
     let chunks: Vec<Tensor<3>> = (0..len)
         .step_by(rows)
@@ -36,10 +46,14 @@ fn attention_in_chunks(
             let end = (start + rows).min(len);
             let q = q.clone().slice([0..heads, start..end, 0..head_dim]);
             let mut scores = q.matmul(keys_t.clone()) * scale;
-            if causal {
-                // Row r of the chunk is query start + r: it must not see keys after it.
-                let future =
-                    Tensor::<2, Bool>::tril_mask([end - start, len], start as i64, &device);
+            if let Some(offset) = causal_offset {
+                // Row r of the chunk is key position offset + start + r: it must not see keys
+                // after it.
+                let future = Tensor::<2, Bool>::tril_mask(
+                    [end - start, keys],
+                    (offset + start) as i64,
+                    &device,
+                );
                 scores = scores.mask_fill(future.unsqueeze::<3>(), f32::NEG_INFINITY);
             }
             softmax(scores, 2).matmul(v.clone())
@@ -61,12 +75,12 @@ mod tests {
         let q = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let k = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let v = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        for causal in [false, true] {
+        for causal in [None, Some(0)] {
             let whole = attention_in_chunks(q.clone(), k.clone(), v.clone(), causal, usize::MAX);
             let chunked = attention_in_chunks(q.clone(), k.clone(), v.clone(), causal, 3 * 37 * 5);
             let diff: f32 = (whole.clone() - chunked).abs().max().into_scalar();
-            assert!(diff < 1e-6, "causal={causal}: max difference {diff}");
-            if causal {
+            assert!(diff < 1e-6, "causal={causal:?}: max difference {diff}");
+            if causal.is_some() {
                 // The first query sees only the first key: its output is v[.., 0, ..].
                 let first = whole.slice([0..3, 0..1, 0..8]);
                 let v0 = v.clone().slice([0..3, 0..1, 0..8]);
@@ -74,5 +88,30 @@ mod tests {
                 assert!(diff < 1e-6, "the causal mask leaks: {diff}");
             }
         }
+    }
+
+    /// The last rows of causal attention, computed after the keys and values of the rows before
+    /// them, equal those rows of the whole computation: what a reused prefix relies on.
+    #[test]
+    fn queries_after_a_past_equal_the_rows_of_the_whole() {
+        let device = Device::flex();
+        let shape = [3, 37, 8];
+        let q = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let k = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let v = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let whole = attention(q.clone(), k.clone(), v.clone(), true);
+        let past = 30;
+        let after = attention_in_chunks(
+            q.slice([0..3, past..37, 0..8]),
+            k,
+            v,
+            Some(past),
+            3 * 37 * 2,
+        );
+        let diff: f32 = (whole.slice([0..3, past..37, 0..8]) - after)
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(diff < 1e-6, "max difference {diff}");
     }
 }

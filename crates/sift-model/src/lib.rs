@@ -8,6 +8,7 @@ mod attention;
 pub mod config;
 mod device;
 mod load;
+pub mod prefix;
 mod projection;
 mod quantized;
 mod rope;
@@ -28,6 +29,7 @@ pub use device::gpu_device_async;
 pub use device::{GpuInfo, binding_limit, gpu_info};
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub use device::{gpu_device, hardware_gpu_present};
+pub use prefix::Prefix;
 pub use projection::Projection;
 pub use quantized::{QuantizedLoader, Requirements, is_quantized, q4_scale_dtype, q4_tensor_data};
 pub use text::TextModel;
@@ -193,6 +195,18 @@ impl RerankerModel {
 
     /// Hidden states after the final norm, `[len, hidden]`.
     pub fn forward(&self, input: &ModelInput, trace: &mut Trace) -> Result<Tensor<2>, ModelError> {
+        Ok(self.forward_after(input, None, false, trace)?.0)
+    }
+
+    /// [`forward`](Self::forward) of tokens that come after `past` (see [`prefix`]), and with
+    /// `keep_keys` their keys and values per layer.
+    fn forward_after(
+        &self,
+        input: &ModelInput,
+        past: Option<&[text::LayerKeys]>,
+        keep_keys: bool,
+        trace: &mut Trace,
+    ) -> Result<(Tensor<2>, Vec<text::LayerKeys>), ModelError> {
         let len = input.input_ids.len();
         let vocab = self.config.text_config.vocab_size;
         if len == 0 {
@@ -228,7 +242,7 @@ impl RerankerModel {
         Ok(self
             .net
             .language_model
-            .forward(embeds, visual, &rotary, trace))
+            .forward_after(embeds, visual, &rotary, past, keep_keys, trace))
     }
 
     /// The score of one pair: the last position's hidden state against `W_yes − W_no`.
@@ -252,9 +266,13 @@ impl RerankerModel {
     /// that must read asynchronously (the browser) can.
     pub fn logit(&self, input: &ModelInput, trace: &mut Trace) -> Result<Tensor<2>, ModelError> {
         let hidden = self.forward(input, trace)?;
+        Ok(self.last_logit(hidden))
+    }
+
+    fn last_logit(&self, hidden: Tensor<2>) -> Tensor<2> {
         let [len, width] = hidden.dims();
         let last = hidden.slice([len - 1..len, 0..width]);
-        Ok(last.matmul(self.score_direction.clone()))
+        last.matmul(self.score_direction.clone())
     }
 
     /// Runs the vision tower over the input's items and pairs its outputs with the pad-token

@@ -7,7 +7,7 @@ use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
-use crate::attention::attention;
+use crate::attention::{attention, attention_after};
 use crate::config::ModelConfig;
 use crate::projection::Projection;
 use crate::rope::{self, RotaryTables};
@@ -52,6 +52,14 @@ pub struct TextModel {
     pub norm: RmsNorm,
 }
 
+/// One layer's keys and values, `[kv_heads, len, head_dim]` each, after the key norm and the
+/// rotary embedding: what later tokens attend to.
+#[derive(Clone, Debug)]
+pub struct LayerKeys {
+    pub keys: Tensor<3>,
+    pub values: Tensor<3>,
+}
+
 /// Visual features to place into the decoder's input: `embeds` rows replace the embeddings at
 /// `positions` (sequence indices of the image and video pad tokens, ascending), and DeepStack
 /// feature set `l` is added at the same positions after decoder layer `l`.
@@ -68,7 +76,14 @@ impl TextAttention {
         x.reshape([len, heads, head_dim]).swap_dims(0, 1)
     }
 
-    fn forward(&self, x: Tensor<2>, rotary: &RotaryTables) -> Tensor<2> {
+    /// The attention output of `x`'s tokens, and their keys and values. With `past`, the tokens
+    /// come after the past's positions and attend to them too.
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        rotary: &RotaryTables,
+        past: Option<&LayerKeys>,
+    ) -> (Tensor<2>, LayerKeys) {
         let [len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = self.q_norm.forward(Self::split_heads(
@@ -83,29 +98,51 @@ impl TextAttention {
         ));
         let v = Self::split_heads(self.v_proj.forward(x), kv_heads, head_dim);
         let q = rope::apply_rotary(q, rotary);
-        let k = rope::apply_rotary(k, rotary);
+        let own = LayerKeys {
+            keys: rope::apply_rotary(k, rotary),
+            values: v,
+        };
+        let (k, v, past_len) = match past {
+            Some(past) => (
+                Tensor::cat(vec![past.keys.clone(), own.keys.clone()], 1),
+                Tensor::cat(vec![past.values.clone(), own.values.clone()], 1),
+                past.keys.dims()[1],
+            ),
+            None => (own.keys.clone(), own.values.clone(), 0),
+        };
         // Grouped-query attention: KV head g serves query heads g·rep .. (g+1)·rep.
         let rep = heads / kv_heads;
+        let keys = past_len + len;
         let repeat = |t: Tensor<3>| {
             t.unsqueeze_dim::<4>(1)
-                .expand([kv_heads, rep, len, head_dim])
-                .reshape([heads, len, head_dim])
+                .expand([kv_heads, rep, keys, head_dim])
+                .reshape([heads, keys, head_dim])
         };
-        let out = attention(q, repeat(k), repeat(v), true);
-        self.o_proj
-            .forward(out.swap_dims(0, 1).reshape([len, heads * head_dim]))
+        let out = match past {
+            Some(_) => attention_after(q, repeat(k), repeat(v), past_len),
+            None => attention(q, repeat(k), repeat(v), true),
+        };
+        let out = self
+            .o_proj
+            .forward(out.swap_dims(0, 1).reshape([len, heads * head_dim]));
+        (out, own)
     }
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: Tensor<2>, rotary: &RotaryTables) -> Tensor<2> {
-        let x = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rotary);
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        rotary: &RotaryTables,
+        past: Option<&LayerKeys>,
+    ) -> (Tensor<2>, LayerKeys) {
+        let (attended, keys) =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rotary, past);
+        let x = x + attended;
         let h = self.post_attention_layernorm.forward(x.clone());
         let gated = silu(self.mlp.gate_proj.forward(h.clone())) * self.mlp.up_proj.forward(h);
-        x + self.mlp.down_proj.forward(gated)
+        (x + self.mlp.down_proj.forward(gated), keys)
     }
 }
 
@@ -183,6 +220,23 @@ impl TextModel {
         rotary: &RotaryTables,
         trace: &mut Trace,
     ) -> Tensor<2> {
+        self.forward_after(inputs_embeds, visual, rotary, None, false, trace)
+            .0
+    }
+
+    /// [`forward`](Self::forward) for tokens that come after `past` (every layer's keys and
+    /// values of the tokens before them; positions, visual positions and the rotary tables are
+    /// the new tokens' own). With `keep_keys`, also the new tokens' keys and values per layer
+    /// (otherwise each layer's are dropped as it ends).
+    pub fn forward_after(
+        &self,
+        inputs_embeds: Tensor<2>,
+        visual: Option<VisualInjection>,
+        rotary: &RotaryTables,
+        past: Option<&[LayerKeys]>,
+        keep_keys: bool,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Vec<LayerKeys>) {
         let mut x = inputs_embeds;
         if let Some(v) = &visual {
             x = x.select_assign(
@@ -193,8 +247,13 @@ impl TextModel {
             );
         }
         trace.record(|| "text.inputs_embeds".into(), &x);
+        let mut keys = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, rotary);
+            let (out, layer_keys) = layer.forward(x, rotary, past.map(|p| &p[i]));
+            x = out;
+            if keep_keys {
+                keys.push(layer_keys);
+            }
             if let Some(v) = &visual
                 && let Some(feature) = v.deepstack.get(i)
             {
@@ -209,6 +268,6 @@ impl TextModel {
         }
         let x = self.norm.forward(x);
         trace.record(|| "text.norm".into(), &x);
-        x
+        (x, keys)
     }
 }

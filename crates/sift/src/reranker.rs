@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
@@ -17,7 +18,8 @@ use sift_inputs::{
     ImageError, ImageOptions, ProcessorConfig, RgbImage, load_image, load_image_path,
 };
 use sift_model::{
-    Device, ModelConfig, ModelError, ModelInput, RerankerModel, ScoreTokens, VisualItem, VisualKind,
+    Device, ModelConfig, ModelError, ModelInput, Prefix, RerankerModel, ScoreTokens, VisualItem,
+    VisualKind,
 };
 
 use crate::request::{Content, ImageSource, Request, Video, VideoSource};
@@ -46,6 +48,9 @@ pub struct RerankOptions {
     pub max_visual_tokens: usize,
     /// Most images and videos on one side of a pair, refused before any is decoded.
     pub max_visuals_per_side: usize,
+    /// Compute the prompt's beginning that a query's documents share once per query, not once
+    /// per document ([`sift_model::Prefix`]); the scores are the same.
+    pub reuse_prefix: bool,
 }
 
 /// The default `max_visuals_per_side`.
@@ -63,6 +68,7 @@ impl Default for RerankOptions {
             image: ImageOptions::default(),
             max_visual_tokens: DEFAULT_MAX_VISUAL_TOKENS,
             max_visuals_per_side: DEFAULT_MAX_VISUALS_PER_SIDE,
+            reuse_prefix: true,
         }
     }
 }
@@ -152,6 +158,39 @@ pub struct PreparedQuery {
     sampling: VideoSampling,
     /// The query's content, or why it cannot be used (then every document reports it).
     side: Result<PreparedSide, String>,
+    /// The prompt's beginning its documents share, learned from the first two.
+    shared: Mutex<SharedPrefix>,
+}
+
+/// What is known of the prompt's beginning that a query's documents share.
+enum SharedPrefix {
+    /// No document scored yet.
+    Unknown,
+    /// The first document's prompt, and where its own images and videos start.
+    First {
+        input_ids: Vec<u32>,
+        own_start: usize,
+    },
+    /// Computed, from the first two documents' common tokens.
+    Ready(Prefix),
+    /// Nothing worth sharing (or its computation failed): each pair is computed whole.
+    Unshared,
+}
+
+impl PreparedQuery {
+    /// Tokens of the prompt's beginning computed once for its documents, once known (after
+    /// two documents that share one).
+    pub fn shared_prefix_len(&self) -> Option<usize> {
+        match &*self.shared.lock().unwrap_or_else(|e| e.into_inner()) {
+            SharedPrefix::Ready(prefix) => Some(prefix.len()),
+            _ => None,
+        }
+    }
+
+    /// Gives back the prefix [`Reranker::shared_prefix`] took, for the next document.
+    fn keep(&self, prefix: Prefix) {
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = SharedPrefix::Ready(prefix);
+    }
 }
 
 /// One side's prompt content and the visual inputs it contributes, in prompt order.
@@ -331,6 +370,7 @@ impl Reranker {
                 .prepare(&request.query, "query", &sampling, 0)
                 .map_err(|e| e.to_string()),
             sampling,
+            shared: Mutex::new(SharedPrefix::Unknown),
         }
     }
 
@@ -357,7 +397,14 @@ impl Reranker {
             // Tests make this forward pass panic, as burn does when the GPU fails.
             #[cfg(feature = "failpoints")]
             fail::fail_point!("sift::forward");
-            self.model.score(&input)
+            match self.shared_prefix(query, &input) {
+                Some(prefix) => {
+                    let scored = self.model.score_after(&prefix, &input);
+                    query.keep(prefix);
+                    scored
+                }
+                None => self.model.score(&input),
+            }
         }))
         .map_err(|panic| {
             self.crashed.store(true, Ordering::Relaxed);
@@ -377,7 +424,82 @@ impl Reranker {
         document: &Content,
     ) -> Result<f32, DocError> {
         let input = self.document_input(query, document)?;
-        Ok(self.model.score_async(&input).await?.score)
+        let scored = match self.shared_prefix(query, &input) {
+            Some(prefix) => {
+                let scored = self.model.score_after_async(&prefix, &input).await;
+                query.keep(prefix);
+                scored
+            }
+            None => self.model.score_async(&input).await,
+        };
+        Ok(scored?.score)
+    }
+
+    /// The prefix to score `input` after, taken out of `query` (give it back with
+    /// [`PreparedQuery::keep`]): the one computed, or one computed now from the tokens
+    /// `input` shares with the first document. `None` when the pair is computed whole.
+    fn shared_prefix(&self, query: &PreparedQuery, input: &ModelInput) -> Option<Prefix> {
+        if !self.options.reuse_prefix {
+            return None;
+        }
+        // Where this document's own images and videos start: the query's come first.
+        let query_items = query.side.as_ref().map_or(0, |side| side.visuals.len());
+        let own_start = self.first_pad_of_item(input, query_items);
+        let mut shared = query.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *shared, SharedPrefix::Unshared) {
+            SharedPrefix::Ready(prefix) if prefix.fits(input) => Some(prefix),
+            SharedPrefix::Ready(prefix) => {
+                *shared = SharedPrefix::Ready(prefix);
+                None
+            }
+            SharedPrefix::Unknown => {
+                *shared = SharedPrefix::First {
+                    input_ids: input.input_ids.clone(),
+                    own_start,
+                };
+                None
+            }
+            SharedPrefix::First {
+                input_ids,
+                own_start: first_start,
+            } => {
+                let common = input_ids
+                    .iter()
+                    .zip(&input.input_ids)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                // Both prompts must go on after the prefix, and a document's own images and
+                // videos are never in it (their pad tokens are alike, their pixels are not).
+                let len = common
+                    .min(own_start)
+                    .min(first_start)
+                    .min(input_ids.len() - 1)
+                    .min(input.input_ids.len() - 1);
+                // A failure leaves `Unshared`: the pair is then computed whole.
+                (len > 0)
+                    .then(|| self.model.prefix(input, len).ok())
+                    .flatten()
+            }
+            SharedPrefix::Unshared => None,
+        }
+    }
+
+    /// The index of the first pad token of `input`'s visual item `item`, or the prompt's length
+    /// if it has no such item.
+    fn first_pad_of_item(&self, input: &ModelInput, item: usize) -> usize {
+        let config = self.model.config();
+        let merge = self.processor.merge_size * self.processor.merge_size;
+        let before: usize = input.visuals[..item.min(input.visuals.len())]
+            .iter()
+            .map(|v| v.grid_thw.iter().product::<usize>() / merge)
+            .sum();
+        input
+            .input_ids
+            .iter()
+            .enumerate()
+            .filter(|&(_, &id)| id == config.image_token_id || id == config.video_token_id)
+            .nth(before)
+            .map_or(input.input_ids.len(), |(i, _)| i)
     }
 
     /// What the model reads for one document against a prepared query.

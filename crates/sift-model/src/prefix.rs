@@ -1,0 +1,146 @@
+//! The documents of one request share the prompt's beginning (system, instruction, the query
+//! with its images): its keys and values are computed once and every document's tokens attend
+//! to them, instead of one full forward pass per pair. Causal attention makes this exact: a
+//! token's keys and values depend only on the tokens before it.
+
+use crate::text::LayerKeys;
+use crate::{ModelError, ModelInput, RerankerModel, Score, Trace};
+
+/// Every decoder layer's keys and values of a prompt's first tokens
+/// ([`RerankerModel::prefix`]), for scoring prompts that begin with the same tokens
+/// ([`RerankerModel::score_after`]).
+pub struct Prefix {
+    input_ids: Vec<u32>,
+    position_ids: [Vec<i64>; 3],
+    /// Images and videos whose pad tokens lie in the prefix.
+    visual_items: usize,
+    layers: Vec<LayerKeys>,
+}
+
+impl Prefix {
+    /// Tokens it covers.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+
+    /// Whether `input` begins with this prefix (its tokens and their positions) and goes on
+    /// after it.
+    pub fn fits(&self, input: &ModelInput) -> bool {
+        let len = self.len();
+        input.input_ids.len() > len
+            && input.input_ids[..len] == self.input_ids[..]
+            && (0..3).all(|axis| input.position_ids[axis][..len] == self.position_ids[axis][..])
+            && input.visuals.len() >= self.visual_items
+    }
+}
+
+/// How many of `input`'s visual items have all their pad tokens among the first `len` tokens;
+/// an error if one straddles `len`.
+fn items_before(
+    model: &RerankerModel,
+    input: &ModelInput,
+    len: usize,
+) -> Result<usize, ModelError> {
+    let config = model.config();
+    let merge = config.vision_config.spatial_merge_size;
+    let mut pads = input
+        .input_ids
+        .iter()
+        .enumerate()
+        .filter(|&(_, &id)| id == config.image_token_id || id == config.video_token_id)
+        .map(|(i, _)| i);
+    let mut items = 0;
+    for item in &input.visuals {
+        let tokens = item.patch_count() / (merge * merge);
+        let owned: Vec<usize> = pads.by_ref().take(tokens).collect();
+        match (owned.first(), owned.last()) {
+            (Some(_), Some(&last)) if last < len => items += 1,
+            (Some(&first), _) if first < len => {
+                return Err(ModelError::Input(format!(
+                    "a prefix of {len} tokens would split an image or video (tokens {first}..)"
+                )));
+            }
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
+/// Tokens `range` of `input`, with their positions and the visual items `items`.
+fn part(
+    input: &ModelInput,
+    range: std::ops::Range<usize>,
+    items: std::ops::Range<usize>,
+) -> ModelInput {
+    ModelInput {
+        input_ids: input.input_ids[range.clone()].to_vec(),
+        position_ids: std::array::from_fn(|axis| input.position_ids[axis][range.clone()].to_vec()),
+        visuals: input.visuals[items].to_vec(),
+    }
+}
+
+impl RerankerModel {
+    /// The keys and values of `input`'s first `len` tokens (which must not split an image's
+    /// or a video's pad tokens), their images and videos run through the vision tower once.
+    pub fn prefix(&self, input: &ModelInput, len: usize) -> Result<Prefix, ModelError> {
+        if len == 0 || len >= input.input_ids.len() {
+            return Err(ModelError::Input(format!(
+                "a prefix of {len} tokens of a {}-token prompt leaves nothing after it",
+                input.input_ids.len()
+            )));
+        }
+        let visual_items = items_before(self, input, len)?;
+        let head = part(input, 0..len, 0..visual_items);
+        let (_, layers) = self.forward_after(&head, None, true, &mut Trace::off())?;
+        Ok(Prefix {
+            input_ids: head.input_ids,
+            position_ids: head.position_ids,
+            visual_items,
+            layers,
+        })
+    }
+
+    /// The score of `input`, which begins with `prefix` ([`Prefix::fits`]): only the tokens
+    /// after it (and their images and videos) are computed.
+    pub fn score_after(&self, prefix: &Prefix, input: &ModelInput) -> Result<Score, ModelError> {
+        Score::from_logit(self.logit_after(prefix, input)?.into_data())
+    }
+
+    /// [`score_after`](Self::score_after), reading the result back asynchronously (browsers).
+    pub async fn score_after_async(
+        &self,
+        prefix: &Prefix,
+        input: &ModelInput,
+    ) -> Result<Score, ModelError> {
+        let data = self
+            .logit_after(prefix, input)?
+            .into_data_async()
+            .await
+            .map_err(|e| ModelError::Gpu(format!("reading the score back failed: {e:?}")))?;
+        Score::from_logit(data)
+    }
+
+    fn logit_after(
+        &self,
+        prefix: &Prefix,
+        input: &ModelInput,
+    ) -> Result<burn::tensor::Tensor<2>, ModelError> {
+        if !prefix.fits(input) {
+            return Err(ModelError::Input(
+                "the prompt does not begin with the prefix it is scored after".into(),
+            ));
+        }
+        let tail = part(
+            input,
+            prefix.len()..input.input_ids.len(),
+            prefix.visual_items..input.visuals.len(),
+        );
+        let (hidden, _) =
+            self.forward_after(&tail, Some(&prefix.layers), false, &mut Trace::off())?;
+        Ok(self.last_logit(hidden))
+    }
+}
