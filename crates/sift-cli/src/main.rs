@@ -80,6 +80,10 @@ struct BenchArgs {
     /// One JSON object per measurement instead of a table.
     #[arg(long)]
     json: bool,
+    /// Compute every pair whole, without reusing the prompt's shared beginning: the baseline
+    /// that prefix reuse is measured against.
+    #[arg(long)]
+    whole_pairs: bool,
     #[command(flatten)]
     model_options: ModelOptions,
 }
@@ -438,9 +442,17 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         (None, None) => unreachable!("clap requires --model or --random"),
     };
     let loading = std::time::Instant::now();
-    let reranker = Reranker::load(&model_dir, args.model_options.rerank_options())
-        .map_err(|e| e.to_string())?;
+    let options = RerankOptions {
+        reuse_prefix: !args.whole_pairs,
+        ..args.model_options.rerank_options()
+    };
+    let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     let load_s = loading.elapsed().as_secs_f64();
+    let label = if args.whole_pairs {
+        format!("{label}, whole pairs")
+    } else {
+        label
+    };
     if !args.json {
         println!(
             "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",
