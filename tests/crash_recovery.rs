@@ -35,7 +35,12 @@ fn a_panicking_forward_pass_is_the_documents_error_and_the_model_is_loaded_again
         }
         other => panic!("expected a crash, got {other:?}"),
     }
-    assert_eq!(scores[1].as_ref().unwrap(), &expected[1]);
+    // Computed whole here, after the query's shared prefix before: equal up to the last bits.
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-6;
+    assert!(
+        close(*scores[1].as_ref().unwrap(), expected[1]),
+        "{scores:?}"
+    );
     assert!(reranker.needs_reload());
 
     let reranker = reranker.reloaded().unwrap();
@@ -45,6 +50,9 @@ fn a_panicking_forward_pass_is_the_documents_error_and_the_model_is_loaded_again
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(again, expected);
+    assert!(
+        again.iter().zip(&expected).all(|(&a, &b)| close(a, b)),
+        "{again:?} vs {expected:?}"
+    );
     scenario.teardown();
 }
