@@ -67,14 +67,18 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
 
+    /// Queries, keys and values of 3 heads, 37 positions and 8 dimensions.
+    fn random_qkv() -> [Tensor<3>; 3] {
+        let device = Device::flex();
+        std::array::from_fn(|_| {
+            Tensor::<3>::random([3, 37, 8], Distribution::Normal(0.0, 1.0), &device)
+        })
+    }
+
     /// Chunked attention equals one-shot attention, with and without the causal mask.
     #[test]
     fn chunks_change_nothing() {
-        let device = Device::flex();
-        let shape = [3, 37, 8];
-        let q = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let k = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let v = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let [q, k, v] = random_qkv();
         for causal in [None, Some(0)] {
             let whole = attention_in_chunks(q.clone(), k.clone(), v.clone(), causal, usize::MAX);
             let chunked = attention_in_chunks(q.clone(), k.clone(), v.clone(), causal, 3 * 37 * 5);
@@ -94,11 +98,7 @@ mod tests {
     /// them, equal those rows of the whole computation: what a reused prefix relies on.
     #[test]
     fn queries_after_a_past_equal_the_rows_of_the_whole() {
-        let device = Device::flex();
-        let shape = [3, 37, 8];
-        let q = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let k = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let v = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let [q, k, v] = random_qkv();
         let whole = attention(q.clone(), k.clone(), v.clone(), true);
         let past = 30;
         let after = attention_in_chunks(

@@ -275,6 +275,29 @@ impl RerankerModel {
         last.matmul(self.score_direction.clone())
     }
 
+    /// Indices of the image and video pad tokens among `input_ids`, in order.
+    fn pad_positions<'a>(&self, input_ids: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
+        let (image, video) = (self.config.image_token_id, self.config.video_token_id);
+        input_ids
+            .iter()
+            .enumerate()
+            .filter(move |&(_, &id)| id == image || id == video)
+            .map(|(i, _)| i)
+    }
+
+    /// Where the pad tokens of `input`'s visual item `item` start, or the prompt's length if it
+    /// has no such item: a prefix shorter than this holds none of that item's tokens.
+    pub fn visual_item_start(&self, input: &ModelInput, item: usize) -> usize {
+        let merge = self.config.vision_config.spatial_merge_size;
+        let before: usize = input.visuals[..item.min(input.visuals.len())]
+            .iter()
+            .map(|v| v.patch_count() / (merge * merge))
+            .sum();
+        self.pad_positions(&input.input_ids)
+            .nth(before)
+            .unwrap_or(input.input_ids.len())
+    }
+
     /// Runs the vision tower over the input's items and pairs its outputs with the pad-token
     /// positions they replace.
     fn visual_injection(
@@ -288,12 +311,9 @@ impl RerankerModel {
             VisualKind::Image => c.image_token_id,
             VisualKind::Video => c.video_token_id,
         };
-        let positions: Vec<i64> = input
-            .input_ids
-            .iter()
-            .enumerate()
-            .filter(|&(_, &id)| id == c.image_token_id || id == c.video_token_id)
-            .map(|(i, _)| i as i64)
+        let positions: Vec<i64> = self
+            .pad_positions(&input.input_ids)
+            .map(|i| i as i64)
             .collect();
         // Item k owns the next `patches / merge²` pad positions, and they must be its kind's.
         let mut cursor = 0;

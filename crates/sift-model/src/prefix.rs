@@ -45,14 +45,8 @@ fn items_before(
     input: &ModelInput,
     len: usize,
 ) -> Result<usize, ModelError> {
-    let config = model.config();
-    let merge = config.vision_config.spatial_merge_size;
-    let mut pads = input
-        .input_ids
-        .iter()
-        .enumerate()
-        .filter(|&(_, &id)| id == config.image_token_id || id == config.video_token_id)
-        .map(|(i, _)| i);
+    let merge = model.config().vision_config.spatial_merge_size;
+    let mut pads = model.pad_positions(&input.input_ids);
     let mut items = 0;
     for item in &input.visuals {
         let tokens = item.patch_count() / (merge * merge);

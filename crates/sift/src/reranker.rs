@@ -444,7 +444,7 @@ impl Reranker {
         }
         // Where this document's own images and videos start: the query's come first.
         let query_items = query.side.as_ref().map_or(0, |side| side.visuals.len());
-        let own_start = self.first_pad_of_item(input, query_items);
+        let own_start = self.model.visual_item_start(input, query_items);
         let mut shared = query.shared.lock().unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *shared, SharedPrefix::Unshared) {
             SharedPrefix::Ready(prefix) if prefix.fits(input) => Some(prefix),
@@ -482,24 +482,6 @@ impl Reranker {
             }
             SharedPrefix::Unshared => None,
         }
-    }
-
-    /// The index of the first pad token of `input`'s visual item `item`, or the prompt's length
-    /// if it has no such item.
-    fn first_pad_of_item(&self, input: &ModelInput, item: usize) -> usize {
-        let config = self.model.config();
-        let merge = self.processor.merge_size * self.processor.merge_size;
-        let before: usize = input.visuals[..item.min(input.visuals.len())]
-            .iter()
-            .map(|v| v.grid_thw.iter().product::<usize>() / merge)
-            .sum();
-        input
-            .input_ids
-            .iter()
-            .enumerate()
-            .filter(|&(_, &id)| id == config.image_token_id || id == config.video_token_id)
-            .nth(before)
-            .map_or(input.input_ids.len(), |(i, _)| i)
     }
 
     /// What the model reads for one document against a prepared query.
