@@ -3,21 +3,28 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use half::f16;
+use safetensors::Dtype;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
 
 use crate::error::{QuantError, io};
 use crate::manifest::{
-    Encoding, FORMAT, FileEntry, MANIFEST, MAX_PART_BYTES, MAX_SHARD_BYTES, Manifest, Part,
-    QuantizedModel, TensorEntry, VERSION, read_checked, sha256_hex,
+    Encoding, FileEntry, MANIFEST, QuantizedModel, hex, read_checked, sha256_hex,
 };
 use crate::q4::{self, BLOCK};
+use crate::stream::{
+    Conversion, HeaderReader, ShardOutput, SourcePlan, SourceTensor, SourceWriter,
+};
+
+/// Bytes read from a file per call.
+const READ_STEP: usize = 8 << 20;
 
 /// Files copied unchanged from the source directory when present.
-const COPIED: &[&str] = &[
+pub const COPIED_FILES: &[&str] = &[
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -27,7 +34,7 @@ const COPIED: &[&str] = &[
 ];
 
 /// The untied head: only its "yes" and "no" rows are kept.
-const HEAD: &str = "lm_head.weight";
+pub(crate) const HEAD: &str = "lm_head.weight";
 
 /// What `quantize_model` wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,43 +46,52 @@ pub struct QuantizeReport {
     pub shards: usize,
 }
 
+/// The index of a sharded Hugging Face checkpoint.
+pub const CHECKPOINT_INDEX: &str = "model.safetensors.index.json";
+
+/// The shard files a checkpoint index (`model.safetensors.index.json`) lists, sorted, once
+/// each: the order every converter takes them in.
+pub fn checkpoint_shards(index_json: &[u8]) -> Result<Vec<String>, QuantError> {
+    let json: serde_json::Value = serde_json::from_slice(index_json)
+        .map_err(|e| QuantError::Source(format!("{CHECKPOINT_INDEX}: {e}")))?;
+    let map = json["weight_map"]
+        .as_object()
+        .ok_or_else(|| QuantError::Source(format!("{CHECKPOINT_INDEX} has no weight_map")))?;
+    let mut files = Vec::new();
+    for file in map.values() {
+        let file = file
+            .as_str()
+            .filter(|f| crate::manifest::is_plain_file_name(f));
+        let file = file.ok_or_else(|| {
+            QuantError::Source(format!(
+                "{CHECKPOINT_INDEX} names a shard {file:?} that is not a plain file name"
+            ))
+        })?;
+        files.push(file.to_string());
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
 /// The safetensors files of a Hugging Face model directory.
 fn source_files(dir: &Path) -> Result<Vec<PathBuf>, QuantError> {
-    let index = dir.join("model.safetensors.index.json");
+    let index = dir.join(CHECKPOINT_INDEX);
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(io(&index))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| QuantError::Source(format!("{}: {e}", index.display())))?;
-        let map = json["weight_map"]
-            .as_object()
-            .ok_or_else(|| QuantError::Source(format!("{} has no weight_map", index.display())))?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(|v| v.as_str())
-            .map(|f| dir.join(f))
-            .collect();
-        files.sort();
-        files.dedup();
-        return Ok(files);
+        let bytes = std::fs::read(&index).map_err(io(&index))?;
+        let files = checkpoint_shards(&bytes)
+            .map_err(|e| QuantError::Source(format!("{}: {e}", dir.display())))?;
+        return Ok(files.iter().map(|f| dir.join(f)).collect());
     }
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
     }
     Err(QuantError::Source(format!(
-        "{} has neither model.safetensors nor model.safetensors.index.json; pass a downloaded \
-         Hugging Face model directory",
+        "{} has neither model.safetensors nor {CHECKPOINT_INDEX}; pass a downloaded Hugging \
+         Face model directory",
         dir.display()
     )))
-}
-
-fn to_f32(view: &TensorView, name: &str) -> Result<Vec<f32>, QuantError> {
-    decode_f32(view.data(), view.dtype()).ok_or_else(|| {
-        QuantError::Source(format!(
-            "tensor {name} is {:?}; only F32, F16 and BF16 checkpoints can be quantized",
-            view.dtype()
-        ))
-    })
 }
 
 /// Little-endian F32, F16 or BF16 values as f32 (`None` for other dtypes): how checkpoints
@@ -100,7 +116,7 @@ pub fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
 
 /// How a tensor is stored: Q4 for the matrices of linear and convolution layers, F16 for other
 /// tables (embeddings, the vision position grid), F32 for 1-D tensors (norms, biases).
-fn encoding_of(name: &str, shape: &[usize]) -> Encoding {
+pub(crate) fn encoding_of(name: &str, shape: &[usize]) -> Encoding {
     if shape.len() < 2 || name == HEAD {
         Encoding::F32
     } else if name.contains("embed_tokens") || name.contains("pos_embed") {
@@ -111,7 +127,7 @@ fn encoding_of(name: &str, shape: &[usize]) -> Encoding {
 }
 
 /// Bytes one row takes in an encoding.
-fn row_bytes(encoding: Encoding, cols: usize) -> usize {
+pub(crate) fn row_bytes(encoding: Encoding, cols: usize) -> usize {
     match encoding {
         Encoding::Q4B32 => q4::padded_cols(cols) / 2 + q4::padded_cols(cols) / BLOCK * 2,
         Encoding::F16 => cols * 2,
@@ -119,312 +135,278 @@ fn row_bytes(encoding: Encoding, cols: usize) -> usize {
     }
 }
 
-struct StoredTensor {
-    key: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-/// Collects tensors into shards of at most `max_bytes` and writes them.
-struct ShardWriter {
-    dir: PathBuf,
-    max_bytes: u64,
-    pending: Vec<StoredTensor>,
-    pending_bytes: u64,
-    written: Vec<FileEntry>,
-}
-
-impl ShardWriter {
-    /// The index the next tensors land in, flushing first if they would not fit.
-    fn reserve(&mut self, bytes: u64) -> Result<usize, QuantError> {
-        if !self.pending.is_empty() && self.pending_bytes + bytes > self.max_bytes {
-            self.flush()?;
-        }
-        self.pending_bytes += bytes;
-        Ok(self.written.len())
-    }
-
-    fn push(&mut self, tensor: StoredTensor) {
-        self.pending.push(tensor);
-    }
-
-    fn flush(&mut self) -> Result<(), QuantError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let views = self
-            .pending
-            .iter()
-            .map(|t| {
-                TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
-                    .map(|v| (t.key.clone(), v))
-                    .map_err(|e| QuantError::Source(format!("{}: {e}", t.key)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let bytes = safetensors::serialize(views, None)
-            .map_err(|e| QuantError::Source(format!("writing a shard: {e}")))?;
-        let file = format!("q4-{:05}.safetensors", self.written.len() + 1);
-        let path = self.dir.join(&file);
-        std::fs::write(&path, &bytes).map_err(io(&path))?;
-        self.written.push(FileEntry {
-            file,
-            bytes: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
-        });
-        self.pending.clear();
-        self.pending_bytes = 0;
-        Ok(())
-    }
-}
-
-fn le_bytes_f16(values: &[f32]) -> Vec<u8> {
-    values
-        .iter()
-        .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-        .collect()
-}
-
 fn le_bytes_f32(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// Output shards as files of a directory, written at offsets.
+struct DirOutput {
+    files: Vec<(PathBuf, File)>,
+}
+
+impl DirOutput {
+    /// Creates (or empties) the files of `plan`'s shards in `dir`.
+    fn create(dir: &Path, plan: &SourcePlan) -> Result<Self, QuantError> {
+        let files = plan
+            .shards
+            .iter()
+            .map(|shard| {
+                let path = dir.join(&shard.file);
+                File::create(&path)
+                    .map(|f| (path.clone(), f))
+                    .map_err(io(&path))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { files })
+    }
+}
+
+impl ShardOutput for DirOutput {
+    fn write_at(&mut self, shard: usize, offset: u64, bytes: &[u8]) -> Result<(), QuantError> {
+        let (path, file) = &mut self.files[shard];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.write_all(bytes))
+            .map_err(io(path))
+    }
+}
+
+/// A written file's size and sha256, read back in steps.
+fn file_entry(dir: &Path, name: &str) -> Result<FileEntry, QuantError> {
+    let path = dir.join(name);
+    let mut file = File::open(&path).map_err(io(&path))?;
+    let mut hash = Sha256::new();
+    let mut buffer = vec![0u8; READ_STEP];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io(&path))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileEntry {
+        file: name.to_string(),
+        bytes,
+        sha256: hex(&hash.finalize()),
+    })
+}
+
+/// Converts the source file at `path` (read front to back once) into its shards in `out`.
+fn convert_file(conversion: &mut Conversion, path: &Path, out: &Path) -> Result<(), QuantError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut chunk = vec![0u8; READ_STEP];
+    let mut read = |chunk: &mut [u8]| file.read(chunk).map_err(io(path));
+    let mut header = HeaderReader::default();
+    let (plan, used, n) = loop {
+        let n = read(&mut chunk)?;
+        if n == 0 {
+            return Err(QuantError::Source(format!(
+                "{} ends inside its header: it is not a whole safetensors file",
+                path.display()
+            )));
+        }
+        if let Some((tensors, used)) = header.push(&chunk[..n])? {
+            let plan = conversion
+                .plan(tensors)
+                .map_err(|e| QuantError::Source(format!("{}: {e}", path.display())))?;
+            break (plan, used, n);
+        }
+    };
+    let mut output = DirOutput::create(out, &plan)?;
+    let mut writer = plan.into_writer();
+    writer.feed(&chunk[used..n], &mut output)?;
+    loop {
+        let n = read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        writer.feed(&chunk[..n], &mut output)?;
+    }
+    let plan = writer
+        .finish(&mut output)
+        .map_err(|e| QuantError::Source(format!("{}: {e}", path.display())))?;
+    drop(output);
+    let written = plan
+        .shards
+        .iter()
+        .map(|s| file_entry(out, &s.file))
+        .collect::<Result<_, _>>()?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    conversion.record(&name, &plan, written)
+}
+
+/// Copies the model's other files (config, tokenizer, ...) from `files_from` where present,
+/// writes the manifest, and says what was written.
+fn finish(
+    conversion: &Conversion,
+    files_from: &Path,
+    out: &Path,
+) -> Result<QuantizeReport, QuantError> {
+    let mut copied = Vec::new();
+    for name in COPIED_FILES {
+        let from = files_from.join(name);
+        if from.is_file() {
+            let bytes = std::fs::read(&from).map_err(io(&from))?;
+            let to = out.join(name);
+            std::fs::write(&to, &bytes).map_err(io(&to))?;
+            copied.push(FileEntry {
+                file: name.to_string(),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            });
+        }
+    }
+    let manifest = conversion.manifest(copied);
+    let path = out.join(MANIFEST);
+    let json = serde_json::to_string_pretty(&manifest).expect("the manifest serialises");
+    std::fs::write(&path, json).map_err(io(&path))?;
+    Ok(QuantizeReport {
+        tensors: manifest.tensors.len(),
+        q4_tensors: manifest
+            .tensors
+            .values()
+            .filter(|t| t.encoding == Encoding::Q4B32)
+            .count(),
+        source_bytes: conversion.source_bytes,
+        shard_bytes: manifest.shards.iter().map(|s| s.bytes).sum(),
+        shards: manifest.shards.len(),
+    })
+}
+
 /// Converts the Hugging Face model in `source` to the 4-bit format in `out` (created if
 /// missing). `head_rows` are the token ids whose head rows the score reads ("yes", "no").
-/// Tensors are converted one at a time, in name order, so the output is the same bytes on
-/// every run and platform.
+/// Each source file is read once, front to back, and converted as it is read (as the browser
+/// converts a download), so memory stays small whatever the files' size; the output is the
+/// same bytes on every run and platform.
 pub fn quantize_model(
     source: &Path,
     out: &Path,
     head_rows: &[usize],
 ) -> Result<QuantizeReport, QuantError> {
     let files = source_files(source)?;
-    // Map every source file and list its tensors, so tensors can be taken in name order.
-    let maps = files
-        .iter()
-        .map(|path| {
-            let file = File::open(path).map_err(io(path))?;
-            // SAFETY: the file is only read, and a checkpoint is not modified while converting.
-            unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let parsed = maps
-        .iter()
-        .zip(&files)
-        .map(|(map, path)| {
-            SafeTensors::deserialize(map)
-                .map_err(|e| QuantError::Source(format!("{}: {e}", path.display())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut names: Vec<(String, usize)> = parsed
-        .iter()
-        .enumerate()
-        .flat_map(|(i, st)| st.names().into_iter().map(move |n| (n.to_string(), i)))
-        .collect();
-    names.sort();
-
-    let mut writer = QuantizedWriter::create(out, head_rows)?;
-    for (name, file) in &names {
-        let view = parsed[*file]
-            .tensor(name)
-            .map_err(|e| QuantError::Source(format!("{name}: {e}")))?;
-        writer.add(name, view.shape(), to_f32(&view, name)?)?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut conversion = Conversion::new(head_rows);
+    for path in &files {
+        convert_file(&mut conversion, path, out)?;
     }
-    let mut report = writer.finish(source)?;
-    report.source_bytes = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map(|m| m.len()).map_err(io(f)))
-        .sum::<Result<u64, _>>()?;
-    Ok(report)
+    finish(&conversion, source, out)
 }
 
-/// Writes a 4-bit model directory one tensor at a time, from any source of f32 tensors: a
-/// checkpoint ([`quantize_model`]), or weights made in memory.
+/// Writes a 4-bit model directory from weights made in memory, one tensor at a time: they
+/// go through the same conversion as a checkpoint's, as one source file of f32 tensors.
 pub struct QuantizedWriter {
     out: PathBuf,
-    head_rows: Vec<usize>,
-    shards: ShardWriter,
-    tensors: BTreeMap<String, TensorEntry>,
-    q4_tensors: usize,
-    f32_bytes: u64,
-    part_bytes: u64,
+    conversion: Conversion,
+    writer: SourceWriter,
+    output: DirOutput,
+    /// Index of the next tensor, in name order.
+    next: usize,
+    names: Vec<String>,
 }
 
 impl QuantizedWriter {
-    /// Starts writing into `out` (created if missing). `head_rows` are the head rows to keep.
-    pub fn create(out: &Path, head_rows: &[usize]) -> Result<Self, QuantError> {
+    /// Starts writing into `out` (created if missing) the tensors `tensors` (names and shapes)
+    /// lists; `conversion` says which head rows to keep and the shard and part sizes.
+    pub fn create(
+        out: &Path,
+        conversion: Conversion,
+        tensors: &[(String, Vec<usize>)],
+    ) -> Result<Self, QuantError> {
         std::fs::create_dir_all(out).map_err(io(out))?;
+        let mut sorted: Vec<_> = tensors.to_vec();
+        sorted.sort();
+        let mut start = 0u64;
+        let listed = sorted
+            .iter()
+            .map(|(name, shape)| {
+                let end = start + shape.iter().product::<usize>() as u64 * 4;
+                let tensor = SourceTensor {
+                    name: name.clone(),
+                    dtype: Dtype::F32,
+                    shape: shape.clone(),
+                    start,
+                    end,
+                };
+                start = end;
+                tensor
+            })
+            .collect();
+        let plan = conversion.plan(listed)?;
+        let output = DirOutput::create(out, &plan)?;
         Ok(Self {
             out: out.to_path_buf(),
-            head_rows: head_rows.to_vec(),
-            shards: ShardWriter {
-                dir: out.to_path_buf(),
-                max_bytes: MAX_SHARD_BYTES,
-                pending: Vec::new(),
-                pending_bytes: 0,
-                written: Vec::new(),
-            },
-            tensors: BTreeMap::new(),
-            q4_tensors: 0,
-            f32_bytes: 0,
-            part_bytes: MAX_PART_BYTES,
+            conversion,
+            writer: plan.into_writer(),
+            output,
+            next: 0,
+            names: sorted.into_iter().map(|(name, _)| name).collect(),
         })
     }
 
-    /// Splits tensors into parts of at most `bytes` (default [`MAX_PART_BYTES`]), so that a
-    /// reader streaming the model holds less at a time.
-    pub fn with_part_bytes(mut self, bytes: u64) -> Self {
-        self.part_bytes = bytes;
-        self
-    }
-
-    /// Starts a new shard once one reaches `bytes` (default [`MAX_SHARD_BYTES`]): smaller
-    /// files for hosts that limit them, and many shards from a small model in tests.
-    pub fn with_shard_bytes(mut self, bytes: u64) -> Self {
-        self.shards.max_bytes = bytes;
-        self
-    }
-
-    /// Quantizes and stores the checkpoint tensor `name`. Names must come in ascending order,
-    /// which makes the shards the same bytes whatever order the source lists them in.
-    pub fn add(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<(), QuantError> {
-        if let Some((last, _)) = self.tensors.last_key_value()
-            && last.as_str() >= name
-        {
+    /// Quantizes and stores tensor `name`, its values row-major (taken a few at a time, so a
+    /// generator needs no buffer of its own). Tensors come in name order, as listed.
+    pub fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: impl IntoIterator<Item = f32>,
+    ) -> Result<(), QuantError> {
+        let expected = self.names.get(self.next).map_or("no more tensors", String::as_str);
+        if expected != name {
             return Err(QuantError::Source(format!(
-                "tensor {name} comes after {last}; tensors must be added in name order"
+                "tensor {name} was given where {expected} comes next; tensors are added in \
+                 name order, as listed when the writer was created"
             )));
         }
-        if values.len() != shape.iter().product::<usize>() {
-            return Err(QuantError::Source(format!(
-                "tensor {name} has {} values, its shape {shape:?} needs {}",
-                values.len(),
-                shape.iter().product::<usize>()
-            )));
-        }
-        self.f32_bytes += values.len() as u64 * 4;
-        let encoding = encoding_of(name, shape);
-        let cols: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let (values, rows, kept_rows) = if name == HEAD {
-            let kept = self.head_rows.clone();
-            if let Some(&bad) = kept.iter().find(|&&r| r >= shape[0]) {
-                return Err(QuantError::Source(format!(
-                    "token id {bad} is outside {name} ({} rows)",
-                    shape[0]
-                )));
-            }
-            let rows: Vec<f32> = kept
-                .iter()
-                .flat_map(|&r| values[r * cols..(r + 1) * cols].to_vec())
+        let needed = shape.iter().product::<usize>();
+        let mut given = 0;
+        let mut values = values.into_iter();
+        loop {
+            let bytes: Vec<u8> = values
+                .by_ref()
+                .take(1 << 18)
+                .flat_map(f32::to_le_bytes)
                 .collect();
-            (rows, kept.len(), Some(kept))
-        } else if shape.len() < 2 {
-            // A 1-D tensor is one row.
-            (values, 1, None)
-        } else {
-            (values, shape[0], None)
-        };
-        let cols = values.len() / rows.max(1);
-        let per_part = (self.part_bytes as usize / row_bytes(encoding, cols).max(1)).max(1);
-        let mut parts = Vec::new();
-        for start in (0..rows).step_by(per_part) {
-            let end = (start + per_part).min(rows);
-            let key = if per_part >= rows {
-                name.to_string()
-            } else {
-                format!("{name}@{start}")
-            };
-            let chunk = &values[start * cols..end * cols];
-            let shard = self
-                .shards
-                .reserve((row_bytes(encoding, cols) * (end - start)) as u64)?;
-            match encoding {
-                Encoding::Q4B32 => {
-                    let q = q4::quantize(chunk, end - start, cols);
-                    self.shards.push(StoredTensor {
-                        key: format!("{key}.q4"),
-                        dtype: Dtype::U8,
-                        shape: vec![end - start, q4::padded_cols(cols) / 2],
-                        bytes: q.packed,
-                    });
-                    self.shards.push(StoredTensor {
-                        key: format!("{key}.scales"),
-                        dtype: Dtype::F16,
-                        shape: vec![end - start, q4::padded_cols(cols) / BLOCK],
-                        bytes: q.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-                    });
-                }
-                Encoding::F16 => self.shards.push(StoredTensor {
-                    key: key.clone(),
-                    dtype: Dtype::F16,
-                    shape: vec![end - start, cols],
-                    bytes: le_bytes_f16(chunk),
-                }),
-                Encoding::F32 => self.shards.push(StoredTensor {
-                    key: key.clone(),
-                    dtype: Dtype::F32,
-                    shape: vec![end - start, cols],
-                    bytes: le_bytes_f32(chunk),
-                }),
+            if bytes.is_empty() {
+                break;
             }
-            parts.push(Part {
-                shard,
-                rows: [start, end],
-                key,
-            });
+            given += bytes.len() / 4;
+            if given > needed {
+                break;
+            }
+            self.writer.feed(&bytes, &mut self.output)?;
         }
-        self.q4_tensors += usize::from(encoding == Encoding::Q4B32);
-        self.tensors.insert(
-            name.to_string(),
-            TensorEntry {
-                shape: shape.to_vec(),
-                encoding,
-                kept_rows,
-                parts,
-            },
-        );
+        if given != needed {
+            let given = if given > needed {
+                format!("more than {needed}")
+            } else {
+                given.to_string()
+            };
+            return Err(QuantError::Source(format!(
+                "tensor {name} was given {given} values; its shape {shape:?} needs {needed}"
+            )));
+        }
+        self.next += 1;
         Ok(())
     }
 
-    /// Writes the last shard, copies the model's other files (config, tokenizer, ...) from
-    /// `files_from` where present, and writes the manifest. `source_bytes` in the report is the
-    /// f32 size of the tensors added.
+    /// Writes the manifest, with the model's other files (config, tokenizer, ...) copied from
+    /// `files_from` where present. `source_bytes` in the report is the f32 size of the tensors.
     pub fn finish(mut self, files_from: &Path) -> Result<QuantizeReport, QuantError> {
-        self.shards.flush()?;
-        let mut copied = Vec::new();
-        for name in COPIED {
-            let from = files_from.join(name);
-            if from.is_file() {
-                let bytes = std::fs::read(&from).map_err(io(&from))?;
-                let to = self.out.join(name);
-                std::fs::write(&to, &bytes).map_err(io(&to))?;
-                copied.push(FileEntry {
-                    file: name.to_string(),
-                    bytes: bytes.len() as u64,
-                    sha256: sha256_hex(&bytes),
-                });
-            }
-        }
-        let shard_bytes = self.shards.written.iter().map(|s| s.bytes).sum();
-        let report = QuantizeReport {
-            tensors: self.tensors.len(),
-            q4_tensors: self.q4_tensors,
-            source_bytes: self.f32_bytes,
-            shard_bytes,
-            shards: self.shards.written.len(),
-        };
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            version: VERSION,
-            block_size: BLOCK,
-            files: copied,
-            shards: self.shards.written,
-            tensors: self.tensors,
-        };
-        let path = self.out.join(MANIFEST);
-        let json = serde_json::to_string_pretty(&manifest).expect("the manifest serialises");
-        std::fs::write(&path, json).map_err(io(&path))?;
-        Ok(report)
+        let plan = self.writer.finish(&mut self.output)?;
+        drop(self.output);
+        let written = plan
+            .shards
+            .iter()
+            .map(|s| file_entry(&self.out, &s.file))
+            .collect::<Result<_, _>>()?;
+        self.conversion
+            .record("tensors made in memory", &plan, written)?;
+        finish(&self.conversion, files_from, &self.out)
     }
 }
 

@@ -5,9 +5,11 @@ use std::path::Path;
 
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
+use sha2::{Digest, Sha256};
 use sift_quant::{
-    Encoding, MANIFEST, QuantError, QuantizedModel, QuantizedWriter, StoredValues, TensorAssembler,
-    dequantize_model, quantize_model,
+    Conversion, Encoding, FileEntry, HeaderReader, MANIFEST, QuantError, QuantizedModel,
+    QuantizedWriter, ShardOutput, StoredValues, TensorAssembler, dequantize_model, hex,
+    quantize_model,
 };
 
 /// Deterministic values of a trained-looking spread: per-row scales and a few large columns.
@@ -266,9 +268,12 @@ fn tensors_split_into_parts_read_back_whole() {
     ];
     let read = |part_bytes: u64| {
         let dir = work.path().join(format!("parts-{part_bytes}"));
-        let mut writer = QuantizedWriter::create(&dir, &[])
-            .unwrap()
-            .with_part_bytes(part_bytes);
+        let list: Vec<_> = shapes
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.clone()))
+            .collect();
+        let conversion = Conversion::new(&[]).with_part_bytes(part_bytes);
+        let mut writer = QuantizedWriter::create(&dir, conversion, &list).unwrap();
         for (i, (name, shape)) in shapes.iter().enumerate() {
             let rows = shape[0];
             let n: usize = shape.iter().product();
@@ -304,9 +309,9 @@ fn tensors_split_into_parts_read_back_whole() {
 #[test]
 fn the_writer_refuses_tensors_out_of_name_order() {
     let work = tempfile::tempdir().unwrap();
-    let mut writer = QuantizedWriter::create(work.path(), &[]).unwrap();
-    writer.add("b", &[32], vec![0.0; 32]).unwrap();
-    let error = writer.add("a", &[32], vec![0.0; 32]).unwrap_err();
+    let list = [("a".to_string(), vec![32]), ("b".to_string(), vec![32])];
+    let mut writer = QuantizedWriter::create(work.path(), Conversion::new(&[]), &list).unwrap();
+    let error = writer.add("b", &[32], vec![0.0; 32]).unwrap_err();
     assert!(error.to_string().contains("name order"), "{error}");
 }
 
@@ -322,10 +327,14 @@ fn shards_assemble_in_any_order_into_buffers_allocated_once() {
         ("b.linear.weight", vec![96, 64]),
         ("c.norm.weight", vec![64]),
     ];
-    let mut writer = QuantizedWriter::create(&dir, &[])
-        .unwrap()
+    let list: Vec<_> = shapes
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.clone()))
+        .collect();
+    let conversion = Conversion::new(&[])
         .with_part_bytes(4000)
         .with_shard_bytes(9000);
+    let mut writer = QuantizedWriter::create(&dir, conversion, &list).unwrap();
     for (i, (name, shape)) in shapes.iter().enumerate() {
         let rows = shape[0];
         let n: usize = shape.iter().product();
@@ -383,4 +392,211 @@ fn shards_assemble_in_any_order_into_buffers_allocated_once() {
     assert!(twice.unwrap_err().to_string().contains("given twice"));
     let missing = assembler.finish().unwrap_err().to_string();
     assert!(missing.contains("q4-00002.safetensors"), "{missing}");
+}
+
+/// Shards held in memory, written at offsets: what a converter writes, to compare.
+#[derive(Default)]
+struct MemoryShards(Vec<Vec<u8>>);
+
+impl ShardOutput for MemoryShards {
+    fn write_at(&mut self, shard: usize, offset: u64, bytes: &[u8]) -> Result<(), QuantError> {
+        if self.0.len() <= shard {
+            self.0.resize(shard + 1, Vec::new());
+        }
+        let file = &mut self.0[shard];
+        let end = offset as usize + bytes.len();
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[offset as usize..end].copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Streams a source file's bytes through the converter in chunks of `chunk` bytes; the
+/// shards it writes (records them in `conversion`).
+fn stream(conversion: &mut Conversion, name: &str, bytes: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let mut chunks = bytes.chunks(chunk);
+    let mut header = HeaderReader::default();
+    let (plan, rest) = loop {
+        let next = chunks.next().expect("the header ends before the file");
+        if let Some((tensors, used)) = header.push(next).unwrap() {
+            break (conversion.plan(tensors).unwrap(), &next[used..]);
+        }
+    };
+    let mut out = MemoryShards::default();
+    let mut writer = plan.into_writer();
+    writer.feed(rest, &mut out).unwrap();
+    for next in chunks {
+        writer.feed(next, &mut out).unwrap();
+    }
+    let plan = writer.finish(&mut out).unwrap();
+    let entries = plan
+        .shards
+        .iter()
+        .zip(&out.0)
+        .map(|(s, bytes)| FileEntry {
+            file: s.file.clone(),
+            bytes: bytes.len() as u64,
+            sha256: hex(&Sha256::digest(bytes)),
+        })
+        .collect();
+    conversion.record(name, &plan, entries).unwrap();
+    out.0
+}
+
+/// Whatever the chunks a download arrives in (one byte, odd sizes, megabytes), streaming
+/// conversion writes the bytes `quantize_model` writes.
+#[test]
+fn conversion_in_any_chunks_writes_the_bytes_quantize_model_writes() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    write_source(&source);
+    let q4 = work.path().join("q4");
+    quantize_model(&source, &q4, &[9, 2]).unwrap();
+    let manifest = QuantizedModel::open(&q4).unwrap().manifest;
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    for chunk in [1, 7, 4096, 1 << 20] {
+        let mut conversion = Conversion::new(&[9, 2]);
+        let shards = stream(&mut conversion, "model.safetensors", &bytes, chunk);
+        assert_eq!(shards.len(), manifest.shards.len());
+        for (entry, got) in manifest.shards.iter().zip(&shards) {
+            assert_eq!(
+                &std::fs::read(q4.join(&entry.file)).unwrap(),
+                got,
+                "{chunk}-byte chunks"
+            );
+        }
+        assert_eq!(conversion.manifest(manifest.files.clone()), manifest);
+    }
+}
+
+/// A sharded checkpoint (`model.safetensors.index.json`) converts file by file: each file's
+/// tensors into shards of their own, numbered on; a conversion saved between files (as the
+/// browser saves it) goes on to the same bytes; the stored values are the single file's.
+#[test]
+fn a_sharded_checkpoint_converts_file_by_file_and_resumes_between_files() {
+    let work = tempfile::tempdir().unwrap();
+    let single = work.path().join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    write_source(&single);
+    let whole = std::fs::read(single.join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&whole).unwrap();
+    let mut names = tensors.names();
+    names.sort();
+    // The hub's files interleave names; so do these.
+    let sharded = work.path().join("sharded");
+    std::fs::create_dir_all(&sharded).unwrap();
+    let mut weight_map = serde_json::Map::new();
+    for (file, pick) in [
+        ("model-00001-of-00002.safetensors", 0),
+        ("model-00002-of-00002.safetensors", 1),
+    ] {
+        let views: Vec<_> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == pick)
+            .map(|(_, n)| (n.to_string(), tensors.tensor(n).unwrap()))
+            .collect();
+        for (n, _) in &views {
+            weight_map.insert(n.clone(), file.into());
+        }
+        safetensors::serialize_to_file(views, None, &sharded.join(file)).unwrap();
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::copy(single.join("config.json"), sharded.join("config.json")).unwrap();
+
+    let q4 = work.path().join("q4");
+    quantize_model(&sharded, &q4, &[9, 2]).unwrap();
+    let model = QuantizedModel::open(&q4).unwrap();
+    model.verify().unwrap();
+    let files = sift_quant::checkpoint_shards(index.to_string().as_bytes()).unwrap();
+    let mut conversion = Conversion::new(&[9, 2]);
+    let first = stream(
+        &mut conversion,
+        &files[0],
+        &std::fs::read(sharded.join(&files[0])).unwrap(),
+        100,
+    );
+    let saved = serde_json::to_string(&conversion).unwrap();
+    let mut resumed: Conversion = serde_json::from_str(&saved).unwrap();
+    let second = stream(
+        &mut resumed,
+        &files[1],
+        &std::fs::read(sharded.join(&files[1])).unwrap(),
+        100,
+    );
+    assert!(!first.is_empty() && !second.is_empty());
+    for (entry, got) in model
+        .manifest
+        .shards
+        .iter()
+        .zip(first.iter().chain(&second))
+    {
+        assert_eq!(
+            &std::fs::read(q4.join(&entry.file)).unwrap(),
+            got,
+            "{}",
+            entry.file
+        );
+    }
+    assert_eq!(
+        resumed.manifest(model.manifest.files.clone()),
+        model.manifest
+    );
+
+    let q4_single = work.path().join("q4-single");
+    quantize_model(&single, &q4_single, &[9, 2]).unwrap();
+    let read = |dir: &Path| {
+        let mut all = Vec::new();
+        QuantizedModel::open(dir)
+            .unwrap()
+            .read_tensors::<QuantError>(|name, _, stored| {
+                all.push((name.to_string(), stored));
+                Ok(())
+            })
+            .unwrap();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    assert_eq!(read(&q4), read(&q4_single));
+}
+
+/// A source cut short, or longer than its header says, is refused with the reason.
+#[test]
+fn a_source_cut_short_or_too_long_is_named() {
+    let work = tempfile::tempdir().unwrap();
+    write_source(work.path());
+    let bytes = std::fs::read(work.path().join("model.safetensors")).unwrap();
+    let plan = |bytes: &[u8]| {
+        let (tensors, used) = HeaderReader::default().push(bytes).unwrap().unwrap();
+        (Conversion::new(&[9, 2]).plan(tensors).unwrap(), used)
+    };
+    let (cut, used) = plan(&bytes);
+    let mut out = MemoryShards::default();
+    let mut writer = cut.into_writer();
+    writer
+        .feed(&bytes[used..bytes.len() - 10], &mut out)
+        .unwrap();
+    let error = writer.finish(&mut out).unwrap_err().to_string();
+    assert!(error.contains("cut short"), "{error}");
+
+    let (long, used) = plan(&bytes);
+    let mut writer = long.into_writer();
+    let mut longer = bytes[used..].to_vec();
+    longer.push(0);
+    let error = writer.feed(&longer, &mut out).unwrap_err().to_string();
+    assert!(error.contains("damaged"), "{error}");
+
+    let error = HeaderReader::default()
+        .push(&u64::MAX.to_le_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a safetensors file"), "{error}");
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use half::bf16;
 use serde_json::json;
 use sift_model::{Device, ModelConfig};
-use sift_quant::{QuantError, QuantizedWriter};
+use sift_quant::{Conversion, QuantError, QuantizedWriter};
 
 use crate::{Content, DocError, ImageSource, Request, Reranker, RgbImage, Video, VideoSource};
 
@@ -145,7 +145,11 @@ pub fn write_random_model(
     let q4_dir = out.join("q4");
     let mut writer = match formats {
         Formats::F32 => None,
-        _ => Some(QuantizedWriter::create(&q4_dir, &head_rows)?),
+        _ => Some(QuantizedWriter::create(
+            &q4_dir,
+            Conversion::new(&head_rows),
+            &names,
+        )?),
     };
     let mut checkpoint: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (i, (name, shape)) in names.iter().enumerate() {

@@ -24,7 +24,11 @@ mod request;
 mod reranker;
 
 pub use loading::{Loading, ModelFiles};
-pub use quantize::{QuantError, QuantizeError, QuantizeReport, QuantizedModel, quantize};
+pub use quantize::{
+    CHECKPOINT_INDEX, COPIED_FILES, Conversion, HeaderReader, QuantError, QuantizeError,
+    QuantizeReport, QuantizedModel, ShardOutput, SourcePlan, SourceWriter, checkpoint_shards,
+    head_rows, hex, planned_manifest, quantize,
+};
 pub use ranking::{rank, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{

@@ -1,10 +1,16 @@
-//! `quantize`: a Hugging Face model directory to sift's 4-bit format (sift-quant), keeping the
-//! head rows the score reads, found through the model's own tokenizer.
+//! `quantize`: a Hugging Face checkpoint to sift's 4-bit format (sift-quant), keeping the head
+//! rows the score reads, found through the model's own tokenizer; and, before any weight is
+//! fetched, the 4-bit model a checkpoint will become (what it needs of storage and the GPU).
 
 use std::path::Path;
 
 use sift_inputs::prompt::{PromptTokenizer, TokenizerError};
-pub use sift_quant::{QuantError, QuantizeReport, QuantizedModel};
+use sift_model::{Device, ModelConfig, ModelError};
+pub use sift_quant::{
+    CHECKPOINT_INDEX, COPIED_FILES, Conversion, HeaderReader, QuantError, QuantizeReport,
+    QuantizedModel, ShardOutput, SourcePlan, SourceWriter, checkpoint_shards, hex,
+};
+use sift_quant::{Dtype, FileEntry, Manifest, SourceTensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
@@ -12,13 +18,68 @@ pub enum QuantizeError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Quant(#[from] QuantError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// The head rows a 4-bit model keeps: the ids of "yes" and "no" in the model's `tokenizer.json`.
+pub fn head_rows(tokenizer_json: &[u8]) -> Result<[usize; 2], QuantizeError> {
+    let tokenizer = PromptTokenizer::from_bytes(tokenizer_json)?;
+    Ok([tokenizer.yes_id as usize, tokenizer.no_id as usize])
 }
 
 /// Writes the 4-bit form of the model in `model_dir` to `out_dir`: Q4 (block 32) linear and
 /// convolution weights, f16 embeddings, f32 norms and biases, the "yes"/"no" head rows in f32,
 /// in safetensors shards of at most 256 MB listed with their sha256 in `sift-q4.json`.
 pub fn quantize(model_dir: &Path, out_dir: &Path) -> Result<QuantizeReport, QuantizeError> {
-    let tokenizer = PromptTokenizer::from_file(&model_dir.join("tokenizer.json"))?;
-    let rows = [tokenizer.yes_id as usize, tokenizer.no_id as usize];
-    Ok(sift_quant::quantize_model(model_dir, out_dir, &rows)?)
+    let path = model_dir.join("tokenizer.json");
+    let tokenizer = std::fs::read(&path).map_err(|e| QuantError::Io { path, source: e })?;
+    Ok(sift_quant::quantize_model(
+        model_dir,
+        out_dir,
+        &head_rows(&tokenizer)?,
+    )?)
+}
+
+/// The manifest the checkpoint of `config_json` becomes, planned from the model's shapes
+/// alone (as if its tensors were in one file), without its copied files: what the 4-bit model
+/// will need of storage and of the GPU, known before a byte of weights is fetched. Shards
+/// may split differently once the checkpoint's own files are read; sizes differ by headers.
+pub fn planned_manifest(
+    config_json: &[u8],
+    head_rows: [usize; 2],
+    device: &Device,
+) -> Result<Manifest, QuantizeError> {
+    let config = std::str::from_utf8(config_json)
+        .map_err(|e| ModelError::Config(format!("config.json is not UTF-8: {e}")))?;
+    let config = ModelConfig::from_json(config)?;
+    let mut start = 0;
+    let tensors = sift_model::checkpoint_tensors(&config, device)
+        .into_iter()
+        .map(|(name, shape)| {
+            let end = start + shape.iter().product::<usize>() as u64 * 2;
+            let tensor = SourceTensor {
+                name,
+                dtype: Dtype::BF16,
+                shape,
+                start,
+                end,
+            };
+            start = end;
+            tensor
+        })
+        .collect();
+    let mut conversion = Conversion::new(&head_rows);
+    let plan = conversion.plan(tensors)?;
+    let shards = plan
+        .shards
+        .iter()
+        .map(|s| FileEntry {
+            file: s.file.clone(),
+            bytes: s.bytes,
+            sha256: String::new(),
+        })
+        .collect();
+    conversion.record("planned", &plan, shards)?;
+    Ok(conversion.manifest(Vec::new()))
 }
