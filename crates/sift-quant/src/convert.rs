@@ -355,7 +355,10 @@ impl QuantizedWriter {
         shape: &[usize],
         values: impl IntoIterator<Item = f32>,
     ) -> Result<(), QuantError> {
-        let expected = self.names.get(self.next).map_or("no more tensors", String::as_str);
+        let expected = self
+            .names
+            .get(self.next)
+            .map_or("no more tensors", String::as_str);
         if expected != name {
             return Err(QuantError::Source(format!(
                 "tensor {name} was given where {expected} comes next; tensors are added in \
