@@ -4,11 +4,15 @@
 // reranks and checks every score against native `sift rerank` on the same 4-bit model and
 // files; reloads and gets the model from the browser's storage with no request for it; damages
 // a stored shard and sees it fetched again; removes a document and reranks; crashes the worker
-// mid-run and sees the page recover with its inputs intact. Screenshots of the real page go to docs/screenshots/.
+// mid-run and sees the page recover with its inputs intact; converts the same model from a
+// hub-style server (sharded checkpoint, files behind redirects) in the page, cut off and
+// resumed, into the bytes `sift quantize` writes, and scores with it. Screenshots of the real
+// page go to docs/screenshots/.
 //
 // usage: node tests/web/e2e.mjs   (after the `trunk build`s of .ci/test)
 // env:   SIFT_BIN (default target/debug/sift), DIST (default dist), DIST_SUB (default dist-sub,
-//        built with --public-url /sift/), SITE_PORT, MODEL_PORT
+//        built with --public-url /sift/), SITE_PORT, MODEL_PORT, HUB_PORT (the site is built
+//        with SIFT_HUB_URL=http://127.0.0.1:HUB_PORT/ and SIFT_HF_REPO=test/tiny-reranker)
 
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -24,6 +28,7 @@ const distSub = path.resolve(process.env.DIST_SUB ?? path.join(root, 'dist-sub')
 const siftBin = path.resolve(process.env.SIFT_BIN ?? path.join(root, 'target/debug/sift'));
 const sitePort = Number(process.env.SITE_PORT ?? 8710);
 const modelPort = Number(process.env.MODEL_PORT ?? 8711);
+const hubPort = Number(process.env.HUB_PORT ?? 8712);
 const shots = path.join(root, 'docs/screenshots');
 const golden = path.join(root, 'tests/golden');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sift-e2e-'));
@@ -52,6 +57,46 @@ for (const [dir, name] of [
 }
 const modelDir = path.join(work, 'models/tiny-q4');
 execFileSync(siftBin, ['quantize', '--model', source, '--out', modelDir], { stdio: 'inherit' });
+
+// The same checkpoint as the hub lays a repository out: two safetensors files that interleave
+// tensor names (the token table in the second, so a transfer can be cut inside it), an index.
+const hubRepo = 'test/tiny-reranker';
+const hubFiles = path.join(work, 'hub', hubRepo);
+fs.mkdirSync(hubFiles, { recursive: true });
+{
+  const whole = fs.readFileSync(path.join(source, 'model.safetensors'));
+  const headerLength = Number(whole.readBigUInt64LE(0));
+  const header = JSON.parse(whole.subarray(8, 8 + headerLength).toString());
+  const data = whole.subarray(8 + headerLength);
+  const names = Object.keys(header).filter((n) => n !== '__metadata__').sort();
+  const shardNames = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  const weightMap = {};
+  shardNames.forEach((file, shard) => {
+    const mine = names.filter((n, i) => (n.includes('embed_tokens') ? 1 : i % 2) === shard);
+    const entries = {};
+    const parts = [];
+    let offset = 0;
+    for (const name of mine) {
+      const { dtype, shape, data_offsets: [start, end] } = header[name];
+      entries[name] = { dtype, shape, data_offsets: [offset, offset + end - start] };
+      parts.push(data.subarray(start, end));
+      offset += end - start;
+      weightMap[name] = file;
+    }
+    let json = JSON.stringify(entries);
+    json += ' '.repeat((8 - (json.length % 8)) % 8);
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(path.join(hubFiles, file), Buffer.concat([length, Buffer.from(json), ...parts]));
+  });
+  fs.writeFileSync(path.join(hubFiles, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: data.length }, weight_map: weightMap }, null, 2));
+  for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) {
+    fs.copyFileSync(path.join(source, name), path.join(hubFiles, name));
+  }
+}
+const hubNative = path.join(work, 'hub-q4');
+execFileSync(siftBin, ['quantize', '--model', hubFiles, '--out', hubNative], { stdio: 'inherit' });
 
 const files = path.join(work, 'files');
 fs.mkdirSync(files);
@@ -121,6 +166,44 @@ function serve(port, dir, { cors = false, record = null, prefix = '/' } = {}) {
   });
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
 }
+// The hub: `<repo>/resolve/main/<file>`, weight files behind a redirect to another path, as
+// huggingface.co sends them to its CDN.
+const hubRequests = [];
+let hubThrottle = null;
+function serveHub(port) {
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, `http://127.0.0.1:${port}`);
+    hubRequests.push(url.pathname);
+    const headers = { 'Cache-Control': 'no-store', 'Access-Control-Allow-Origin': '*' };
+    const resolve = url.pathname.match(/^\/(.+)\/resolve\/main\/([^/]+)$/);
+    const cdn = url.pathname.match(/^\/cdn\/(.+)\/([^/]+)$/);
+    if (resolve && resolve[2].endsWith('.safetensors')) {
+      res.writeHead(302, { ...headers, Location: `/cdn/${resolve[1]}/${resolve[2]}` }).end();
+      return;
+    }
+    const [repo, name] = resolve ? [resolve[1], resolve[2]] : cdn ? [cdn[1], cdn[2]] : [null, null];
+    const file = repo === hubRepo ? path.join(hubFiles, name) : null;
+    if (!file || !fs.existsSync(file)) {
+      res.writeHead(404, headers).end('Entry not found');
+      return;
+    }
+    const body = fs.readFileSync(file);
+    res.writeHead(200, { ...headers, 'Content-Length': body.length });
+    if (!hubThrottle || !cdn) {
+      res.end(body);
+      return;
+    }
+    const chunk = 64 * 1024;
+    for (let at = 0; at < body.length && !res.destroyed; at += chunk) {
+      res.write(body.subarray(at, at + chunk));
+      await new Promise((r) => setTimeout(r, (chunk / hubThrottle) * 1000));
+    }
+    res.end();
+  });
+  return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
+}
+const hub = await serveHub(hubPort);
+const hubUrl = `http://127.0.0.1:${hubPort}/`;
 const site = await serve(sitePort, dist);
 const models = await serve(modelPort, path.join(work, 'models'), { cors: true, record: modelRequests });
 const siteUrl = `http://127.0.0.1:${sitePort}/`;
@@ -143,7 +226,7 @@ const foreign = [];
 context.on('request', (r) => {
   const origin = new URL(r.url()).origin;
   if (!['blob:', 'data:'].some((p) => r.url().startsWith(p))
-      && origin !== new URL(siteUrl).origin && origin !== new URL(modelUrl).origin) {
+      && ![siteUrl, modelUrl, hubUrl].some((u) => new URL(u).origin === origin)) {
     foreign.push(r.url());
   }
 });
@@ -184,7 +267,8 @@ try {
   await page.waitForSelector('[data-testid="gpu"].ok', { timeout: 60_000 });
   assert.equal(await byTestId('model-url').inputValue(), modelUrl, 'the build-time model URL is offered');
   const csp = await page.$eval('meta[http-equiv="Content-Security-Policy"]', (m) => m.content);
-  assert.match(csp, new RegExp(`connect-src 'self' http://127.0.0.1:${modelPort};`));
+  assert.match(csp, new RegExp(`connect-src 'self' http://127.0.0.1:${modelPort} http://127.0.0.1:${hubPort};`));
+  assert.equal(await byTestId('hub-repo').inputValue(), hubRepo, 'the build-time repository is offered');
   await shoot('empty');
 
   section('loading the model: progress, then a download cut short, then resumed');
@@ -276,6 +360,58 @@ try {
     assert.ok(Math.abs(row.score - nativeScore[index]) <= tolerance, `${row.kind} after removal`);
   }
 
+  section('the checkpoint from the hub: converted in the page, cut off, resumed, byte for byte as sift quantize');
+  hubThrottle = 1024 * 1024;
+  await byTestId('hub-load').click();
+  await page.waitForSelector('[data-testid="progress"][data-stage="Converting"]', { timeout: 120_000 });
+  await page.waitForFunction(() => /model-00002-of-00002\.safetensors: /.test(
+    document.querySelector('[data-testid="progress"]')?.textContent ?? ''), null, { timeout: 300_000 });
+  await shoot('converting');
+  await page.reload();
+  hubThrottle = null;
+  const beforeResume = hubRequests.length;
+  await page.waitForSelector('[data-testid="gpu"].ok', { timeout: 60_000 });
+  await byTestId('hub-load').click();
+  await waitReady();
+  const resumedHub = hubRequests.slice(beforeResume);
+  log(`after the reload, the hub saw: ${resumedHub.join(', ')}`);
+  assert.ok(!resumedHub.some((p) => p.includes('model-00001-of-00002')), 'the converted source file is not fetched again');
+  assert.ok(resumedHub.some((p) => p.includes('model-00002-of-00002')), 'the cut source file is fetched again');
+  assert.match(await byTestId('model-status').textContent(), /Hugging Face/);
+  const stored = await page.evaluate(async () => {
+    const models = await (await navigator.storage.getDirectory()).getDirectoryHandle('sift-models');
+    for await (const [key, folder] of models.entries()) {
+      if (!key.startsWith('hub-')) continue;
+      const read = async (name) => new Uint8Array(await (await (await folder.getFileHandle(name)).getFile()).arrayBuffer());
+      const hex = async (bytes) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
+        .map((b) => b.toString(16).padStart(2, '0')).join('');
+      const manifestBytes = await read('sift-q4.json');
+      const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+      const shards = {};
+      for (const { file } of manifest.shards) shards[file] = await hex(await read(file));
+      const names = [];
+      for await (const name of folder.keys()) names.push(name);
+      return { manifest: new TextDecoder().decode(manifestBytes), shards, names };
+    }
+    return null;
+  });
+  assert.ok(stored, 'the converted model is in the browser\'s storage');
+  const nativeManifest = JSON.parse(fs.readFileSync(path.join(hubNative, 'sift-q4.json')));
+  assert.ok(nativeManifest.shards.length >= 2, 'one shard per source file at least');
+  for (const { file, sha256 } of nativeManifest.shards) {
+    assert.equal(stored.shards[file], sha256, `${file}: the page's bytes are sift quantize's`);
+  }
+  assert.equal(stored.manifest, fs.readFileSync(path.join(hubNative, 'sift-q4.json'), 'utf8'), 'the same manifest');
+  assert.ok(!stored.names.some((n) => n.startsWith('model-')), `no source file is stored: ${stored.names}`);
+  got = await rerankAndWait();
+  for (const row of got) {
+    const index = request.documents.findIndex((d) => (row.kind === 'image' ? d.image : d.video));
+    const tolerance = row.kind === 'video' ? 1e-2 : 1e-4;
+    const diff = Math.abs(row.score - nativeScore[index]);
+    log(`converted in the page, ${row.kind}: ${row.score} vs native ${nativeScore[index]} (${diff.toExponential(2)})`);
+    assert.ok(diff <= tolerance, `${row.kind} with the converted model`);
+  }
+
   section('the worker crashes mid-run: the page recovers with its inputs intact');
   await byTestId('rerank').click();
   await page.waitForSelector('[data-testid="run-status"][data-running="true"]');
@@ -320,4 +456,5 @@ try {
   await context.close();
   site.close();
   models.close();
+  hub.close();
 }

@@ -1,11 +1,49 @@
-//! What the build fixed: the default model URL (`SIFT_MODEL_URL` at build time), and the URLs
-//! of this build's files, which stay right under a sub-path (`trunk build --public-url`).
+//! What the build fixed: the default model URL (`SIFT_MODEL_URL` at build time), the Hugging
+//! Face hub and repository offered (`SIFT_HUB_URL`, `SIFT_HF_REPO`), and the URLs of this
+//! build's files, which stay right under a sub-path (`trunk build --public-url`).
 
 /// The model URL the page offers first: `SIFT_MODEL_URL` when the site was built, else none.
 pub fn default_model_url() -> String {
     option_env!("SIFT_MODEL_URL")
         .unwrap_or_default()
         .to_string()
+}
+
+/// The hub the page converts checkpoints from: `SIFT_HUB_URL` when the site was built, else
+/// Hugging Face. Its files are at `<hub><repo>/resolve/<revision>/<file>`.
+pub fn hub_url() -> String {
+    match option_env!("SIFT_HUB_URL") {
+        Some(url) if !url.is_empty() => url.to_string(),
+        _ => "https://huggingface.co/".to_string(),
+    }
+}
+
+/// The repository the page offers first: `SIFT_HF_REPO` when the site was built, else the 2B.
+pub fn default_hub_repo() -> String {
+    match option_env!("SIFT_HF_REPO") {
+        Some(repo) if !repo.is_empty() => repo.to_string(),
+        _ => "Qwen/Qwen3-VL-Reranker-2B".to_string(),
+    }
+}
+
+/// The folder URL of a repository id (its `main` revision), or of a URL given whole (any
+/// server laid out like the hub's `resolve/<revision>/` paths).
+pub fn hub_folder(repo: &str) -> String {
+    let repo = repo.trim().trim_matches('/');
+    if repo.starts_with("https://") || repo.starts_with("http://") {
+        return format!("{repo}/");
+    }
+    let hub = hub_url();
+    let hub = hub.trim_end_matches('/');
+    format!("{hub}/{repo}/resolve/main/")
+}
+
+/// The model source for the repository (or folder URL) `repo`.
+pub fn hub_source(repo: &str) -> sift_web_protocol::ModelSource {
+    sift_web_protocol::ModelSource::Hub {
+        url: hub_folder(repo),
+        name: repo.trim().trim_matches('/').to_string(),
+    }
 }
 
 fn document() -> web_sys::Document {
@@ -44,8 +82,12 @@ pub fn allowed_origins() -> Vec<String> {
         .and_then(|w| w.location().origin().ok())
         .unwrap_or_default();
     let mut origins = vec![page.clone()];
-    if let Some(origin) = origin_of(&default_model_url(), &page) {
-        origins.push(origin);
+    for url in [default_model_url(), hub_url()] {
+        if let Some(origin) = origin_of(&url, &page)
+            && !origins.contains(&origin)
+        {
+            origins.push(origin);
+        }
     }
     origins
 }

@@ -26,11 +26,17 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
             // with no download.
             if first && gpu.is_ok() {
                 let url = normalized(&crate::config::absolute(&state.model_url.get_untracked()));
+                let hub = crate::config::hub_source(&state.hub_repo.get_untracked());
+                let stored = |label: &str| models.iter().any(|m| m.complete && m.source == label);
                 if models
                     .iter()
                     .any(|m| m.complete && normalized(&m.source) == url)
                 {
                     load(worker, state, ModelSource::Url(url));
+                } else if let ModelSource::Hub { name, .. } = &hub
+                    && stored(&sift_web_protocol::hub_label(name))
+                {
+                    load(worker, state, hub);
                 }
             }
         }

@@ -19,6 +19,8 @@ const FOLDER: &str = "sift-session";
 #[derive(Serialize, Deserialize, Default)]
 struct Saved {
     model_url: Option<String>,
+    #[serde(default)]
+    hub_repo: Option<String>,
     instruction: String,
     query_text: String,
     fps: f64,
@@ -68,6 +70,9 @@ pub fn restore_and_save(state: AppState) {
         if let Some(url) = saved.model_url {
             state.model_url.set(url);
         }
+        if let Some(repo) = saved.hub_repo {
+            state.hub_repo.set(repo);
+        }
         state.instruction.set(saved.instruction);
         state.query_text.set(saved.query_text);
         if saved.fps > 0.0 {
@@ -87,6 +92,7 @@ pub fn restore_and_save(state: AppState) {
     Effect::new(move |_| {
         let saved = Saved {
             model_url: Some(state.model_url.get()),
+            hub_repo: Some(state.hub_repo.get()),
             instruction: state.instruction.get(),
             query_text: state.query_text.get(),
             fps: state.fps.get(),

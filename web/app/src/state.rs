@@ -130,6 +130,8 @@ pub struct AppState {
     pub model: RwSignal<ModelState>,
     pub fit: RwSignal<Option<Fit>>,
     pub model_url: RwSignal<String>,
+    /// The Hugging Face repository (or hub-style folder URL) in the box.
+    pub hub_repo: RwSignal<String>,
     /// The instruction typed; empty means the model's default, shown as its placeholder.
     pub instruction: RwSignal<String>,
     /// The library's default instruction, as the worker reports it.
@@ -156,6 +158,7 @@ impl AppState {
             model: RwSignal::new(ModelState::Starting),
             fit: RwSignal::new(None),
             model_url: RwSignal::new(crate::config::default_model_url()),
+            hub_repo: RwSignal::new(crate::config::default_hub_repo()),
             instruction: RwSignal::new(String::new()),
             default_instruction: RwSignal::new(String::new()),
             query_text: RwSignal::new(String::new()),

@@ -14,6 +14,15 @@ pub enum ModelSource {
     Files(#[serde(with = "serde_wasm_bindgen::preserve")] js_sys::Array),
     /// A model already in the browser's storage, by its key.
     Stored(String),
+    /// An official Hugging Face checkpoint, converted to 4 bits in the browser: the folder URL
+    /// its files are under (`https://huggingface.co/<repo>/resolve/<revision>/`), and a name
+    /// for it (the repository id).
+    Hub { url: String, name: String },
+}
+
+/// How a converted Hugging Face model is named in storage and in messages.
+pub fn hub_label(name: &str) -> String {
+    format!("{name} (Hugging Face)")
 }
 
 /// An image or video the user added, by the page's id for it.
@@ -114,6 +123,8 @@ pub enum Stage {
     Downloading,
     /// Copying picked files into storage (bytes).
     Copying,
+    /// Fetching a checkpoint and converting it to 4 bits into storage (source bytes).
+    Converting,
     /// Reading shards from storage onto the GPU (bytes).
     Loading,
     /// The first pass: compiling the GPU kernels.

@@ -5,6 +5,8 @@
 //! dies; the page then starts a new one.
 
 #[cfg(target_arch = "wasm32")]
+mod convert;
+#[cfg(target_arch = "wasm32")]
 mod media;
 #[cfg(target_arch = "wasm32")]
 mod model;
@@ -49,7 +51,7 @@ mod worker {
     pub struct Progress {
         stage: Stage,
         pub done: u64,
-        total: u64,
+        pub total: u64,
         detail: String,
         last_post: f64,
     }
@@ -79,6 +81,13 @@ mod worker {
         pub fn detail(&mut self, detail: &str) {
             self.detail = detail.to_string();
             self.send();
+        }
+
+        /// Changes the detail without a message of its own: it goes with the next progress.
+        pub fn note(&mut self, detail: &str) {
+            if self.detail != detail {
+                self.detail = detail.to_string();
+            }
         }
 
         pub fn add(&mut self, n: u64) {

@@ -46,10 +46,18 @@ pub async fn load(
             let dir = ModelDir::open(&format!("local-{}", hex(&bytes))).await?;
             (dir, Some(bytes))
         }
+        Source::Hub(url, _) => {
+            let dir = ModelDir::open(&format!("hub-{}", hex(url.as_bytes()))).await?;
+            (dir, None)
+        }
         Source::Stored(key) => (ModelDir::open(key).await?, None),
     };
     let mut state = dir.state().await;
     let from_storage = state.complete;
+    if matches!(source, Source::Hub(..)) && !state.complete {
+        state.source = source.label();
+        crate::convert::convert(&source, &dir, &mut state, device, gpu).await?;
+    }
     let manifest_bytes = match manifest_bytes {
         Some(bytes) => bytes,
         None if state.complete => dir.read(sift::MANIFEST).await?,
@@ -102,7 +110,18 @@ pub async fn load(
         let bytes = dir.read(&shard.file).await?;
         if let Err(damaged) = loading.add_shard(index, &bytes) {
             // The stored copy no longer matches (damaged on disk or by the browser): forget
-            // it and fetch it again, once.
+            // it and fetch it again, once; a converted checkpoint is converted again.
+            if matches!(source, Source::Hub(..)) {
+                dir.save_state(&State {
+                    source: state.source.clone(),
+                    ..State::default()
+                })
+                .await?;
+                return Err(format!(
+                    "{damaged}. The stored copy was damaged: load the model again to convert \
+                     it again"
+                ));
+            }
             state.verified.remove(&shard.file);
             state.complete = false;
             dir.save_state(&state).await?;
@@ -131,7 +150,7 @@ pub async fn load(
 }
 
 /// Whether this device and the storage left can take the model, with the numbers.
-fn fit(
+pub fn fit(
     requirements: &Requirements,
     gpu: &GpuInfo,
     state: &State,
@@ -181,6 +200,7 @@ fn stage_of(source: &Source) -> Stage {
     match source {
         Source::Url(_) => Stage::Downloading,
         Source::Picked(..) | Source::Stored(_) => Stage::Copying,
+        Source::Hub(..) => Stage::Converting,
     }
 }
 

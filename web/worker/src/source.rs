@@ -22,6 +22,8 @@ pub enum Source {
     Picked(BTreeMap<String, File>, String),
     /// Only what storage holds, under this key.
     Stored(String),
+    /// A Hugging Face checkpoint's folder URL (ending in `/`) and its name, converted on arrival.
+    Hub(String, String),
 }
 
 impl Source {
@@ -64,6 +66,20 @@ impl Source {
                 Ok(Self::Picked(files, label))
             }
             ModelSource::Stored(key) => Ok(Self::Stored(key)),
+            ModelSource::Hub { url, name } => {
+                let url = url.trim();
+                if url.is_empty() {
+                    return Err("give a Hugging Face repository, such as \
+                                Qwen/Qwen3-VL-Reranker-2B"
+                        .into());
+                }
+                let url = if url.ends_with('/') {
+                    url.to_string()
+                } else {
+                    format!("{url}/")
+                };
+                Ok(Self::Hub(url, name))
+            }
         }
     }
 
@@ -73,38 +89,80 @@ impl Source {
             Self::Url(url) => url.clone(),
             Self::Picked(_, label) => label.clone(),
             Self::Stored(_) => "the stored model".into(),
+            Self::Hub(_, name) => sift_web_protocol::hub_label(name),
         }
     }
 
+    /// The body of file `name`, or `None` if the server has no such file (HTTP 404).
+    async fn fetch(&self, base: &str, name: &str) -> Result<Option<ReadableStream>, String> {
+        let url = format!("{base}{name}");
+        let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
+        let response: Response = JsFuture::from(scope.fetch_with_str(&url))
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not fetch {url} ({}): check the address and the connection; \
+                     the server must allow this page's origin (CORS)",
+                    js_error(&e)
+                )
+            })?
+            .unchecked_into();
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        if !response.ok() {
+            let hint = match self {
+                Self::Hub(..) => "check the repository name; a gated or private repository \
+                                  cannot be fetched by this page"
+                    .to_string(),
+                _ => format!(
+                    "check that the URL is the folder holding {} and the files it lists",
+                    sift::MANIFEST
+                ),
+            };
+            return Err(format!(
+                "{url} answered HTTP {} {}: {hint}",
+                response.status(),
+                response.status_text(),
+            ));
+        }
+        let body = response
+            .body()
+            .ok_or_else(|| format!("{url} answered with no body"))?;
+        Ok(Some(ReadableStream::from_raw(body)))
+    }
+
+    /// A small file whole, or `None` if the source has no such file.
+    pub async fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let stream = match self {
+            Self::Url(base) | Self::Hub(base, _) => self.fetch(base, name).await?,
+            _ => Some(self.open(name).await?),
+        };
+        let Some(stream) = stream else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        let mut chunks = stream.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            bytes.extend(chunk_bytes(chunk, name)?);
+        }
+        Ok(Some(bytes))
+    }
+
     /// The body of file `name`, as a stream of chunks.
-    async fn open(&self, name: &str) -> Result<ReadableStream, String> {
+    pub async fn open(&self, name: &str) -> Result<ReadableStream, String> {
         match self {
-            Self::Url(base) => {
-                let url = format!("{base}{name}");
-                let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
-                let response: Response = JsFuture::from(scope.fetch_with_str(&url))
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "could not fetch {url} ({}): check the address and the connection; \
-                             the server must allow this page's origin (CORS)",
-                            js_error(&e)
-                        )
-                    })?
-                    .unchecked_into();
-                if !response.ok() {
-                    return Err(format!(
-                        "{url} answered HTTP {} {}: check that the URL is the folder holding \
-                         {} and the files it lists",
-                        response.status(),
-                        response.status_text(),
+            Self::Url(base) | Self::Hub(base, _) => {
+                self.fetch(base, name).await?.ok_or_else(|| match self {
+                    Self::Hub(..) => {
+                        format!("{base}{name} does not exist (HTTP 404): check the repository name")
+                    }
+                    _ => format!(
+                        "{base}{name} does not exist (HTTP 404): check that the URL is the \
+                         folder holding {} and the files it lists",
                         sift::MANIFEST
-                    ));
-                }
-                let body = response
-                    .body()
-                    .ok_or_else(|| format!("{url} answered with no body"))?;
-                Ok(ReadableStream::from_raw(body))
+                    ),
+                })
             }
             Self::Picked(files, _) => {
                 let file = files.get(name).ok_or_else(|| {
@@ -150,7 +208,7 @@ impl Source {
     }
 }
 
-fn chunk_bytes(chunk: Result<JsValue, JsValue>, name: &str) -> Result<Vec<u8>, String> {
+pub fn chunk_bytes(chunk: Result<JsValue, JsValue>, name: &str) -> Result<Vec<u8>, String> {
     let chunk = chunk.map_err(|e| {
         format!(
             "the transfer of {name} broke off ({}): try again; what was already stored is kept",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use js_sys::{AsyncIterator, IteratorNext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sift::{FileEntry, QuantError, ShardOutput};
 use sift_web_protocol::{StorageInfo, StoredModel};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -35,6 +36,9 @@ pub struct State {
     pub bytes: u64,
     /// Every file the manifest lists is verified.
     pub complete: bool,
+    /// A checkpoint being converted: the source files done and what they became.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<sift::Conversion>,
 }
 
 fn storage() -> StorageManager {
@@ -234,6 +238,101 @@ impl ModelDir {
     }
 }
 
+impl ModelDir {
+    /// The files `names`, emptied, for a converter to write at offsets.
+    pub async fn shards(&self, names: &[String]) -> Result<Shards, String> {
+        let mut files = Vec::new();
+        for name in names {
+            let handle = self.handle(name, true).await?;
+            handle
+                .0
+                .truncate_with_f64(0.0)
+                .map_err(|e| format!("writing stored file {name}: {}", js_error(&e)))?;
+            files.push((name.clone(), handle));
+        }
+        Ok(Shards(files))
+    }
+
+    /// A stored file's size and sha256, read back in steps.
+    pub async fn entry(&self, name: &str) -> Result<FileEntry, String> {
+        let handle = self.handle(name, false).await?;
+        let fail = |e: JsValue| format!("reading stored file {name}: {}", js_error(&e));
+        let size = handle.0.get_size().map_err(fail)? as u64;
+        let mut hash = Sha256::new();
+        let mut buffer = vec![0u8; STEP];
+        let mut offset = 0;
+        while offset < size {
+            let n = (size - offset).min(STEP as u64) as usize;
+            let read = handle
+                .0
+                .read_with_u8_array_and_options(&mut buffer[..n], &at(offset))
+                .map_err(fail)? as usize;
+            if read == 0 {
+                return Err(format!("stored file {name} ended early"));
+            }
+            hash.update(&buffer[..read]);
+            offset += read as u64;
+        }
+        Ok(FileEntry {
+            file: name.to_string(),
+            bytes: size,
+            sha256: sift::hex(&hash.finalize()),
+        })
+    }
+}
+
+/// Shards being converted into: files open for writes at any offset.
+pub struct Shards(Vec<(String, Handle)>);
+
+impl ShardOutput for Shards {
+    fn write_at(&mut self, shard: usize, offset: u64, mut bytes: &[u8]) -> Result<(), QuantError> {
+        let (name, handle) = &self.0[shard];
+        let mut at_offset = offset;
+        while !bytes.is_empty() {
+            let step = &bytes[..bytes.len().min(STEP)];
+            let written = handle
+                .0
+                .write_with_u8_array_and_options(step, &at(at_offset))
+                .map_err(|e| QuantError::Source(write_error(name, &e)))?
+                as usize;
+            if written == 0 {
+                return Err(QuantError::Source(format!(
+                    "writing stored file {name}: nothing was written"
+                )));
+            }
+            at_offset += written as u64;
+            bytes = &bytes[written..];
+        }
+        Ok(())
+    }
+}
+
+impl Shards {
+    /// Flushes every file to storage (they close when dropped).
+    pub fn flush(&self) -> Result<(), String> {
+        for (name, handle) in &self.0 {
+            handle
+                .0
+                .flush()
+                .map_err(|e| format!("writing stored file {name}: {}", js_error(&e)))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a failed write says: the cause, and the fix when storage is full.
+fn write_error(name: &str, e: &JsValue) -> String {
+    let detail = js_error(e);
+    if detail.contains("Quota") {
+        format!(
+            "the browser's storage for this page is full while writing {name}: free space by \
+             removing stored models, or allow this site more storage"
+        )
+    } else {
+        format!("writing stored file {name}: {detail}")
+    }
+}
+
 /// Writes a file in chunks, computing its sha256.
 pub struct FileWriter {
     name: String,
@@ -262,16 +361,7 @@ impl FileWriter {
     }
 
     fn write_error(&self, e: &JsValue) -> String {
-        let detail = js_error(e);
-        if detail.contains("Quota") {
-            format!(
-                "the browser's storage for this page is full while writing {}: free space by \
-                 removing stored models, or allow this site more storage",
-                self.name
-            )
-        } else {
-            format!("writing stored file {}: {detail}", self.name)
-        }
+        write_error(&self.name, e)
     }
 
     /// Flushes and closes the file: its size and sha256 (hex).

@@ -1,4 +1,5 @@
-//! The model: where it comes from (a URL, or a folder on this computer), what it needs, the
+//! The model: where it comes from (the official checkpoint on Hugging Face, converted here; a
+//! 4-bit model's URL; or a folder on this computer), what it needs, the
 //! progress of every long step, and what this browser stores.
 
 use leptos::prelude::*;
@@ -32,6 +33,23 @@ pub fn ModelPanel() -> impl IntoView {
         }
         ctx.worker
             .with_value(|w| load(w, state, ModelSource::Url(url)));
+    };
+    let load_hub = move || {
+        let repo = state.hub_repo.get_untracked();
+        if repo.trim().is_empty() {
+            state.model.set(ModelState::Failed(
+                "Type a Hugging Face repository, such as Qwen/Qwen3-VL-Reranker-2B.".into(),
+            ));
+            return;
+        }
+        let source = config::hub_source(&repo);
+        if let ModelSource::Hub { url, .. } = &source
+            && let Some(problem) = url_problem(url)
+        {
+            state.model.set(ModelState::Failed(problem));
+            return;
+        }
+        ctx.worker.with_value(|w| load(w, state, source));
     };
     let on_folder = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
@@ -68,6 +86,26 @@ pub fn ModelPanel() -> impl IntoView {
         <section class="card" aria-labelledby="model-title"
             on:dragover=move |ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
             <h2 id="model-title">"Model"</h2>
+            <form class="row" on:submit=move |ev| { ev.prevent_default(); load_hub(); }>
+                <label class="grow">
+                    <span class="label">"Official model on Hugging Face"</span>
+                    <input type="text" data-testid="hub-repo" list="hub-repos"
+                        placeholder="Qwen/Qwen3-VL-Reranker-2B"
+                        prop:value=move || state.hub_repo.get()
+                        on:input=move |ev| state.hub_repo.set(event_target_value(&ev))/>
+                    <datalist id="hub-repos">
+                        <option value="Qwen/Qwen3-VL-Reranker-2B"/>
+                        <option value="Qwen/Qwen3-VL-Reranker-8B"/>
+                    </datalist>
+                </label>
+                <button type="submit" class="primary" data-testid="hub-load"
+                    disabled=move || busy() || no_gpu()>"Convert and load"</button>
+            </form>
+            <p class="hint">
+                "Fetched once (about 4 GB for the 2B, 17 GB for the 8B) and converted to 4 bits \
+                 in this browser as it arrives; only the 4-bit model is kept (1.4 GB, 4.8 GB). \
+                 Nothing you rank leaves this computer."
+            </p>
             <form class="row" on:submit=move |ev| { ev.prevent_default(); load_url(); }>
                 <label class="grow">
                     <span class="label">"4-bit model URL"</span>
@@ -75,7 +113,7 @@ pub fn ModelPanel() -> impl IntoView {
                         prop:value=move || state.model_url.get()
                         on:input=move |ev| state.model_url.set(event_target_value(&ev))/>
                 </label>
-                <button type="submit" class="primary" data-testid="load"
+                <button type="submit" data-testid="load"
                     disabled=move || busy() || no_gpu()>"Load model"</button>
             </form>
             <p class="hint">
@@ -110,7 +148,7 @@ fn url_problem(url: &str) -> Option<String> {
         format!(
             "This page may only fetch from {} (its privacy policy, set when the site was built). \
              Download the model folder and load it from this computer instead, or build the \
-             site with SIFT_MODEL_URL pointing at {origin}.",
+             site with SIFT_MODEL_URL (a 4-bit model) or SIFT_HUB_URL (a hub) at {origin}.",
             allowed.join(" and ")
         )
     })
@@ -121,6 +159,7 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Checking => "Checking the model",
         Stage::Downloading => "Downloading",
         Stage::Copying => "Copying into this browser's storage",
+        Stage::Converting => "Converting to 4 bits",
         Stage::Loading => "Loading onto the GPU",
         Stage::WarmingUp => "Compiling GPU kernels (first run)",
         Stage::Scoring => "Scoring",
@@ -158,7 +197,8 @@ fn ModelStatus() -> impl IntoView {
         .into_any(),
         ModelState::Ready(summary) => view! {
             <p class="status ok" data-testid="model-status" data-state="ready">
-                "Ready: " {summary.layers} " layers, hidden size " {summary.hidden_size} ", "
+                "Ready: " {summary.source.clone()} ", " {summary.layers} " layers, hidden size "
+                {summary.hidden_size} ", "
                 {format::bytes(summary.gpu_weight_bytes)} " on the GPU"
                 {if summary.from_storage { ", loaded from this browser's storage" } else { "" }} "."
             </p>
