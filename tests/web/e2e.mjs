@@ -11,7 +11,7 @@
 //
 // usage: node tests/web/e2e.mjs   (after the `trunk build`s of .ci/test)
 // env:   SIFT_BIN (default target/debug/sift), DIST (default dist), DIST_SUB (default dist-sub,
-//        built with --public-url /sift/), SITE_PORT, MODEL_PORT, HUB_PORT (the site is built
+//        built with --public-url /sift/), SITE_PORT, MODEL_PORT, SUB_PORT, HUB_PORT (the site is built
 //        with SIFT_HUB_URL=http://127.0.0.1:HUB_PORT/ and SIFT_HF_REPO=test/tiny-reranker)
 
 import { chromium } from 'playwright-core';
@@ -29,6 +29,7 @@ const siftBin = path.resolve(process.env.SIFT_BIN ?? path.join(root, 'target/deb
 const sitePort = Number(process.env.SITE_PORT ?? 8710);
 const modelPort = Number(process.env.MODEL_PORT ?? 8711);
 const hubPort = Number(process.env.HUB_PORT ?? 8712);
+const subPort = Number(process.env.SUB_PORT ?? 8714);
 const shots = path.join(root, 'docs/screenshots');
 const golden = path.join(root, 'tests/golden');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sift-e2e-'));
@@ -430,10 +431,10 @@ try {
   assert.ok(got.every((r) => r.state === 'scored'), 'scored after the restart');
 
   section('the site built for a sub-path (--public-url /sift/) runs there, with a model folder picked');
-  const sub = await serve(sitePort + 2, distSub, { prefix: '/sift/' });
+  const sub = await serve(subPort, distSub, { prefix: '/sift/' });
   try {
     const other = await context.newPage();
-    await other.goto(`http://127.0.0.1:${sitePort + 2}/sift/`);
+    await other.goto(`http://127.0.0.1:${subPort}/sift/`);
     await other.waitForSelector('[data-testid="gpu"].ok', { timeout: 60_000 });
     const before = modelRequests.length;
     await other.locator('[data-testid="model-folder"]').setInputFiles(modelDir);
@@ -444,7 +445,7 @@ try {
     sub.close();
   }
 
-  assert.deepEqual(foreign.filter((u) => !u.startsWith(`http://127.0.0.1:${sitePort + 2}/`)), [],
+  assert.deepEqual(foreign.filter((u) => !u.startsWith(`http://127.0.0.1:${subPort}/`)), [],
     'no request left for another origin');
   log('all browser checks passed');
 } catch (error) {
