@@ -371,7 +371,8 @@ try {
   await page.reload();
   hubThrottle = null;
   const beforeResume = hubRequests.length;
-  await page.waitForSelector('[data-testid="gpu"].ok', { timeout: 60_000 });
+  // The page first loads the stored model of the URL box, as on any visit.
+  await waitReady();
   await byTestId('hub-load').click();
   await waitReady();
   const resumedHub = hubRequests.slice(beforeResume);
