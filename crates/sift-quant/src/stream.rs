@@ -85,33 +85,62 @@ impl HeaderReader {
     }
 }
 
+/// A header entry, in u64: a source file of several GB has offsets past wasm32's `usize`,
+/// which `safetensors`' own `TensorInfo` and its size checks overflow.
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: Dtype,
+    shape: Vec<u64>,
+    data_offsets: (u64, u64),
+}
+
 /// The tensors a safetensors header (its JSON) lists, in data order, checked: offsets that
 /// tile the data section, sizes that match shapes.
 pub fn parse_header(json: &[u8]) -> Result<Vec<SourceTensor>, QuantError> {
     let bad = |e: String| QuantError::Source(format!("a safetensors header: {e}"));
     let map: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
-    let mut infos = map
+    let mut entries = map
         .into_iter()
         .filter(|(name, _)| name != "__metadata__")
         .map(|(name, value)| {
-            serde_json::from_value::<TensorInfo>(value)
-                .map(|info| (name.clone(), info))
+            serde_json::from_value::<HeaderEntry>(value)
+                .map(|entry| (name.clone(), entry))
                 .map_err(|e| bad(format!("{name}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    infos.sort_by_key(|(_, info)| info.data_offsets);
-    Metadata::new(None, infos.clone()).map_err(|e| bad(e.to_string()))?;
-    Ok(infos
-        .into_iter()
-        .map(|(name, info)| SourceTensor {
+    entries.sort_by_key(|(_, entry)| entry.data_offsets);
+    let mut end = 0u64;
+    let mut tensors = Vec::with_capacity(entries.len());
+    for (name, entry) in entries {
+        let (start, stop) = entry.data_offsets;
+        let bits = entry
+            .shape
+            .iter()
+            .try_fold(entry.dtype.bitsize() as u64, |n, &d| n.checked_mul(d));
+        let size = bits.filter(|b| b % 8 == 0).map(|b| b / 8);
+        if start != end || Some(stop.wrapping_sub(start)) != size || stop < start {
+            return Err(bad(format!(
+                "tensor {name}'s bytes {start}..{stop} do not follow the previous tensor's (which \
+                 end at {end}) or do not match its shape {:?}",
+                entry.shape
+            )));
+        }
+        let shape = entry
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| bad(format!("tensor {name} is too large"))))
+            .collect::<Result<_, _>>()?;
+        tensors.push(SourceTensor {
             name,
-            dtype: info.dtype,
-            shape: info.shape,
-            start: info.data_offsets.0 as u64,
-            end: info.data_offsets.1 as u64,
-        })
-        .collect())
+            dtype: entry.dtype,
+            shape,
+            start,
+            end: stop,
+        });
+        end = stop;
+    }
+    Ok(tensors)
 }
 
 /// Bytes of one value, for the dtypes a checkpoint's floats come in.
