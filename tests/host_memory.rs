@@ -9,32 +9,12 @@
 //! does not grow with them. Measured: 1.80 GB at the peak, 1.29 GB held once loaded.
 #![cfg(feature = "wgpu")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use sift::bench::ModelSize;
 use sift::{Manifest, ModelFiles, RerankOptions, Reranker};
 use sift_quant::{Conversion, QuantizedWriter};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-        PEAK.fetch_max(live, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "../crates/sift-quant/tests/counting/mod.rs"]
+mod counting;
 
 /// The 8B's config with `layers` text layers and vision blocks.
 fn config_8b(layers: usize) -> String {
@@ -81,24 +61,22 @@ fn an_8b_shaped_model_loads_with_a_host_peak_under_2_gb() {
         preprocessor_config: None,
     };
 
-    let before = LIVE.load(Ordering::SeqCst);
-    PEAK.store(before, Ordering::SeqCst);
-    let mut loading = Reranker::loading(
-        manifest.clone(),
-        "the 8B-shaped model",
-        files,
-        &device,
-        RerankOptions::default(),
-    )
-    .unwrap();
-    // As the worker does: each shard read whole from storage, given, dropped.
-    for (index, shard) in manifest.shards.iter().enumerate() {
-        let bytes = read(&shard.file);
-        loading.add_shard(index, &bytes).unwrap();
-    }
-    let reranker = loading.finish().unwrap();
-    let peak = PEAK.load(Ordering::SeqCst) - before;
-    let held = LIVE.load(Ordering::SeqCst) - before;
+    let (reranker, peak, held) = counting::measure(|| {
+        let mut loading = Reranker::loading(
+            manifest.clone(),
+            "the 8B-shaped model",
+            files,
+            &device,
+            RerankOptions::default(),
+        )
+        .unwrap();
+        // As the worker does: each shard read whole from storage, given, dropped.
+        for (index, shard) in manifest.shards.iter().enumerate() {
+            let bytes = read(&shard.file);
+            loading.add_shard(index, &bytes).unwrap();
+        }
+        loading.finish().unwrap()
+    });
     let gb = |b: usize| b as f64 / 1e9;
     eprintln!(
         "8B-shaped model (2 layers): host peak while loading {:.2} GB, held once loaded {:.2} GB \

@@ -133,6 +133,17 @@ const types = {
 const modelRequests = [];
 let throttle = null; // bytes per second for the model server, or null
 
+// Sends `body`, slowly while `rate()` gives bytes per second (in 64 kB steps, so the page's
+// progress can be seen and a transfer cut), at full speed once it gives null.
+async function send(res, body, rate) {
+  const chunk = 64 * 1024;
+  for (let at = 0; at < body.length && !res.destroyed; at += chunk) {
+    res.write(body.subarray(at, at + chunk));
+    if (rate()) await new Promise((r) => setTimeout(r, (chunk / rate()) * 1000));
+  }
+  res.end();
+}
+
 function serve(port, dir, { cors = false, record = null, prefix = '/' } = {}) {
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, `http://127.0.0.1:${port}`);
@@ -152,18 +163,7 @@ function serve(port, dir, { cors = false, record = null, prefix = '/' } = {}) {
       'Content-Type': types[path.extname(name)] ?? 'application/octet-stream',
       'Content-Length': body.length,
     });
-    const rate = record ? throttle : null;
-    if (!rate) {
-      res.end(body);
-      return;
-    }
-    // Slow transfer, in 64 kB steps, so the page's progress can be seen and a transfer cut.
-    const chunk = 64 * 1024;
-    for (let at = 0; at < body.length && !res.destroyed; at += chunk) {
-      res.write(body.subarray(at, at + chunk));
-      await new Promise((r) => setTimeout(r, (chunk / rate) * 1000));
-    }
-    res.end();
+    await send(res, body, () => (record ? throttle : null));
   });
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
 }
@@ -190,16 +190,7 @@ function serveHub(port) {
     }
     const body = fs.readFileSync(file);
     res.writeHead(200, { ...headers, 'Content-Length': body.length });
-    if (!hubThrottle || !cdn) {
-      res.end(body);
-      return;
-    }
-    const chunk = 64 * 1024;
-    for (let at = 0; at < body.length && !res.destroyed; at += chunk) {
-      res.write(body.subarray(at, at + chunk));
-      await new Promise((r) => setTimeout(r, (chunk / hubThrottle) * 1000));
-    }
-    res.end();
+    await send(res, body, () => (cdn ? hubThrottle : null));
   });
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
 }

@@ -317,24 +317,8 @@ impl QuantizedWriter {
         tensors: &[(String, Vec<usize>)],
     ) -> Result<Self, QuantError> {
         std::fs::create_dir_all(out).map_err(io(out))?;
-        let mut sorted: Vec<_> = tensors.to_vec();
-        sorted.sort();
-        let mut start = 0u64;
-        let listed = sorted
-            .iter()
-            .map(|(name, shape)| {
-                let end = start + shape.iter().product::<usize>() as u64 * 4;
-                let tensor = SourceTensor {
-                    name: name.clone(),
-                    dtype: Dtype::F32,
-                    shape: shape.clone(),
-                    start,
-                    end,
-                };
-                start = end;
-                tensor
-            })
-            .collect();
+        let listed = SourceTensor::laid_out(tensors, Dtype::F32);
+        let names = listed.iter().map(|t| t.name.clone()).collect();
         let plan = conversion.plan(listed)?;
         let output = DirOutput::create(out, &plan)?;
         Ok(Self {
@@ -343,7 +327,7 @@ impl QuantizedWriter {
             writer: plan.into_writer(),
             output,
             next: 0,
-            names: sorted.into_iter().map(|(name, _)| name).collect(),
+            names,
         })
     }
 

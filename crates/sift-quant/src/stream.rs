@@ -41,6 +41,31 @@ pub struct SourceTensor {
     pub end: u64,
 }
 
+impl SourceTensor {
+    /// Tensors of `dtype` laid out one after another in name order, as one source file would
+    /// hold them: for weights made in memory, or a model planned from its shapes alone.
+    pub fn laid_out(tensors: &[(String, Vec<usize>)], dtype: Dtype) -> Vec<SourceTensor> {
+        let mut sorted = tensors.to_vec();
+        sorted.sort();
+        let mut start = 0u64;
+        sorted
+            .into_iter()
+            .map(|(name, shape)| {
+                let end = start + (shape.iter().product::<usize>() * dtype.bitsize() / 8) as u64;
+                let tensor = SourceTensor {
+                    name,
+                    dtype,
+                    shape,
+                    start,
+                    end,
+                };
+                start = end;
+                tensor
+            })
+            .collect()
+    }
+}
+
 /// Reads the front of a safetensors file, chunk by chunk, until its header is whole.
 #[derive(Default)]
 pub struct HeaderReader {

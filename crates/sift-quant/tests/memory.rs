@@ -2,30 +2,10 @@
 //! peak of memory allocated while quantizing a 1 GiB source file is the same few megabytes as
 //! for a 64 MiB one. (Its own test binary: the allocator that counts is process-wide.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-        PEAK.fetch_max(live, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+mod counting;
 
 /// Writes a bf16 checkpoint of one `[rows, 4096]` matrix and a norm, in 8 MiB steps.
 fn write_checkpoint(dir: &Path, rows: usize) {
@@ -61,10 +41,10 @@ fn conversion_peak(rows: usize) -> usize {
     let source = work.path().join("source");
     std::fs::create_dir_all(&source).unwrap();
     write_checkpoint(&source, rows);
-    let before = LIVE.load(Ordering::SeqCst);
-    PEAK.store(before, Ordering::SeqCst);
-    sift_quant::quantize_model(&source, &work.path().join("q4"), &[]).unwrap();
-    PEAK.load(Ordering::SeqCst) - before
+    let ((), peak, _) = counting::measure(|| {
+        sift_quant::quantize_model(&source, &work.path().join("q4"), &[]).unwrap();
+    });
+    peak
 }
 
 #[test]

@@ -53,22 +53,10 @@ pub fn planned_manifest(
     let config = std::str::from_utf8(config_json)
         .map_err(|e| ModelError::Config(format!("config.json is not UTF-8: {e}")))?;
     let config = ModelConfig::from_json(config)?;
-    let mut start = 0;
-    let tensors = sift_model::checkpoint_tensors(&config, device)
-        .into_iter()
-        .map(|(name, shape)| {
-            let end = start + shape.iter().product::<usize>() as u64 * 2;
-            let tensor = SourceTensor {
-                name,
-                dtype: Dtype::BF16,
-                shape,
-                start,
-                end,
-            };
-            start = end;
-            tensor
-        })
-        .collect();
+    let tensors = SourceTensor::laid_out(
+        &sift_model::checkpoint_tensors(&config, device),
+        Dtype::BF16,
+    );
     let mut conversion = Conversion::new(&head_rows);
     let plan = conversion.plan(tensors)?;
     let shards = plan

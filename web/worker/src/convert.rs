@@ -39,9 +39,7 @@ pub async fn convert(
         let Some(bytes) = source.read_optional(name).await? else {
             continue;
         };
-        let mut writer = dir.writer(name).await?;
-        writer.write(&bytes)?;
-        let (size, sha256) = writer.finish()?;
+        let (size, sha256) = dir.write(name, &bytes).await?;
         files.push(FileEntry {
             file: name.to_string(),
             bytes: size,
@@ -116,9 +114,7 @@ pub async fn convert(
     // The manifest last: a folder with it is complete.
     let manifest: Manifest = conversion.manifest(files);
     let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
-    let mut writer = dir.writer(sift::MANIFEST).await?;
-    writer.write(&json)?;
-    writer.finish()?;
+    dir.write(sift::MANIFEST, &json).await?;
     state.verified = manifest
         .files
         .iter()

@@ -226,9 +226,7 @@ async fn store(
         dir.save_state(state).await?;
     }
     // The manifest last: a folder with it is complete.
-    let mut writer = dir.writer(sift::MANIFEST).await?;
-    writer.write(manifest_bytes)?;
-    writer.finish()?;
+    dir.write(sift::MANIFEST, manifest_bytes).await?;
     state.complete = true;
     dir.save_state(state).await
 }

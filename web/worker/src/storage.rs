@@ -196,9 +196,14 @@ impl ModelDir {
 
     pub async fn save_state(&self, state: &State) -> Result<(), String> {
         let json = serde_json::to_vec_pretty(state).expect("the state serialises");
-        let mut writer = self.writer(STATE).await?;
-        writer.write(&json)?;
-        writer.finish().map(drop)
+        self.write(STATE, &json).await.map(drop)
+    }
+
+    /// Replaces file `name` with `bytes`: its size and sha256 (hex).
+    pub async fn write(&self, name: &str, bytes: &[u8]) -> Result<(u64, String), String> {
+        let mut writer = self.writer(name).await?;
+        writer.write(bytes)?;
+        writer.finish()
     }
 
     /// The whole file, read in steps.
