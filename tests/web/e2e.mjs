@@ -342,15 +342,10 @@ try {
   await waitReady();
   assert.deepEqual(modelRequests.slice(beforeRepair), [`/tiny-q4/${shard}`], 'only the damaged shard is fetched');
 
-  section('remove a document and rerank');
+  // Removed here, scored by the next rerank (the converted model's, below): two results.
+  section('remove a document');
   await page.locator('[data-testid="doc"][data-kind="text"] [data-testid="remove-doc"]').click();
-  got = await rerankAndWait();
-  assert.equal(got.length, 2);
-  for (const row of got) {
-    const index = request.documents.findIndex((d) => (row.kind === 'image' ? d.image : d.video));
-    const tolerance = row.kind === 'video' ? 1e-2 : 1e-4;
-    assert.ok(Math.abs(row.score - nativeScore[index]) <= tolerance, `${row.kind} after removal`);
-  }
+  assert.equal(await page.locator('[data-testid="doc"]').count(), 2);
 
   section('the checkpoint from the hub: converted in the page, cut off, resumed, byte for byte as sift quantize');
   hubThrottle = 1024 * 1024;
@@ -397,6 +392,7 @@ try {
   assert.equal(stored.manifest, fs.readFileSync(path.join(hubNative, 'sift-q4.json'), 'utf8'), 'the same manifest');
   assert.ok(!stored.names.some((n) => n.startsWith('model-')), `no source file is stored: ${stored.names}`);
   got = await rerankAndWait();
+  assert.equal(got.length, 2, 'the removed document is not scored');
   for (const row of got) {
     const index = request.documents.findIndex((d) => (row.kind === 'image' ? d.image : d.video));
     const tolerance = row.kind === 'video' ? 1e-2 : 1e-4;
