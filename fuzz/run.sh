@@ -2,10 +2,7 @@
 # Fuzzes what a stranger can hand sift: image files, video containers, request JSON,
 # config.json, safetensors checkpoints, 4-bit models and text to tokenize.
 #
-#   fuzz/run.sh [--dev] [SECONDS] [TARGET...]    each target for SECONDS (default 30), all by default
-#
-# --dev builds unoptimised (5 minutes instead of 16 on 2 cores; CI's short pass): fewer inputs
-# a second, but every seed and regression input in the corpus still runs.
+#   fuzz/run.sh [SECONDS] [TARGET...]    each target for SECONDS (default 30), all by default
 #
 # FUZZ_SEED fixes libFuzzer's random seed (CI sets it, so its short pass explores the same
 # inputs each time); unset, each run explores anew.
@@ -15,8 +12,6 @@
 # leaves its input under fuzz/artifacts/TARGET/; it becomes a regression test.
 set -euo pipefail
 cd "$(dirname "$0")"
-profile=()
-if [ "${1:-}" = --dev ]; then profile=(--dev); shift; fi
 seconds=${1:-30}
 shift || true
 targets=("$@")
@@ -26,13 +21,13 @@ targets=("$@")
 ./seed.sh
 
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build "${profile[@]}" --sanitizer none
+cargo fuzz build --sanitizer none
 mkdir -p logs
 for target in "${targets[@]}"; do
   printf '\n== fuzz %s for %ss (%s)\n' "$target" "$seconds" "$(date +%T)"
   # -rss_limit_mb: an input that makes sift hold over 2 GB is a finding too.
   status=0
-  cargo fuzz run "${profile[@]}" --sanitizer none "$target" "corpus/$target" -- \
+  cargo fuzz run --sanitizer none "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=60 -print_final_stats=1 \
     -seed="${FUZZ_SEED:-0}" \
     > "logs/$target.log" 2>&1 || status=$?

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Fills fuzz/corpus/TARGET/ with the committed seeds (fuzz/seeds/) and the repository's
-# golden files, beside what earlier runs found there.
+# Fills fuzz/corpus/TARGET/ (or $FUZZ_CORPUS/TARGET/) with the committed seeds (fuzz/seeds/)
+# and the repository's golden files, beside what earlier runs found there.
 set -euo pipefail
 cd "$(dirname "$0")"
 golden=../tests/golden
+corpus=${FUZZ_CORPUS:-corpus}
 seed() {
   local target=$1 file
   shift
-  mkdir -p "corpus/$target"
+  mkdir -p "$corpus/$target"
   for file in "$@"; do
-    cp "$file" "corpus/$target/$(basename "$(dirname "$file")")-$(basename "$file")"
+    cp "$file" "$corpus/$target/$(basename "$(dirname "$file")")-$(basename "$file")"
   done
 }
 seed image seeds/image/* "$golden"/rerank/image/*.png "$golden"/rerank/image/*.jpg

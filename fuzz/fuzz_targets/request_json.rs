@@ -1,10 +1,4 @@
-//! A rerank request as `sift rerank` and `--batch` read it.
+//! The `request_json` target: `sift_fuzz::request_json` (fuzz/src/lib.rs says what it covers).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|bytes: &[u8]| {
-    if let Ok(json) = std::str::from_utf8(bytes) {
-        let _ = sift::Request::from_json(json, std::path::Path::new("/nonexistent"));
-    }
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| sift_fuzz::request_json(bytes));

@@ -1,0 +1,132 @@
+//! What each fuzz target does with its input, as plain functions: `fuzz_targets/*.rs` hand them
+//! libFuzzer's inputs, and the workspace's `tests/fuzz_corpus.rs` (which includes this file)
+//! replays every committed input through them without libFuzzer's instrumented build.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sift_inputs::prompt::{PromptTokenizer, SideContent, prompt_text};
+use sift_inputs::video::{SamplePlan, VideoSampling, check_sample_tokens, probe_container};
+use sift_inputs::{ImageOptions, ProcessorConfig, load_image, preprocess_image};
+use sift_model::{Device, ModelConfig, Qwen3VlModel, RerankerModel, ScoreTokens};
+use sift_quant::{Manifest, TensorAssembler};
+use std::sync::LazyLock;
+
+/// A target's name (as `fuzz/run.sh` and the corpus folders give it) and its code.
+pub type Target = (&'static str, fn(&[u8]));
+
+pub const TARGETS: [Target; 7] = [
+    ("image", image),
+    ("video_container", video_container),
+    ("request_json", request_json),
+    ("model_config", model_config),
+    ("checkpoint", checkpoint),
+    ("q4_model", q4_model),
+    ("tokenize", tokenize),
+];
+
+/// Image bytes of any format sift sniffs, decoded and preprocessed as a document's image is:
+/// every failure must be an `ImageError`.
+pub fn image(bytes: &[u8]) {
+    let options = ImageOptions::default();
+    if let Ok(image) = load_image(bytes, &options) {
+        let _ = preprocess_image(&image, &options, &ProcessorConfig::default());
+    }
+}
+
+/// A video file's container (MP4/MOV, WebM/Matroska) probed for its frame times, rate and
+/// size, then sampled and budgeted as the page does before it plays a frame.
+pub fn video_container(bytes: &[u8]) {
+    let Ok(info) = probe_container(std::io::Cursor::new(bytes)) else {
+        return;
+    };
+    let sampling = VideoSampling::default();
+    if SamplePlan::new(info.frame_times.len(), info.fps, &sampling).is_ok() {
+        let _ = check_sample_tokens(info.height, info.width, sampling.max_frames, 32_768);
+    }
+}
+
+/// A rerank request as `sift rerank` and `--batch` read it.
+pub fn request_json(bytes: &[u8]) {
+    if let Ok(json) = std::str::from_utf8(bytes) {
+        let _ = sift::Request::from_json(json, std::path::Path::new("/nonexistent"));
+    }
+}
+
+/// A model's `config.json`: parsed and validated, then its model's shapes derived from it
+/// (without allocating a weight), as a load does before reading any tensor.
+pub fn model_config(bytes: &[u8]) {
+    if let Ok(config) = ModelConfig::from_json(&String::from_utf8_lossy(bytes)) {
+        // Parameters are created lazily: only shapes are computed here.
+        let _ = Qwen3VlModel::new(&config, false, &Device::flex());
+    }
+}
+
+const CHECKPOINT_CONFIG: &str = include_str!("../../tests/golden/models/untied-one-kv/config.json");
+
+/// A checkpoint's `model.safetensors` (its header, shapes, dtypes and data) loaded beside a
+/// fixed golden `config.json`, as `sift rerank` loads a downloaded model.
+pub fn checkpoint(bytes: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), CHECKPOINT_CONFIG).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
+    let tokens = ScoreTokens {
+        yes: 1500,
+        no: 1501,
+    };
+    let _ = RerankerModel::load_checkpoint(dir.path(), tokens, &Device::flex(), Some(1 << 30));
+}
+
+/// A 4-bit model as the page receives it: the manifest (`sift-q4.json`), then a shard. The
+/// input is the manifest, a zero byte, then the shard; the manifest's first shard entry is
+/// given the shard's true size and sha256 first, so the fuzzer reaches the shard's parsing
+/// (a checksum it cannot forge would stop it earlier).
+pub fn q4_model(bytes: &[u8]) {
+    let split = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let (json, shard) = (&bytes[..split], bytes.get(split + 1..).unwrap_or_default());
+    let Ok(mut manifest) = serde_json::from_slice::<Value>(json) else {
+        return;
+    };
+    if let Some(Value::Object(first)) = manifest.pointer_mut("/shards/0") {
+        let digest: String = Sha256::digest(shard)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        first.insert("bytes".into(), shard.len().into());
+        first.insert("sha256".into(), digest.into());
+    }
+    let path = std::path::Path::new("sift-q4.json");
+    let Ok(manifest) = Manifest::from_json(manifest.to_string().as_bytes(), path) else {
+        return;
+    };
+    let _ = sift_model::Requirements::of(&manifest);
+    let mut assembler = TensorAssembler::new(manifest, "fuzz");
+    let read = assembler.add_shard::<sift_quant::QuantError>(0, shard, |_, _, values| {
+        let _ = values.to_f32();
+        Ok(())
+    });
+    if read.is_ok() {
+        let _ = assembler.finish();
+    }
+}
+
+static TOKENIZER: LazyLock<PromptTokenizer> = LazyLock::new(|| {
+    PromptTokenizer::from_bytes(include_bytes!(
+        "../../tests/golden/tokenizer/tokenizer.json"
+    ))
+    .unwrap()
+});
+
+/// Any text as a query and a document: the prompt built, tokenized by the real Qwen
+/// tokenizer (`tests/golden/fetch_tokenizer.sh` fetches it) and truncated.
+pub fn tokenize(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let (query, document) = text.split_at(text.floor_char_boundary(text.len() / 2));
+    let side = |text: &str| SideContent {
+        texts: vec![text.to_string()],
+        ..SideContent::default()
+    };
+    let prompt = prompt_text("Judge the document.", &side(query), &side(document));
+    if let Ok(ids) = TOKENIZER.encode(&prompt) {
+        let _ = TOKENIZER.truncate(ids, 64);
+    }
+}
