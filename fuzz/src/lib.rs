@@ -87,12 +87,11 @@ pub fn q4_model(bytes: &[u8]) {
         return;
     };
     if let Some(Value::Object(first)) = manifest.pointer_mut("/shards/0") {
-        let digest: String = Sha256::digest(shard)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         first.insert("bytes".into(), shard.len().into());
-        first.insert("sha256".into(), digest.into());
+        first.insert(
+            "sha256".into(),
+            sift_quant::hex(&Sha256::digest(shard)).into(),
+        );
     }
     let path = std::path::Path::new("sift-q4.json");
     let Ok(manifest) = Manifest::from_json(manifest.to_string().as_bytes(), path) else {
