@@ -1,6 +1,6 @@
-//! A forward pass that panics, as burn does when the GPU fails to allocate or is lost: the
-//! document gets its own error, the next one is scored, and the model is loaded again before
-//! more work. Its own test binary: fail points are global to the process.
+//! A forward pass that panics, as burn does when the GPU fails to allocate or is lost: a
+//! batch's documents are computed again one at a time, a document whose own pass panics gets
+//! its own error, the next one is scored, and the model is loaded again before more work. Its own test binary: fail points are global to the process.
 
 use sift::{Content, DocError, Request, RerankOptions, Reranker};
 use sift_tests::downloaded_model;
@@ -25,8 +25,8 @@ fn a_panicking_forward_pass_is_the_documents_error_and_the_model_is_loaded_again
         .collect();
     assert!(!reranker.needs_reload());
 
-    // The next forward pass panics, once.
-    fail::cfg("sift::forward", "1*panic(out of GPU memory)").unwrap();
+    // The next two forward passes panic: the batch's, then the first document's alone.
+    fail::cfg("sift::forward", "2*panic(out of GPU memory)").unwrap();
     let scores = reranker.score(&request);
     match &scores[0] {
         Err(e @ DocError::Crashed(message)) => {

@@ -304,3 +304,91 @@ fn documents_scored_after_the_shared_prefix_equal_whole_pairs() {
     }
     eprintln!("worst |after prefix - whole|: {worst:.2e}");
 }
+
+/// Documents packed into one forward pass after their query's shared prefix equal the same
+/// documents computed whole, one at a time, on every golden request; and they are packed
+/// (fewer passes than documents), unless the batch limit leaves room for one document only.
+#[test]
+fn documents_scored_in_one_pass_equal_whole_pairs() {
+    let model = downloaded_model();
+    let mut worst = 0f32;
+    for name in RERANK_CASES {
+        let case = RerankCase::load(name);
+        let load = |reuse_prefix, batch_bytes| {
+            let options = RerankOptions {
+                max_length: case.max_length,
+                reuse_prefix,
+                batch_bytes,
+                ..RerankOptions::default()
+            };
+            Reranker::load(model.path(), options).unwrap()
+        };
+        let text = std::fs::read_to_string(case.request_path()).unwrap();
+        let request = Request::from_json(&text, &case.dir).unwrap();
+        let expected = load(false, 1).score(&request);
+        let documents = request.documents.len();
+        for (batch_bytes, most_passes) in [(sift::DEFAULT_BATCH_BYTES, 2), (1, documents)] {
+            let batched = load(true, batch_bytes);
+            let query = batched.prepare_query(&request);
+            let mut passes = 0;
+            let got = batched.score_documents(&query, &request.documents, |_| {
+                passes += 1;
+                true
+            });
+            assert!(passes <= most_passes.max(1), "{name}: {passes} passes");
+            if documents > 1 {
+                assert!(
+                    query.shared_prefix_len().is_some(),
+                    "{name}: no shared prefix"
+                );
+            }
+            for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
+                let (got, expected) = (got.as_ref().unwrap().score, *expected.as_ref().unwrap());
+                worst = worst.max((got - expected).abs());
+                assert!(
+                    (got - expected).abs() <= 1e-5,
+                    "{name} document {i} (batch limit {batch_bytes}): {got} in one pass, {expected} whole"
+                );
+            }
+        }
+    }
+    eprintln!("worst |one pass - whole|: {worst:.2e}");
+}
+
+/// Linear layers multiplied in f16 keep every golden score within `F16_BOUND` of f32 (the
+/// largest difference measured, about twice over: docs/performance.md), and they do change the
+/// scores, so the f16 path ran.
+#[test]
+fn f16_linear_layers_keep_every_golden_score_near_f32() {
+    const F16_BOUND: f32 = 1.5e-4;
+    let model = downloaded_model();
+    let mut worst = 0f32;
+    for name in RERANK_CASES {
+        let case = RerankCase::load(name);
+        let load = |precision| {
+            let options = RerankOptions {
+                max_length: case.max_length,
+                precision,
+                ..RerankOptions::default()
+            };
+            Reranker::load(model.path(), options).unwrap()
+        };
+        let text = std::fs::read_to_string(case.request_path()).unwrap();
+        let request = Request::from_json(&text, &case.dir).unwrap();
+        let f32_scores = load(sift::Precision::F32).score(&request);
+        let f16_scores = load(sift::Precision::F16).score(&request);
+        for (i, (a, b)) in f32_scores.iter().zip(&f16_scores).enumerate() {
+            let (a, b) = (*a.as_ref().unwrap(), *b.as_ref().unwrap());
+            worst = worst.max((a - b).abs());
+            assert!(
+                (a - b).abs() <= F16_BOUND,
+                "{name} document {i}: {b} in f16, {a} in f32"
+            );
+        }
+    }
+    eprintln!("worst |f16 - f32|: {worst:.2e}");
+    assert!(
+        worst > 1e-7,
+        "f16 changed no score: the f16 path did not run"
+    );
+}

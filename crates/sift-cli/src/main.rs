@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sift::{Backend, Content, ImageSource, Request, RerankOptions, Reranker, VideoSource};
+use sift::{
+    Backend, Content, ImageSource, Precision, Request, RerankOptions, Reranker, VideoSource,
+};
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +86,14 @@ struct BenchArgs {
     /// that prefix reuse is measured against.
     #[arg(long)]
     whole_pairs: bool,
+    /// Score a query's documents one at a time after the shared prefix, not packed into
+    /// batches: the baseline that batching is measured against.
+    #[arg(long)]
+    unbatched: bool,
+    /// After each measurement, one more request with the time of each stage (vision tower,
+    /// decoder layers, attention, dequantization, readback), the device awaited around each.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     model_options: ModelOptions,
 }
@@ -149,6 +159,10 @@ struct ModelOptions {
     /// Where the model runs: `auto` takes a hardware GPU when wgpu finds one, else the CPU.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// What the linear layers multiply in: f32 (the reference's scores within 1e-5) or f16
+    /// (faster on GPUs with f16; scores move by about 1e-4).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// Tokens kept before the prompt's 5-token suffix; longer document text is cut.
     #[arg(long, default_value_t = 10240)]
     max_length: usize,
@@ -170,12 +184,22 @@ impl ModelOptions {
                 DeviceArg::Cpu => Backend::Cpu,
                 DeviceArg::Gpu => Backend::Gpu,
             },
+            precision: match self.precision {
+                PrecisionArg::F32 => Precision::F32,
+                PrecisionArg::F16 => Precision::F16,
+            },
             max_length: self.max_length,
             max_visual_tokens: self.max_visual_tokens,
             max_visuals_per_side: self.max_visuals_per_side,
             ..RerankOptions::default()
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -442,17 +466,27 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         (None, None) => unreachable!("clap requires --model or --random"),
     };
     let loading = std::time::Instant::now();
+    let defaults = args.model_options.rerank_options();
     let options = RerankOptions {
         reuse_prefix: !args.whole_pairs,
-        ..args.model_options.rerank_options()
+        batch_bytes: if args.unbatched {
+            0
+        } else {
+            defaults.batch_bytes
+        },
+        ..defaults
     };
     let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     let load_s = loading.elapsed().as_secs_f64();
-    let label = if args.whole_pairs {
-        format!("{label}, whole pairs")
-    } else {
-        label
-    };
+    let mut label = label;
+    if args.model_options.precision == PrecisionArg::F16 {
+        label.push_str(", f16");
+    }
+    if args.whole_pairs {
+        label.push_str(", whole pairs");
+    } else if args.unbatched {
+        label.push_str(", one document at a time");
+    }
     if !args.json {
         println!(
             "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",
@@ -471,7 +505,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             WorkloadArg::Video => Workload::Video,
         };
         for &documents in &args.documents {
-            let t = time_workload(&reranker, workload, documents, args.rounds)
+            let t = time_workload(&reranker, workload, documents, args.rounds, args.profile)
                 .map_err(|e| format!("{} with {documents} documents: {e}", workload.name()))?;
             let pairs_per_s = 1e3 / t.ms_per_pair;
             if args.json {
@@ -482,6 +516,8 @@ fn bench(args: BenchArgs) -> Result<(), String> {
                         "workload": workload.name(), "documents": t.documents,
                         "tokens_per_pair": t.tokens_per_pair, "ms_per_pair": t.ms_per_pair,
                         "host_ms_per_pair": t.host_ms_per_pair, "rounds": t.rounds,
+                        "stages_ms_per_pair": t.stages.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms)))
+                            .collect::<serde_json::Map<_, _>>(),
                     })
                 );
             } else {
@@ -495,6 +531,9 @@ fn bench(args: BenchArgs) -> Result<(), String> {
                     pairs_per_s,
                     pairs_per_s * t.tokens_per_pair as f64
                 );
+                for (stage, ms) in &t.stages {
+                    println!("    {stage:<36} {ms:>9.1} ms per pair (profiled)");
+                }
             }
         }
     }

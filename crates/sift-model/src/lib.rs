@@ -9,6 +9,7 @@ pub mod config;
 mod device;
 mod load;
 pub mod prefix;
+pub mod profile;
 mod projection;
 mod quantized;
 mod rope;
@@ -89,6 +90,33 @@ impl Qwen3VlModel {
     }
 }
 
+impl Qwen3VlModel {
+    /// Every linear layer: where the multiplications (nearly all of the work) are.
+    fn projections_mut(&mut self) -> Vec<&mut Projection> {
+        let mut all = Vec::new();
+        let visual = &mut self.visual;
+        for block in &mut visual.blocks {
+            all.extend([&mut block.attn.qkv, &mut block.attn.proj]);
+            all.extend([&mut block.mlp.linear_fc1, &mut block.mlp.linear_fc2]);
+        }
+        for merger in std::iter::once(&mut visual.merger).chain(&mut visual.deepstack_merger_list) {
+            all.extend([&mut merger.linear_fc1, &mut merger.linear_fc2]);
+        }
+        for layer in &mut self.language_model.layers {
+            let attention = &mut layer.self_attn;
+            all.extend([
+                &mut attention.q_proj,
+                &mut attention.k_proj,
+                &mut attention.v_proj,
+                &mut attention.o_proj,
+            ]);
+            let mlp = &mut layer.mlp;
+            all.extend([&mut mlp.gate_proj, &mut mlp.up_proj, &mut mlp.down_proj]);
+        }
+        all
+    }
+}
+
 /// The vocabulary ids whose logit difference is the score (`"yes"` and `"no"`).
 #[derive(Debug, Clone, Copy)]
 pub struct ScoreTokens {
@@ -123,6 +151,13 @@ pub struct ModelInput {
     pub visuals: Vec<VisualItem>,
 }
 
+impl ModelInput {
+    /// Patches its images and videos give the vision tower.
+    pub fn patch_count(&self) -> usize {
+        self.visuals.iter().map(VisualItem::patch_count).sum()
+    }
+}
+
 /// The reranker's output for one pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
@@ -133,20 +168,28 @@ pub struct Score {
 }
 
 impl Score {
-    /// The score of a one-element logit read back from the device. A NaN or infinite logit
-    /// (overflow on the GPU) is an error, never a score that sorts first.
+    /// The score of a one-element logit read back from the device.
     fn from_logit(data: TensorData) -> Result<Self, ModelError> {
-        let logit: f32 = data
-            .iter::<f32>()
+        Self::from_logits(data)
+            .into_iter()
             .next()
-            .ok_or_else(|| ModelError::Input("empty logit".into()))?;
-        if !logit.is_finite() {
-            return Err(ModelError::NotFinite(logit));
-        }
-        Ok(Score {
-            logit,
-            score: 1.0 / (1.0 + (-logit).exp()),
-        })
+            .ok_or_else(|| ModelError::Input("empty logit".into()))?
+    }
+
+    /// The score of each logit read back from the device. A NaN or infinite logit (overflow on
+    /// the GPU) is that pair's error, never a score that sorts first.
+    fn from_logits(data: TensorData) -> Vec<Result<Self, ModelError>> {
+        data.iter::<f32>()
+            .map(|logit| {
+                if !logit.is_finite() {
+                    return Err(ModelError::NotFinite(logit));
+                }
+                Ok(Score {
+                    logit,
+                    score: 1.0 / (1.0 + (-logit).exp()),
+                })
+            })
+            .collect()
     }
 }
 
@@ -188,6 +231,32 @@ impl RerankerModel {
         &self.device
     }
 
+    /// Multiplies every linear layer in f16 from now on ([`Projection::compute_in_f16`]);
+    /// norms, attention, rotary embeddings and the score stay f32. An error where the device
+    /// does not compute in f16.
+    pub fn compute_in_f16(&mut self) -> Result<(), ModelError> {
+        if !self.device.supports_dtype(burn::tensor::DType::F16) {
+            return Err(ModelError::Gpu(
+                "this device does not compute in f16 (a GPU without shader-f16, or the CPU \
+                 backend); use f32 precision"
+                    .into(),
+            ));
+        }
+        for projection in self.net.projections_mut() {
+            projection.compute_in_f16();
+        }
+        Ok(())
+    }
+
+    /// Bytes of the widest activation of a forward pass over `tokens` prompt tokens whose
+    /// images and videos have `patches` patches: the MLP's inner layer, of the decoder or of
+    /// the vision tower, in f32. What decides how many documents one pass can take.
+    pub fn pass_bytes(&self, tokens: usize, patches: usize) -> u64 {
+        let text = tokens as u64 * self.config.text_config.intermediate_size as u64;
+        let vision = patches as u64 * self.config.vision_config.intermediate_size as u64;
+        text.max(vision) * 4
+    }
+
     /// The vision tower alone, for callers that compare its intermediates.
     pub fn vision(&self) -> &VisionModel {
         &self.net.visual
@@ -195,15 +264,18 @@ impl RerankerModel {
 
     /// Hidden states after the final norm, `[len, hidden]`.
     pub fn forward(&self, input: &ModelInput, trace: &mut Trace) -> Result<Tensor<2>, ModelError> {
-        Ok(self.forward_after(input, None, false, trace)?.0)
+        let whole = 0..input.input_ids.len();
+        Ok(self.forward_after(input, None, &[whole], false, trace)?.0)
     }
 
-    /// [`forward`](Self::forward) of tokens that come after `past` (see [`prefix`]), and with
-    /// `keep_keys` their keys and values per layer.
+    /// [`forward`](Self::forward) of tokens that come after `past` (see [`prefix`]), made of
+    /// the prompts `segments` (each attends to the past and to itself), and with `keep_keys`
+    /// their keys and values per layer.
     fn forward_after(
         &self,
         input: &ModelInput,
         past: Option<&[text::LayerKeys]>,
+        segments: &[std::ops::Range<usize>],
         keep_keys: bool,
         trace: &mut Trace,
     ) -> Result<(Tensor<2>, Vec<text::LayerKeys>), ModelError> {
@@ -224,14 +296,14 @@ impl RerankerModel {
         }
         let device = &self.device;
         let visual = self.visual_injection(input, trace)?;
-        let embeds = match &self.host_table {
+        let embeds = profile::stage("token embeddings", device, || match &self.host_table {
             Some(table) => table.lookup(&input.input_ids, device),
             None => {
                 let ids: Vec<i64> = input.input_ids.iter().map(|&id| id as i64).collect();
                 let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), device);
                 self.net.language_model.embed(ids)
             }
-        };
+        });
         let rotary = rope::text_mrope(
             &input.position_ids,
             self.config.head_dim(),
@@ -239,10 +311,11 @@ impl RerankerModel {
             &self.config.mrope_section(),
             device,
         );
-        Ok(self
-            .net
-            .language_model
-            .forward_after(embeds, visual, &rotary, past, keep_keys, trace))
+        Ok(profile::stage("decoder layers", device, || {
+            self.net
+                .language_model
+                .forward_after(embeds, visual, &rotary, past, segments, keep_keys, trace)
+        }))
     }
 
     /// The score of one pair: the last position's hidden state against `W_yes − W_no`.
@@ -271,8 +344,12 @@ impl RerankerModel {
 
     fn last_logit(&self, hidden: Tensor<2>) -> Tensor<2> {
         let [len, width] = hidden.dims();
-        let last = hidden.slice([len - 1..len, 0..width]);
-        last.matmul(self.score_direction.clone())
+        self.logits_of(hidden.slice([len - 1..len, 0..width]))
+    }
+
+    /// `[rows, 1]` logits of final hidden states `[rows, hidden]`.
+    fn logits_of(&self, hidden: Tensor<2>) -> Tensor<2> {
+        hidden.matmul(self.score_direction.clone())
     }
 
     /// Indices of the image and video pad tokens among `input_ids`, in order.
@@ -345,10 +422,9 @@ impl RerankerModel {
         if input.visuals.is_empty() {
             return Ok(None);
         }
-        let out = self
-            .net
-            .visual
-            .forward(&input.visuals, &self.device, trace)?;
+        let out = profile::stage("vision tower", &self.device, || {
+            self.net.visual.forward(&input.visuals, &self.device, trace)
+        })?;
         let count = positions.len();
         Ok(Some(VisualInjection {
             positions: Tensor::from_data(TensorData::new(positions, [count]), &self.device),

@@ -3,6 +3,8 @@
 //! to them, instead of one full forward pass per pair. Causal attention makes this exact: a
 //! token's keys and values depend only on the tokens before it.
 
+use burn::tensor::{Int, Tensor, TensorData};
+
 use crate::text::LayerKeys;
 use crate::{ModelError, ModelInput, RerankerModel, Score, Trace};
 
@@ -89,7 +91,8 @@ impl RerankerModel {
         }
         let visual_items = items_before(self, input, len)?;
         let head = part(input, 0..len, 0..visual_items);
-        let (_, layers) = self.forward_after(&head, None, true, &mut Trace::off())?;
+        let whole = 0..len;
+        let (_, layers) = self.forward_after(&head, None, &[whole], true, &mut Trace::off())?;
         Ok(Prefix {
             input_ids: head.input_ids,
             position_ids: head.position_ids,
@@ -98,43 +101,76 @@ impl RerankerModel {
         })
     }
 
-    /// The score of `input`, which begins with `prefix` ([`Prefix::fits`]): only the tokens
-    /// after it (and their images and videos) are computed.
-    pub fn score_after(&self, prefix: &Prefix, input: &ModelInput) -> Result<Score, ModelError> {
-        Score::from_logit(self.logit_after(prefix, input)?.into_data())
+    /// The scores of `inputs`, which all begin with `prefix` ([`Prefix::fits`]), from one
+    /// forward pass: only the tokens after the prefix (and their images and videos) are
+    /// computed, packed into one sequence in which each prompt attends to the prefix and to
+    /// itself alone. A score that is not finite is its own pair's error; an error for the
+    /// whole pass is returned as such.
+    pub fn score_after(
+        &self,
+        prefix: &Prefix,
+        inputs: &[&ModelInput],
+    ) -> Result<Vec<Result<Score, ModelError>>, ModelError> {
+        let logits = self.logits_after(prefix, inputs)?;
+        let data = crate::profile::stage("score readback", self.device(), || logits.into_data());
+        Ok(Score::from_logits(data))
     }
 
-    /// [`score_after`](Self::score_after), reading the result back asynchronously (browsers).
+    /// [`score_after`](Self::score_after), reading the results back asynchronously (browsers).
     pub async fn score_after_async(
         &self,
         prefix: &Prefix,
-        input: &ModelInput,
-    ) -> Result<Score, ModelError> {
+        inputs: &[&ModelInput],
+    ) -> Result<Vec<Result<Score, ModelError>>, ModelError> {
         let data = self
-            .logit_after(prefix, input)?
+            .logits_after(prefix, inputs)?
             .into_data_async()
             .await
-            .map_err(|e| ModelError::Gpu(format!("reading the score back failed: {e:?}")))?;
-        Score::from_logit(data)
+            .map_err(|e| ModelError::Gpu(format!("reading the scores back failed: {e:?}")))?;
+        Ok(Score::from_logits(data))
     }
 
-    fn logit_after(
+    /// `[inputs.len(), 1]` logits of prompts packed after `prefix`.
+    fn logits_after(
         &self,
         prefix: &Prefix,
-        input: &ModelInput,
-    ) -> Result<burn::tensor::Tensor<2>, ModelError> {
-        if !prefix.fits(input) {
-            return Err(ModelError::Input(
-                "the prompt does not begin with the prefix it is scored after".into(),
-            ));
+        inputs: &[&ModelInput],
+    ) -> Result<Tensor<2>, ModelError> {
+        let mut packed = ModelInput {
+            input_ids: Vec::new(),
+            position_ids: Default::default(),
+            visuals: Vec::new(),
+        };
+        let mut segments = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            if !prefix.fits(input) {
+                return Err(ModelError::Input(
+                    "the prompt does not begin with the prefix it is scored after".into(),
+                ));
+            }
+            let tail = part(
+                input,
+                prefix.len()..input.input_ids.len(),
+                prefix.visual_items..input.visuals.len(),
+            );
+            let start = packed.input_ids.len();
+            packed.input_ids.extend(tail.input_ids);
+            for (axis, positions) in tail.position_ids.into_iter().enumerate() {
+                packed.position_ids[axis].extend(positions);
+            }
+            packed.visuals.extend(tail.visuals);
+            segments.push(start..packed.input_ids.len());
         }
-        let tail = part(
-            input,
-            prefix.len()..input.input_ids.len(),
-            prefix.visual_items..input.visuals.len(),
-        );
-        let (hidden, _) =
-            self.forward_after(&tail, Some(&prefix.layers), false, &mut Trace::off())?;
-        Ok(self.last_logit(hidden))
+        let (hidden, _) = self.forward_after(
+            &packed,
+            Some(&prefix.layers),
+            &segments,
+            false,
+            &mut Trace::off(),
+        )?;
+        let lasts: Vec<i64> = segments.iter().map(|s| s.end as i64 - 1).collect();
+        let lasts =
+            Tensor::<1, Int>::from_data(TensorData::new(lasts, [inputs.len()]), self.device());
+        Ok(self.logits_of(hidden.select(0, lasts)))
     }
 }

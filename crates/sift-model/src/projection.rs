@@ -14,6 +14,8 @@ pub struct Projection {
     pub bias: Option<Param<Tensor<1>>>,
     /// Width of the input, without a Q4 weight's padding.
     d_in: usize,
+    /// Whether the product is computed in f16 ([`compute_in_f16`](Self::compute_in_f16)).
+    in_f16: bool,
 }
 
 impl Projection {
@@ -23,6 +25,7 @@ impl Projection {
             weight: Initializer::Zeros.init([d_out, d_in], device),
             bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
             d_in,
+            in_f16: false,
         }
     }
 
@@ -33,7 +36,24 @@ impl Projection {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
             d_in,
+            in_f16: false,
         }
+    }
+
+    /// Multiplies in f16 from now on: inputs and weights in f16 (an f32 weight is converted
+    /// once, here; a Q4 weight is dequantized to f16 per call), the output back in the input's
+    /// type. Half the memory traffic, and tensor cores where the GPU's compiler uses them.
+    pub fn compute_in_f16(&mut self) {
+        self.in_f16 = true;
+        let half = |t: Tensor<2>| match t.dtype() {
+            DType::QFloat(_) => t,
+            _ => t.cast(DType::F16),
+        };
+        self.weight = Param::from_tensor(half(self.weight.val()));
+        self.bias = self
+            .bias
+            .take()
+            .map(|b| Param::from_tensor(b.val().cast(DType::F16)));
     }
 
     /// Width of the input.
@@ -50,10 +70,29 @@ impl Projection {
     /// rows, at least one): each block of rows is dequantized, multiplied and dropped, and the
     /// outputs are joined.
     pub fn forward_dequantizing<const D: usize>(&self, x: Tensor<D>, values: usize) -> Tensor<D> {
-        // A Q4 weight becomes f32 for this call only (a no-op for f32): burn's fused Q4 matmul
+        // A Q4 weight becomes f32 (or f16) for this call only (a no-op for others): burn's fused Q4 matmul
         // measured 4.6–12× slower than this at prefill shapes (docs/q4-spike.md).
         let weight = self.weight.val();
         let bias = self.bias.as_ref().map(|b| b.val());
+        if self.in_f16 {
+            let dtype = x.dtype();
+            let half = |w: Tensor<2>| dequantized(w).cast(DType::F16);
+            return self
+                .multiply(x.cast(DType::F16), weight, bias, values, half)
+                .cast(dtype);
+        }
+        self.multiply(x, weight, bias, values, dequantized)
+    }
+
+    /// `x · Wᵀ + b`, a Q4 weight dequantized by `dequantize` at most `values` at a time.
+    fn multiply<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+        values: usize,
+        dequantize: impl Fn(Tensor<2>) -> Tensor<2>,
+    ) -> Tensor<D> {
         let [d_out, stored_in] = weight.dims();
         let d_in = self.d_in;
         // Rows of a Q4 weight end in padding to whole blocks, dropped once dequantized.
@@ -67,21 +106,28 @@ impl Projection {
         };
         let rows = rows_at_once(stored_in, values);
         if !matches!(weight.dtype(), DType::QFloat(_)) || rows >= d_out {
-            return linear(x, unpadded(weight.dequantize()).transpose(), bias);
+            return linear(x, unpadded(dequantize(weight)).transpose(), bias);
         }
         let parts = (0..d_out)
             .step_by(rows)
             .map(|start| {
                 let end = (start + rows).min(d_out);
-                let block = weight
-                    .clone()
-                    .slice([start..end, 0..stored_in])
-                    .dequantize();
+                let block = dequantize(weight.clone().slice([start..end, 0..stored_in]));
                 let bias = bias.clone().map(|b| b.slice(start..end));
                 linear(x.clone(), unpadded(block).transpose(), bias)
             })
             .collect();
         Tensor::cat(parts, D - 1)
+    }
+}
+
+/// A Q4 weight's values in f32 (others as they are).
+fn dequantized(weight: Tensor<2>) -> Tensor<2> {
+    match weight.dtype() {
+        DType::QFloat(_) => crate::profile::stage("4-bit dequantization", &weight.device(), || {
+            weight.dequantize()
+        }),
+        _ => weight,
     }
 }
 

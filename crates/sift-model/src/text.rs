@@ -2,6 +2,8 @@
 //! grouped-query causal attention, SwiGLU, and DeepStack features added after the first layers.
 //! Field names follow the checkpoint (`model.language_model.*`).
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
@@ -9,6 +11,7 @@ use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
 use crate::attention::{attention, attention_after};
 use crate::config::ModelConfig;
+use crate::profile;
 use crate::projection::Projection;
 use crate::rope::{self, RotaryTables};
 use crate::trace::Trace;
@@ -76,13 +79,15 @@ impl TextAttention {
         x.reshape([len, heads, head_dim]).swap_dims(0, 1)
     }
 
-    /// The attention output of `x`'s tokens, and their keys and values. With `past`, the tokens
-    /// come after the past's positions and attend to them too.
+    /// The attention output of `x`'s tokens, and their keys and values. Each of `segments`
+    /// (ranges of `x`'s rows: packed prompts) attends causally to its own tokens and to `past`
+    /// (the tokens before every segment), never to another segment.
     fn forward(
         &self,
         x: Tensor<2>,
         rotary: &RotaryTables,
         past: Option<&LayerKeys>,
+        segments: &[Range<usize>],
     ) -> (Tensor<2>, LayerKeys) {
         let [len, _] = x.dims();
         let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -102,25 +107,36 @@ impl TextAttention {
             keys: rope::apply_rotary(k, rotary),
             values: v,
         };
-        let (k, v, past_len) = match past {
-            Some(past) => (
-                Tensor::cat(vec![past.keys.clone(), own.keys.clone()], 1),
-                Tensor::cat(vec![past.values.clone(), own.values.clone()], 1),
-                past.keys.dims()[1],
-            ),
-            None => (own.keys.clone(), own.values.clone(), 0),
-        };
+        let past_len = past.map_or(0, |p| p.keys.dims()[1]);
         // Grouped-query attention: KV head g serves query heads g·rep .. (g+1)·rep.
         let rep = heads / kv_heads;
-        let keys = past_len + len;
         let repeat = |t: Tensor<3>| {
+            let keys = t.dims()[1];
             t.unsqueeze_dim::<4>(1)
                 .expand([kv_heads, rep, keys, head_dim])
                 .reshape([heads, keys, head_dim])
         };
-        let out = match past {
-            Some(_) => attention_after(q, repeat(k), repeat(v), past_len),
-            None => attention(q, repeat(k), repeat(v), true),
+        let attend = |rows: Range<usize>| -> Tensor<3> {
+            let q = q.clone().slice([0..heads, rows.clone(), 0..head_dim]);
+            let rows = [0..kv_heads, rows, 0..head_dim];
+            let (k, v) = (
+                own.keys.clone().slice(rows.clone()),
+                own.values.clone().slice(rows),
+            );
+            let device = q.device();
+            profile::stage("decoder attention", &device, || match past {
+                Some(past) => attention_after(
+                    q,
+                    repeat(Tensor::cat(vec![past.keys.clone(), k], 1)),
+                    repeat(Tensor::cat(vec![past.values.clone(), v], 1)),
+                    past_len,
+                ),
+                None => attention(q, repeat(k), repeat(v), true),
+            })
+        };
+        let out = match segments {
+            [whole] if *whole == (0..len) => attend(0..len),
+            _ => Tensor::cat(segments.iter().cloned().map(attend).collect(), 1),
         };
         let out = self
             .o_proj
@@ -135,10 +151,14 @@ impl DecoderLayer {
         x: Tensor<2>,
         rotary: &RotaryTables,
         past: Option<&LayerKeys>,
+        segments: &[Range<usize>],
     ) -> (Tensor<2>, LayerKeys) {
-        let (attended, keys) =
-            self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), rotary, past);
+        let (attended, keys) = self.self_attn.forward(
+            self.input_layernorm.forward(x.clone()),
+            rotary,
+            past,
+            segments,
+        );
         let x = x + attended;
         let h = self.post_attention_layernorm.forward(x.clone());
         let gated = silu(self.mlp.gate_proj.forward(h.clone())) * self.mlp.up_proj.forward(h);
@@ -220,20 +240,24 @@ impl TextModel {
         rotary: &RotaryTables,
         trace: &mut Trace,
     ) -> Tensor<2> {
-        self.forward_after(inputs_embeds, visual, rotary, None, false, trace)
+        let whole = 0..inputs_embeds.dims()[0];
+        self.forward_after(inputs_embeds, visual, rotary, None, &[whole], false, trace)
             .0
     }
 
     /// [`forward`](Self::forward) for tokens that come after `past` (every layer's keys and
     /// values of the tokens before them; positions, visual positions and the rotary tables are
-    /// the new tokens' own). With `keep_keys`, also the new tokens' keys and values per layer
-    /// (otherwise each layer's are dropped as it ends).
+    /// the new tokens' own). `segments`: the prompts packed into the new tokens, each attending
+    /// to the past and to itself alone. With `keep_keys`, also the new tokens' keys and values
+    /// per layer (otherwise each layer's are dropped as it ends).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_after(
         &self,
         inputs_embeds: Tensor<2>,
         visual: Option<VisualInjection>,
         rotary: &RotaryTables,
         past: Option<&[LayerKeys]>,
+        segments: &[Range<usize>],
         keep_keys: bool,
         trace: &mut Trace,
     ) -> (Tensor<2>, Vec<LayerKeys>) {
@@ -249,7 +273,7 @@ impl TextModel {
         trace.record(|| "text.inputs_embeds".into(), &x);
         let mut keys = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            let (out, layer_keys) = layer.forward(x, rotary, past.map(|p| &p[i]));
+            let (out, layer_keys) = layer.forward(x, rotary, past.map(|p| &p[i]), segments);
             x = out;
             if keep_keys {
                 keys.push(layer_keys);

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::ModelError;
 use crate::attention::attention;
 use crate::config::VisionConfig;
+use crate::profile;
 use crate::projection::Projection;
 use crate::rope::{self, RotaryTables};
 use crate::trace::Trace;
@@ -166,7 +167,9 @@ impl VisionAttention {
             .map(|&(start, end)| {
                 let range = [0..heads, start..end, 0..head_dim];
                 let segment = |t: &Tensor<3>| t.clone().slice(range.clone());
-                attention(segment(&q), segment(&k), segment(&v), false)
+                profile::stage("vision attention", &q.device(), || {
+                    attention(segment(&q), segment(&k), segment(&v), false)
+                })
             })
             .collect();
         let out = Tensor::cat(outputs, 1)

@@ -128,27 +128,36 @@ fn run(reranker: &Reranker, job: Job, metrics: &Metrics) {
     let total: usize = job.requests.iter().map(|r| r.documents.len()).sum();
     let mut done = 0;
     let mut results = Vec::with_capacity(job.requests.len());
-    'requests: for request in &job.requests {
-        let query = reranker.prepare_query(request);
-        let mut scores = Vec::with_capacity(request.documents.len());
-        for document in &request.documents {
-            if job.cancelled.load(Ordering::Relaxed) {
-                metrics.documents_cancelled.inc_by((total - done) as u64);
-                tracing::info!(
-                    documents_left = total - done,
-                    "client went away; its request is cancelled"
-                );
-                break 'requests;
-            }
-            let scored = reranker.score_pair(&query, document);
-            if let Ok(s) = &scored {
-                metrics.documents.inc();
-                metrics.tokens.inc_by(s.tokens as u64);
-            }
-            scores.push(scored);
-            done += 1;
+    // Whether the client has gone; then the `left` documents are counted as cancelled.
+    let cancelled = |left: usize| {
+        let gone = job.cancelled.load(Ordering::Relaxed);
+        if gone {
+            metrics.documents_cancelled.inc_by(left as u64);
+            tracing::info!(
+                documents_left = left,
+                "client went away; its request is cancelled"
+            );
         }
+        gone
+    };
+    for request in &job.requests {
+        if cancelled(total - done) {
+            break;
+        }
+        let query = reranker.prepare_query(request);
+        let scores = reranker.score_documents(&query, &request.documents, |scored| {
+            scored == request.documents.len() || !cancelled(total - done - scored)
+        });
+        for s in scores.iter().flatten() {
+            metrics.documents.inc();
+            metrics.tokens.inc_by(s.tokens as u64);
+        }
+        done += scores.len();
+        let finished = scores.len() == request.documents.len();
         results.push(scores);
+        if !finished {
+            break;
+        }
     }
     metrics.scoring.set(0);
     if done == total {

@@ -372,28 +372,32 @@ pub struct Timing {
     pub tokens_per_pair: usize,
     /// Requests timed (after one unmeasured request that compiles the kernels).
     pub rounds: usize,
+    /// With `profile`: milliseconds per pair of each stage of one more request, computed with
+    /// the device awaited around every stage (slower than the timed rounds).
+    pub stages: Vec<(&'static str, f64)>,
 }
 
-/// Times `reranker` on `documents` copies of `workload`'s document against [`query`]: one
-/// request first (unmeasured: kernels compile), then `rounds` requests.
+/// Times `reranker` on `documents` copies of `workload`'s document against [`query`]: the
+/// same request first (unmeasured: kernels compile and are tuned), then `rounds` requests.
 pub fn time_workload(
     reranker: &Reranker,
     workload: Workload,
     documents: usize,
     rounds: usize,
+    profile: bool,
 ) -> Result<Timing, DocError> {
     let request = Request {
         query: query(),
         documents: vec![workload.document(); documents.max(1)],
         ..Request::default()
     };
-    let prepared = reranker.prepare_query(&request);
-    let tokens = reranker
-        .score_pair(&prepared, &request.documents[0])?
-        .tokens;
     let host = Instant::now();
-    reranker.model_input(&request, 0)?;
+    let tokens = reranker.model_input(&request, 0)?.input_ids.len();
     let host_ms = host.elapsed().as_secs_f64() * 1e3;
+    // Unmeasured: kernels compile and are tuned for this request's shapes.
+    for result in reranker.score(&request) {
+        result?;
+    }
     let started = Instant::now();
     for _ in 0..rounds.max(1) {
         for result in reranker.score(&request) {
@@ -401,12 +405,36 @@ pub fn time_workload(
         }
     }
     let pairs = (rounds.max(1) * request.documents.len()) as f64;
+    let ms_per_pair = started.elapsed().as_secs_f64() * 1e3 / pairs;
+    let mut stages = Vec::new();
+    if profile {
+        sift_model::profile::start();
+        let started = Instant::now();
+        let scored = reranker.score(&request);
+        let whole = started.elapsed();
+        let mut profiled = sift_model::profile::stop();
+        for result in scored {
+            result?;
+        }
+        let staged: std::time::Duration = profiled.iter().map(|(_, t)| *t).sum();
+        profiled.push((
+            "outside the stages (host, launches)",
+            whole.saturating_sub(staged),
+        ));
+        let per_pair =
+            |t: std::time::Duration| t.as_secs_f64() * 1e3 / request.documents.len() as f64;
+        stages = profiled
+            .into_iter()
+            .map(|(name, t)| (name, per_pair(t)))
+            .collect();
+    }
     Ok(Timing {
         workload,
         documents: request.documents.len(),
-        ms_per_pair: started.elapsed().as_secs_f64() * 1e3 / pairs,
+        ms_per_pair,
         host_ms_per_pair: host_ms,
         tokens_per_pair: tokens,
         rounds: rounds.max(1),
+        stages,
     })
 }

@@ -32,8 +32,8 @@ pub use quantize::{
 pub use ranking::{rank, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::{
-    Backend, DEFAULT_MAX_VISUAL_TOKENS, DEFAULT_MAX_VISUALS_PER_SIDE, DocError, LoadError,
-    PreparedQuery, RerankOptions, Reranker, Scored, position_ids,
+    Backend, DEFAULT_BATCH_BYTES, DEFAULT_MAX_VISUAL_TOKENS, DEFAULT_MAX_VISUALS_PER_SIDE,
+    DocError, LoadError, Precision, PreparedQuery, RerankOptions, Reranker, Scored, position_ids,
 };
 pub use sift_inputs::prompt::DEFAULT_INSTRUCTION;
 pub use sift_inputs::video::{

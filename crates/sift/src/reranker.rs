@@ -37,9 +37,22 @@ pub enum Backend {
     Auto,
 }
 
+/// The type the linear layers multiply in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 throughout: the reference's scores within 1e-5.
+    #[default]
+    F32,
+    /// The linear layers in f16 (norms, attention and the score in f32): faster on GPUs with
+    /// f16 (tensor cores through Vulkan's SPIR-V); on the golden requests, scores within 6e-5
+    /// of f32.
+    F16,
+}
+
 #[derive(Debug, Clone)]
 pub struct RerankOptions {
     pub backend: Backend,
+    pub precision: Precision,
     /// Tokens kept before the 5-token suffix (reference: 10240).
     pub max_length: usize,
     pub image: ImageOptions,
@@ -51,6 +64,10 @@ pub struct RerankOptions {
     /// Compute the prompt's beginning that a query's documents share once per query, not once
     /// per document ([`sift_model::Prefix`]); the scores are the same.
     pub reuse_prefix: bool,
+    /// Documents after a shared prefix are computed together, packed into one forward pass (32
+    /// at most), while the pass's widest activation (an MLP's inner layer) stays within this
+    /// many bytes and the GPU's binding limit; a document larger than that is computed alone.
+    pub batch_bytes: u64,
 }
 
 /// The default `max_visuals_per_side`.
@@ -60,15 +77,25 @@ pub const DEFAULT_MAX_VISUALS_PER_SIDE: usize = 64;
 /// beside a few full-size images.
 pub const DEFAULT_MAX_VISUAL_TOKENS: usize = 32_768;
 
+/// The default `batch_bytes`: 16 text documents or 10 images of the workload in one pass of
+/// the 2B model; peak GPU memory a few times this.
+pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
+
+/// Most documents in one forward pass: enough to fill a GPU with text documents, few enough
+/// that progress is reported and a server's cancelled request stops within a pass or two.
+const MAX_PASS_DOCUMENTS: usize = 32;
+
 impl Default for RerankOptions {
     fn default() -> Self {
         Self {
             backend: Backend::Cpu,
+            precision: Precision::F32,
             max_length: DEFAULT_MAX_LENGTH,
             image: ImageOptions::default(),
             max_visual_tokens: DEFAULT_MAX_VISUAL_TOKENS,
             max_visuals_per_side: DEFAULT_MAX_VISUALS_PER_SIDE,
             reuse_prefix: true,
+            batch_bytes: DEFAULT_BATCH_BYTES,
         }
     }
 }
@@ -270,7 +297,10 @@ impl Reranker {
             yes: tokenizer.yes_id,
             no: tokenizer.no_id,
         };
-        let model = RerankerModel::load(model_dir, tokens, &device)?;
+        let mut model = RerankerModel::load(model_dir, tokens, &device)?;
+        if options.precision == Precision::F16 {
+            model.compute_in_f16()?;
+        }
         check_vocabulary(&tokenizer, model.config())?;
         Ok(Self {
             model_dir: Some(model_dir.to_path_buf()),
@@ -334,7 +364,7 @@ impl Reranker {
         self.score_each(request, |_, _| {})
     }
 
-    /// Like [`Reranker::score`], calling `progress(done, total)` after each document.
+    /// Like [`Reranker::score`], calling `progress(done, total)` as documents are scored.
     pub fn score_each(
         &self,
         request: &Request,
@@ -342,23 +372,19 @@ impl Reranker {
     ) -> Vec<Result<f32, DocError>> {
         let query = self.prepare_query(request);
         let total = request.documents.len();
-        request
-            .documents
-            .iter()
-            .enumerate()
-            .map(|(i, document)| {
-                let result = self.score_document(&query, document);
-                progress(i + 1, total);
-                result
-            })
-            .collect()
+        self.score_documents(&query, &request.documents, |done| {
+            progress(done, total);
+            true
+        })
+        .into_iter()
+        .map(|scored| scored.map(|s| s.score))
+        .collect()
     }
 
     /// Reads the request's query (its images and videos decoded and preprocessed once), its
-    /// instruction and its video sampling, for scoring documents one at a time with
-    /// [`score_document`](Self::score_document) or
-    /// [`score_document_async`](Self::score_document_async). The request's own documents are
-    /// not read.
+    /// instruction and its video sampling, for scoring its documents with
+    /// [`score_documents`](Self::score_documents) or one at a time. The request's own
+    /// documents are not read.
     pub fn prepare_query(&self, request: &Request) -> PreparedQuery {
         let sampling = request.video_sampling();
         PreparedQuery {
@@ -372,6 +398,129 @@ impl Reranker {
             sampling,
             shared: Mutex::new(SharedPrefix::Unknown),
         }
+    }
+
+    /// Scores `documents` against a prepared query, in order, in batches: the documents after
+    /// the prompt's shared prefix are packed into one forward pass while they fit
+    /// [`RerankOptions::batch_bytes`]. Each document is read only when its batch is formed,
+    /// so no more than one batch of pixels is held. `progress(done)` is called after each
+    /// batch; when it returns false, scoring stops and only the documents done are returned.
+    pub fn score_documents(
+        &self,
+        query: &PreparedQuery,
+        documents: &[Content],
+        mut progress: impl FnMut(usize) -> bool,
+    ) -> Vec<Result<Scored, DocError>> {
+        let mut results: Vec<Option<Result<Scored, DocError>>> = std::iter::repeat_with(|| None)
+            .take(documents.len())
+            .collect();
+        let mut batch: Vec<(usize, ModelInput)> = Vec::new();
+        let limit = self.batch_limit();
+        let done = |results: &[Option<_>]| results.iter().filter(|r| r.is_some()).count();
+        for (index, document) in documents.iter().enumerate() {
+            let input = match self.document_input(query, document) {
+                Ok(input) => input,
+                Err(e) => {
+                    results[index] = Some(Err(e));
+                    continue;
+                }
+            };
+            let (tokens, patches) = batch
+                .iter()
+                .map(|(_, input)| input)
+                .chain([&input])
+                .fold((0, 0), |(t, p), input| {
+                    (t + input.input_ids.len(), p + input.patch_count())
+                });
+            let full =
+                batch.len() >= MAX_PASS_DOCUMENTS || self.model.pass_bytes(tokens, patches) > limit;
+            if !batch.is_empty() && full {
+                self.score_batch(query, std::mem::take(&mut batch), &mut results);
+                if !progress(done(&results)) {
+                    return results.into_iter().map_while(|r| r).collect();
+                }
+            }
+            batch.push((index, input));
+        }
+        self.score_batch(query, batch, &mut results);
+        progress(done(&results));
+        results.into_iter().map_while(|r| r).collect()
+    }
+
+    /// The most bytes one forward pass's widest activation may take.
+    fn batch_limit(&self) -> u64 {
+        let binding = sift_model::binding_limit(self.model.device()).unwrap_or(u64::MAX);
+        self.options.batch_bytes.min(binding)
+    }
+
+    /// Scores a batch of documents' inputs into `results`: after the shared prefix in one
+    /// pass where they have one, else one at a time. If the batch's pass fails (burn panics
+    /// where the GPU runs out of memory), its documents are scored one at a time.
+    fn score_batch(
+        &self,
+        query: &PreparedQuery,
+        batch: Vec<(usize, ModelInput)>,
+        results: &mut [Option<Result<Scored, DocError>>],
+    ) {
+        let mut alone = batch;
+        if alone.len() > 1
+            && let Some(prefix) = self.shared_prefix_of(query, &alone)
+        {
+            let (after, rest): (Vec<_>, Vec<_>) =
+                alone.into_iter().partition(|(_, input)| prefix.fits(input));
+            let inputs: Vec<&ModelInput> = after.iter().map(|(_, input)| input).collect();
+            let scored = self.guarded(|| Ok(self.model.score_after(&prefix, &inputs)?));
+            query.keep(prefix);
+            alone = rest;
+            match scored {
+                Ok(scores) => {
+                    for ((index, input), score) in after.iter().zip(scores) {
+                        results[*index] = Some(scored_pair(score.map_err(DocError::from), input));
+                    }
+                }
+                Err(_) => alone.extend(after),
+            }
+        }
+        for (index, input) in alone {
+            let scored = match self.shared_prefix(query, &input) {
+                Some(prefix) => {
+                    let scored = self.guarded(|| Ok(self.model.score_after(&prefix, &[&input])?));
+                    query.keep(prefix);
+                    scored.and_then(|mut scores| Ok(scores.pop().expect("one score")?))
+                }
+                None => self.guarded(|| Ok(self.model.score(&input)?)),
+            };
+            results[index] = Some(scored_pair(scored, &input));
+        }
+    }
+
+    /// `forward` run so that a panic (burn's way to report a lost GPU or an allocation that
+    /// failed) is an error of the documents it computes, not the end of the process (a batch,
+    /// a server); the model is then marked for reload.
+    fn guarded<T>(&self, forward: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Tests make this forward pass panic, as burn does when the GPU fails.
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("sift::forward");
+            forward()
+        }))
+        .map_err(|panic| {
+            self.crashed.store(true, Ordering::Relaxed);
+            DocError::Crashed(panic_message(panic.as_ref()))
+        })?
+    }
+
+    /// The prefix that a batch's documents share with the query's others (learned from the
+    /// first two documents the query sees), taken out of `query`.
+    fn shared_prefix_of(
+        &self,
+        query: &PreparedQuery,
+        batch: &[(usize, ModelInput)],
+    ) -> Option<Prefix> {
+        batch
+            .iter()
+            .take(2)
+            .find_map(|(_, input)| self.shared_prefix(query, input))
     }
 
     /// The score of one document against a prepared query. Reads the result back
@@ -390,30 +539,8 @@ impl Reranker {
         query: &PreparedQuery,
         document: &Content,
     ) -> Result<Scored, DocError> {
-        let input = self.document_input(query, document)?;
-        // burn panics where it cannot allocate or the device is lost: that is this document's
-        // error, not the end of the process (a batch, a server).
-        let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Tests make this forward pass panic, as burn does when the GPU fails.
-            #[cfg(feature = "failpoints")]
-            fail::fail_point!("sift::forward");
-            match self.shared_prefix(query, &input) {
-                Some(prefix) => {
-                    let scored = self.model.score_after(&prefix, &input);
-                    query.keep(prefix);
-                    scored
-                }
-                None => self.model.score(&input),
-            }
-        }))
-        .map_err(|panic| {
-            self.crashed.store(true, Ordering::Relaxed);
-            DocError::Crashed(panic_message(panic.as_ref()))
-        })?;
-        Ok(Scored {
-            score: scored?.score,
-            tokens: input.input_ids.len(),
-        })
+        let mut results = self.score_documents(query, std::slice::from_ref(document), |_| true);
+        results.pop().expect("one document, one result")
     }
 
     /// [`score_document`](Self::score_document) with an asynchronous readback, for browsers
@@ -426,9 +553,9 @@ impl Reranker {
         let input = self.document_input(query, document)?;
         let scored = match self.shared_prefix(query, &input) {
             Some(prefix) => {
-                let scored = self.model.score_after_async(&prefix, &input).await;
+                let scored = self.model.score_after_async(&prefix, &[&input]).await;
                 query.keep(prefix);
-                scored
+                scored.and_then(|mut scores| scores.pop().expect("one score"))
             }
             None => self.model.score_async(&input).await,
         };
@@ -638,6 +765,17 @@ impl Reranker {
             visuals,
         })
     }
+}
+
+/// A document's result with the length of its prompt.
+fn scored_pair(
+    score: Result<sift_model::Score, DocError>,
+    input: &ModelInput,
+) -> Result<Scored, DocError> {
+    Ok(Scored {
+        score: score?.score,
+        tokens: input.input_ids.len(),
+    })
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
