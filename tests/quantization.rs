@@ -138,9 +138,10 @@ fn q4_scores_stay_close_to_f32_on_every_golden_model() {
             deltas.len()
         );
     }
-    // Random tiny models (hidden size 32 to 64) are far more sensitive than trained ones; this
-    // bound catches a broken format (wrong nibble order, scales or rows), not a fidelity target.
-    assert!(worst < 0.1, "a q4 score moved by {worst}");
+    // Random tiny models (hidden size 32 to 64) are far more sensitive than trained ones: the
+    // largest move measured is 6.72e-2 (tied-deep); the bound sits just above it, so a broken
+    // format (wrong nibble order, scales or rows) fails.
+    assert!(worst < 0.075, "a q4 score moved by {worst}");
 }
 
 /// Kendall's τ-a between two score lists (no ties expected).
@@ -219,5 +220,18 @@ fn q4_ranks_twenty_documents_like_f32() {
         deltas.iter().sum::<f64>() / 20.0,
         deltas.iter().copied().fold(0f64, f64::max)
     );
-    assert!(tau > 0.5, "Kendall tau {tau}");
+    // Measured: tau 0.926, largest move 1.90e-2 on a spread of 6.76e-2. Bounds near those, and
+    // the 4-bit scores must keep most of the spread, so an output that collapses to a near
+    // constant fails even where its moves are small.
+    let q4_spread = q4_scores.iter().copied().fold(f32::MIN, f32::max)
+        - q4_scores.iter().copied().fold(f32::MAX, f32::min);
+    assert!(tau >= 0.85, "Kendall tau {tau}");
+    assert!(
+        deltas.iter().all(|&d| d < 0.025),
+        "a 4-bit score moved by more than 0.025"
+    );
+    assert!(
+        (0.75..1.33).contains(&(q4_spread / spread)),
+        "4-bit spread {q4_spread} against f32 {spread}"
+    );
 }
