@@ -1,5 +1,6 @@
-//! `Reranker`: a loaded model that scores every document of a request against its query,
-//! the way the reference's `Qwen3VLReranker.process` does, one pair per forward pass.
+//! `Reranker`: a loaded model that scores every document of a request against its query, as
+//! the reference's `Qwen3VLReranker.process` does, with the prompt's shared beginning computed
+//! once and the documents after it packed into forward passes.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
