@@ -270,16 +270,17 @@ fn documents_scored_after_the_shared_prefix_equal_whole_pairs() {
     for name in RERANK_CASES {
         let case = RerankCase::load(name);
         let load = |reuse_prefix| {
-            let options = RerankOptions {
-                max_length: case.max_length,
-                reuse_prefix,
-                ..RerankOptions::default()
-            };
-            Reranker::load(model.path(), options).unwrap()
+            case_reranker(
+                model.path(),
+                &case,
+                RerankOptions {
+                    reuse_prefix,
+                    ..RerankOptions::default()
+                },
+            )
         };
         let (whole, reused) = (load(false), load(true));
-        let text = std::fs::read_to_string(case.request_path()).unwrap();
-        let request = Request::from_json(&text, &case.dir).unwrap();
+        let request = case_request(&case);
         let expected = whole.score(&request);
         for asynchronous in [false, true] {
             let query = reused.prepare_query(&request);
@@ -315,16 +316,17 @@ fn documents_scored_in_one_pass_equal_whole_pairs() {
     for name in RERANK_CASES {
         let case = RerankCase::load(name);
         let load = |reuse_prefix, batch_bytes| {
-            let options = RerankOptions {
-                max_length: case.max_length,
-                reuse_prefix,
-                batch_bytes,
-                ..RerankOptions::default()
-            };
-            Reranker::load(model.path(), options).unwrap()
+            case_reranker(
+                model.path(),
+                &case,
+                RerankOptions {
+                    reuse_prefix,
+                    batch_bytes,
+                    ..RerankOptions::default()
+                },
+            )
         };
-        let text = std::fs::read_to_string(case.request_path()).unwrap();
-        let request = Request::from_json(&text, &case.dir).unwrap();
+        let request = case_request(&case);
         let expected = load(false, 1).score(&request);
         let documents = request.documents.len();
         for (batch_bytes, most_passes) in [(sift::DEFAULT_BATCH_BYTES, 2), (1, documents)] {
@@ -366,15 +368,16 @@ fn f16_linear_layers_keep_every_golden_score_near_f32() {
     for name in RERANK_CASES {
         let case = RerankCase::load(name);
         let load = |precision| {
-            let options = RerankOptions {
-                max_length: case.max_length,
-                precision,
-                ..RerankOptions::default()
-            };
-            Reranker::load(model.path(), options).unwrap()
+            case_reranker(
+                model.path(),
+                &case,
+                RerankOptions {
+                    precision,
+                    ..RerankOptions::default()
+                },
+            )
         };
-        let text = std::fs::read_to_string(case.request_path()).unwrap();
-        let request = Request::from_json(&text, &case.dir).unwrap();
+        let request = case_request(&case);
         let f32_scores = load(sift::Precision::F32).score(&request);
         let f16_scores = load(sift::Precision::F16).score(&request);
         for (i, (a, b)) in f32_scores.iter().zip(&f16_scores).enumerate() {
@@ -391,4 +394,19 @@ fn f16_linear_layers_keep_every_golden_score_near_f32() {
         worst > 1e-7,
         "f16 changed no score: the f16 path did not run"
     );
+}
+
+/// The model loaded with `options` at the golden request's own `max_length`.
+fn case_reranker(model: &std::path::Path, case: &RerankCase, options: RerankOptions) -> Reranker {
+    let options = RerankOptions {
+        max_length: case.max_length,
+        ..options
+    };
+    Reranker::load(model, options).unwrap()
+}
+
+/// The golden request, read as `sift rerank` reads it.
+fn case_request(case: &RerankCase) -> Request {
+    let text = std::fs::read_to_string(case.request_path()).unwrap();
+    Request::from_json(&text, &case.dir).unwrap()
 }
