@@ -88,9 +88,7 @@ impl Qwen3VlModel {
             language_model: TextModel::new(config, table_on_device, device),
         }
     }
-}
 
-impl Qwen3VlModel {
     /// Every linear layer: where the multiplications (nearly all of the work) are.
     fn projections_mut(&mut self) -> Vec<&mut Projection> {
         let mut all = Vec::new();

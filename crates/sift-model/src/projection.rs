@@ -70,8 +70,9 @@ impl Projection {
     /// rows, at least one): each block of rows is dequantized, multiplied and dropped, and the
     /// outputs are joined.
     pub fn forward_dequantizing<const D: usize>(&self, x: Tensor<D>, values: usize) -> Tensor<D> {
-        // A Q4 weight becomes f32 (or f16) for this call only (a no-op for others): burn's fused Q4 matmul
-        // measured 4.6–12× slower than this at prefill shapes (docs/q4-spike.md).
+        // A Q4 weight becomes f32 (or f16) for this call only (a no-op for others): burn's
+        // fused Q4 matmul measured 4.6–12× slower than this at prefill shapes
+        // (docs/q4-spike.md).
         let weight = self.weight.val();
         let bias = self.bias.as_ref().map(|b| b.val());
         if self.in_f16 {

@@ -78,8 +78,8 @@ pub const DEFAULT_MAX_VISUALS_PER_SIDE: usize = 64;
 /// beside a few full-size images.
 pub const DEFAULT_MAX_VISUAL_TOKENS: usize = 32_768;
 
-/// The default `batch_bytes`: 16 text documents or 10 images of the workload in one pass of
-/// the 2B model; peak GPU memory a few times this.
+/// The default `batch_bytes`: 32 text documents (the cap) or 10 images of the workload in one
+/// pass of the 2B model; peak GPU memory a few times this.
 pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
 
 /// Most documents in one forward pass: enough to fill a GPU with text documents, few enough
