@@ -1,118 +1,182 @@
-//! Scaled dot-product attention, shared by the vision tower and the text decoder.
+//! Scaled dot-product attention, shared by the vision tower and the text decoder, through
+//! burn's attention op: a flash kernel on the CPU backend, and natively on GPUs wherever
+//! autotune finds one faster; the formula written out by separate kernels in browsers.
 //!
-//! Queries are processed in chunks so that the score matrix never exceeds a fixed budget: a full
-//! `[heads, L, L]` matrix is 3.3 GB in f32 for one 1800-token image (7200 patches, 16 heads).
-//! Each row's softmax still spans every key, so chunking changes no result.
+//! Queries are processed in chunks so that a score matrix, where one is written, never exceeds
+//! what the GPU binds: a full `[heads, L, L]` matrix is 3.3 GB in f32 for one 1800-token image
+//! (7200 patches, 16 heads). Each row's softmax still spans every key it sees, so chunking
+//! changes no result.
 
-use burn::tensor::activation::softmax;
-use burn::tensor::module::attention as fused_attention;
+use burn::tensor::module::attention as attention_op;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
-/// Score-matrix elements computed at once: 64 MB in f32, half of WebGPU's default
-/// `maxStorageBufferBindingSize`, which keeps one image pair of the 4-bit 2B model within
-/// 1.6 GB of GPU memory (docs/quantization.md).
-const SCORE_BUDGET: usize = 16 << 20;
+use crate::Projection;
 
-/// `softmax(q·kᵀ / √d [+ causal mask]) · v` for `q`, `k`, `v` of shape `[heads, len, head_dim]`.
-/// With `causal`, query `i` sees keys `0..=i` (the queries and keys are the same positions).
-pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, causal: bool) -> Tensor<3> {
-    attention_in_chunks(q, k, v, causal.then_some(0), SCORE_BUDGET)
+/// Bytes of score matrix computed at once in browsers and where the binding limit is unknown:
+/// half of WebGPU's default `maxStorageBufferBindingSize`, which keeps one image pair of the
+/// 4-bit 2B model within 1.6 GB of GPU memory (docs/quantization.md).
+const DEFAULT_SCORE_BYTES: usize = 64 << 20;
+
+/// The most bytes of score matrix computed at once natively, whatever the GPU binds: one image
+/// of the 2B's vision tower (16 heads, 3072 patches: 604 MB) in one launch per layer.
+#[cfg(not(target_family = "wasm"))]
+const MAX_SCORE_BYTES: u64 = 1 << 30;
+
+/// How attention multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionPrecision {
+    /// f32 throughout. burn's GPU op is given its scale explicitly, which keeps it on its f32
+    /// kernels: its flash kernels take no scale and multiply in f16 on GPUs with tensor cores.
+    F32,
+    /// q, k and v in f16 (f32 accumulation, the output back in f32): the flash kernels,
+    /// tensor cores included, are free to run.
+    F16,
 }
 
-/// Causal attention of queries that come after `k`'s first `past` positions: `q` is
-/// `[heads, len, head_dim]` at positions `past..past + len`, `k` and `v` cover positions
-/// `0..past + len`, and query `i` sees keys `0..=past + i`.
-pub fn attention_after(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, past: usize) -> Tensor<3> {
-    attention_in_chunks(q, k, v, Some(past), SCORE_BUDGET)
+impl AttentionPrecision {
+    /// The precision of a layer's attention: that of its projections, so that
+    /// [`Projection::compute_in_f16`] switches both.
+    pub fn of(projection: &Projection) -> Self {
+        if projection.computes_in_f16() {
+            Self::F16
+        } else {
+            Self::F32
+        }
+    }
 }
 
-/// `causal_offset`: `Some(p)` when query row `r` is key position `p + r` and sees no key after
-/// it; `None` when every query sees every key.
+/// `softmax(q·kᵀ / √d [+ causal mask]) · v` for `q` of shape `[batch, heads, len, head_dim]`
+/// and `k`, `v` of shape `[batch, heads, keys, head_dim]` with `keys ≥ len`. With `causal`,
+/// the queries are the last `len` of the keys' positions and query `i` sees keys
+/// `0..=keys - len + i`: a whole prompt (`keys == len`), or tokens after a reused prefix.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: bool,
+    precision: AttentionPrecision,
+) -> Tensor<4> {
+    let budget = score_budget(&q.device(), precision);
+    attention_in_chunks(q, k, v, causal, precision, budget)
+}
+
+/// Score-matrix elements computed at once on `device`: half of what it binds (every
+/// intermediate of the written-out formula is one such matrix), within the caps above.
+fn score_budget(device: &Device, precision: AttentionPrecision) -> usize {
+    #[cfg(not(target_family = "wasm"))]
+    let bytes = crate::device::binding_limit(device)
+        .map_or(DEFAULT_SCORE_BYTES, |limit| (limit / 2).min(MAX_SCORE_BYTES) as usize);
+    #[cfg(target_family = "wasm")]
+    let bytes = {
+        let _ = device;
+        DEFAULT_SCORE_BYTES
+    };
+    let element = match precision {
+        AttentionPrecision::F32 => 4,
+        AttentionPrecision::F16 => 2,
+    };
+    bytes / element
+}
+
 fn attention_in_chunks(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
-    causal_offset: Option<usize>,
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: bool,
+    precision: AttentionPrecision,
     budget: usize,
-) -> Tensor<3> {
-    let [heads, len, head_dim] = q.dims();
-    let keys = k.dims()[1];
-    let scale = (head_dim as f64).powf(-0.5);
-    let keys_t = k.clone().swap_dims(1, 2);
-    let rows = (budget / (heads * keys).max(1)).clamp(1, len.max(1));
-    let device = q.device();
-    let chunks: Vec<Tensor<3>> = (0..len)
+) -> Tensor<4> {
+    let [batch, heads, len, head_dim] = q.dims();
+    let keys = k.dims()[2];
+    let options = AttentionModuleOptions {
+        scale: match precision {
+            AttentionPrecision::F32 => Some((head_dim as f64).powf(-0.5)),
+            // The op's default scale, 1/√d: the same value.
+            AttentionPrecision::F16 => None,
+        },
+        softcap: None,
+        is_causal: causal,
+    };
+    let [q, k, v] = [q, k, v].map(|t| match precision {
+        AttentionPrecision::F32 => t,
+        AttentionPrecision::F16 => t.cast(DType::F16),
+    });
+    let rows = (budget / (batch * heads * keys).max(1)).clamp(1, len.max(1));
+    let chunks: Vec<Tensor<4>> = (0..len)
         .step_by(rows)
         .map(|start| {
             let end = (start + rows).min(len);
-            let q = q.clone().slice([0..heads, start..end, 0..head_dim]);
-            let Some(offset) = causal_offset else {
-                // Every query sees every key: burn's attention, which on native GPUs picks a
-                // flash kernel (the score matrix never written) where one is faster.
-                let options = AttentionModuleOptions {
-                    scale: Some(scale),
-                    softcap: None,
-                    is_causal: false,
-                };
-                let [q, k, v] = [q, k.clone(), v.clone()].map(|t| t.unsqueeze::<4>());
-                return fused_attention(q, k, v, None, None, options).squeeze_dim(0);
-            };
-            // Row r of the chunk is key position offset + start + r: it must not see keys
-            // after it.
-            let future =
-                Tensor::<2, Bool>::tril_mask([end - start, keys], (offset + start) as i64, &device);
-            let scores = (q.matmul(keys_t.clone()) * scale)
-                .mask_fill(future.unsqueeze::<3>(), f32::NEG_INFINITY);
-            softmax(scores, 2).matmul(v.clone())
+            let q = q.clone().slice([0..batch, 0..heads, start..end, 0..head_dim]);
+            // A causal chunk sees no key after its last query; the op aligns the queries with
+            // the last keys it is given.
+            let seen = if causal { keys - len + end } else { keys };
+            let [k, v] = [&k, &v].map(|t| t.clone().slice([0..batch, 0..heads, 0..seen]));
+            attention_op(q, k, v, None, None, options)
         })
         .collect();
-    Tensor::cat(chunks, 1)
+    Tensor::cat(chunks, 2).cast(DType::F32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Bool, Distribution};
 
-    /// Queries, keys and values of 3 heads, 37 positions and 8 dimensions.
-    fn random_qkv() -> [Tensor<3>; 3] {
+    /// Queries, keys and values of 2 batches, 3 heads, 37 positions and 8 dimensions.
+    fn random_qkv() -> [Tensor<4>; 3] {
         let device = Device::flex();
         std::array::from_fn(|_| {
-            Tensor::<3>::random([3, 37, 8], Distribution::Normal(0.0, 1.0), &device)
+            Tensor::<4>::random([2, 3, 37, 8], Distribution::Normal(0.0, 1.0), &device)
         })
     }
 
-    /// Chunked attention equals one-shot attention, with and without the causal mask.
+    /// The formula written out: `softmax(q·kᵀ/√d)·v`, query `i` seeing keys `0..=i` when
+    /// `causal`.
+    fn formula(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
+        let len = q.dims()[2];
+        let mut scores = q.matmul(k.swap_dims(2, 3)) * (8f64).powf(-0.5);
+        if causal {
+            let future = Tensor::<2, Bool>::tril_mask([len, len], 0, &scores.device());
+            scores = scores.mask_fill(future.unsqueeze::<4>(), f32::NEG_INFINITY);
+        }
+        softmax(scores, 3).matmul(v)
+    }
+
+    fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// Chunked attention equals the formula, with and without the causal mask, in one chunk
+    /// and in chunks of 5 rows.
     #[test]
-    fn chunks_change_nothing() {
+    fn chunks_equal_the_formula() {
         let [q, k, v] = random_qkv();
-        for causal in [None, Some(0)] {
-            let whole = attention_in_chunks(q.clone(), k.clone(), v.clone(), causal, usize::MAX);
-            let chunked = attention_in_chunks(q.clone(), k.clone(), v.clone(), causal, 3 * 37 * 5);
-            let diff: f32 = (whole.clone() - chunked).abs().max().into_scalar();
-            assert!(diff < 1e-6, "causal={causal:?}: max difference {diff}");
-            if causal.is_some() {
-                // The first query sees only the first key: its output is v[.., 0, ..].
-                let first = whole.slice([0..3, 0..1, 0..8]);
-                let v0 = v.clone().slice([0..3, 0..1, 0..8]);
-                let diff: f32 = (first - v0).abs().max().into_scalar();
-                assert!(diff < 1e-6, "the causal mask leaks: {diff}");
+        for causal in [false, true] {
+            let expected = formula(q.clone(), k.clone(), v.clone(), causal);
+            for budget in [usize::MAX, 2 * 3 * 37 * 5] {
+                let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                let got =
+                    attention_in_chunks(q, k, v, causal, AttentionPrecision::F32, budget);
+                let diff = max_difference(got, expected.clone());
+                assert!(diff < 1e-5, "causal={causal}, budget {budget}: {diff}");
             }
         }
     }
 
-    /// Attention without a mask (burn's, possibly fused) equals the formula written out.
+    /// f16 attention stays near f32: within what rounding q, k, v and the output to f16's 11
+    /// significant bits allows (outputs are of order 1).
     #[test]
-    fn unmasked_attention_equals_the_formula() {
+    fn f16_attention_stays_near_f32() {
         let [q, k, v] = random_qkv();
-        let scores = q.clone().matmul(k.clone().swap_dims(1, 2)) * (8f64).powf(-0.5);
-        let expected = softmax(scores, 2).matmul(v.clone());
-        let diff: f32 = (attention(q, k, v, false) - expected)
-            .abs()
-            .max()
-            .into_scalar();
-        assert!(diff < 1e-5, "max difference {diff}");
+        for causal in [false, true] {
+            let exact = attention(q.clone(), k.clone(), v.clone(), causal, AttentionPrecision::F32);
+            let half = attention(q.clone(), k.clone(), v.clone(), causal, AttentionPrecision::F16);
+            assert_eq!(half.dtype(), DType::F32);
+            let diff = max_difference(exact, half);
+            assert!(diff > 0.0 && diff < 5e-3, "causal={causal}: {diff}");
+        }
     }
 
     /// The last rows of causal attention, computed after the keys and values of the rows before
@@ -120,19 +184,17 @@ mod tests {
     #[test]
     fn queries_after_a_past_equal_the_rows_of_the_whole() {
         let [q, k, v] = random_qkv();
-        let whole = attention(q.clone(), k.clone(), v.clone(), true);
+        let whole = attention(q.clone(), k.clone(), v.clone(), true, AttentionPrecision::F32);
         let past = 30;
         let after = attention_in_chunks(
-            q.slice([0..3, past..37, 0..8]),
+            q.slice([0..2, 0..3, past..37, 0..8]),
             k,
             v,
-            Some(past),
-            3 * 37 * 2,
+            true,
+            AttentionPrecision::F32,
+            2 * 3 * 37 * 2,
         );
-        let diff: f32 = (whole.slice([0..3, past..37, 0..8]) - after)
-            .abs()
-            .max()
-            .into_scalar();
+        let diff = max_difference(whole.slice([0..2, 0..3, past..37, 0..8]), after);
         assert!(diff < 1e-6, "max difference {diff}");
     }
 }

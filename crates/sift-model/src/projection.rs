@@ -56,6 +56,11 @@ impl Projection {
             .map(|b| Param::from_tensor(b.val().cast(DType::F16)));
     }
 
+    /// Whether [`compute_in_f16`](Self::compute_in_f16) was called.
+    pub fn computes_in_f16(&self) -> bool {
+        self.in_f16
+    }
+
     /// Width of the input.
     pub fn d_in(&self) -> usize {
         self.d_in

@@ -9,7 +9,7 @@ use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
-use crate::attention::{attention, attention_after};
+use crate::attention::{AttentionPrecision, attention};
 use crate::config::ModelConfig;
 use crate::profile;
 use crate::projection::Projection;
@@ -107,31 +107,28 @@ impl TextAttention {
             keys: rope::apply_rotary(k, rotary),
             values: v,
         };
-        let past_len = past.map_or(0, |p| p.keys.dims()[1]);
         // Grouped-query attention: KV head g serves query heads g·rep .. (g+1)·rep.
         let rep = heads / kv_heads;
         let repeat = |t: Tensor<3>| {
             let keys = t.dims()[1];
             t.unsqueeze_dim::<4>(1)
                 .expand([kv_heads, rep, keys, head_dim])
-                .reshape([heads, keys, head_dim])
+                .reshape([1, heads, keys, head_dim])
         };
+        let precision = AttentionPrecision::of(&self.q_proj);
+        // A segment's queries are the last of the keys it sees: the past's, then its own.
         let attend = |rows: Range<usize>| -> Tensor<3> {
             let q = q.clone().slice([0..heads, rows.clone(), 0..head_dim]);
             let rows = [0..kv_heads, rows, 0..head_dim];
-            let (k, v) = (
-                own.keys.clone().slice(rows.clone()),
-                own.values.clone().slice(rows),
-            );
+            let [k, v] = [&own.keys, &own.values].map(|t| t.clone().slice(rows.clone()));
+            let [k, v] = match past {
+                Some(past) => [(&past.keys, k), (&past.values, v)]
+                    .map(|(past, own)| Tensor::cat(vec![past.clone(), own], 1)),
+                None => [k, v],
+            };
             let device = q.device();
-            profile::stage("decoder attention", &device, || match past {
-                Some(past) => attention_after(
-                    q,
-                    repeat(Tensor::cat(vec![past.keys.clone(), k], 1)),
-                    repeat(Tensor::cat(vec![past.values.clone(), v], 1)),
-                    past_len,
-                ),
-                None => attention(q, repeat(k), repeat(v), true),
+            profile::stage("decoder attention", &device, || {
+                attention(q.unsqueeze(), repeat(k), repeat(v), true, precision).squeeze_dim(0)
             })
         };
         let out = match segments {
