@@ -96,7 +96,13 @@ fn a_model_given_in_parts_scores_as_its_directory_and_async_as_sync() {
     let request = request();
     let query = from_parts.prepare_query(&request);
     for (document, want) in request.documents.iter().zip(&want) {
-        let got = pollster::block_on(from_parts.score_document_async(&query, document)).unwrap();
+        let got = pollster::block_on(
+            from_parts.score_documents_async(&query, std::slice::from_ref(document)),
+        )
+        .pop()
+        .unwrap()
+        .unwrap()
+        .score;
         assert_eq!(got, *want);
     }
 }

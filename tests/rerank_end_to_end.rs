@@ -286,7 +286,12 @@ fn documents_scored_after_the_shared_prefix_equal_whole_pairs() {
             let query = reused.prepare_query(&request);
             for (i, (document, expected)) in request.documents.iter().zip(&expected).enumerate() {
                 let got = if asynchronous {
-                    pollster::block_on(reused.score_document_async(&query, document))
+                    pollster::block_on(
+                        reused.score_documents_async(&query, std::slice::from_ref(document)),
+                    )
+                    .pop()
+                    .expect("one result")
+                    .map(|s| s.score)
                 } else {
                     reused.score_document(&query, document)
                 };
@@ -308,7 +313,8 @@ fn documents_scored_after_the_shared_prefix_equal_whole_pairs() {
 
 /// Documents packed into one forward pass after their query's shared prefix equal the same
 /// documents computed whole, one at a time, on every golden request; and they are packed
-/// (fewer passes than documents), unless the batch limit leaves room for one document only.
+/// (fewer passes than documents), unless the batch limit leaves room for one document only;
+/// read back asynchronously too.
 #[test]
 fn documents_scored_in_one_pass_equal_whole_pairs() {
     let model = downloaded_model();
@@ -338,6 +344,14 @@ fn documents_scored_in_one_pass_equal_whole_pairs() {
                 true
             });
             assert!(passes <= most_passes.max(1), "{name}: {passes} passes");
+            // A browser's path, read back asynchronously, scores the same passes.
+            let asynchronous = pollster::block_on(
+                batched.score_documents_async(&batched.prepare_query(&request), &request.documents),
+            );
+            let scores = |results: &[Result<sift::Scored, sift::DocError>]| -> Vec<f32> {
+                results.iter().map(|r| r.as_ref().unwrap().score).collect()
+            };
+            assert_eq!(scores(&asynchronous), scores(&got), "{name}: async");
             if documents > 1 {
                 assert!(
                     query.shared_prefix_len().is_some(),

@@ -65,8 +65,9 @@ pub fn attention(
 /// intermediate of the written-out formula is one such matrix), within the caps above.
 fn score_budget(device: &Device, precision: AttentionPrecision) -> usize {
     #[cfg(not(target_family = "wasm"))]
-    let bytes = crate::device::binding_limit(device)
-        .map_or(DEFAULT_SCORE_BYTES, |limit| (limit / 2).min(MAX_SCORE_BYTES) as usize);
+    let bytes = crate::device::binding_limit(device).map_or(DEFAULT_SCORE_BYTES, |limit| {
+        (limit / 2).min(MAX_SCORE_BYTES) as usize
+    });
     #[cfg(target_family = "wasm")]
     let bytes = {
         let _ = device;
@@ -107,7 +108,9 @@ fn attention_in_chunks(
         .step_by(rows)
         .map(|start| {
             let end = (start + rows).min(len);
-            let q = q.clone().slice([0..batch, 0..heads, start..end, 0..head_dim]);
+            let q = q
+                .clone()
+                .slice([0..batch, 0..heads, start..end, 0..head_dim]);
             // A causal chunk sees no key after its last query; the op aligns the queries with
             // the last keys it is given.
             let seen = if causal { keys - len + end } else { keys };
@@ -157,8 +160,7 @@ mod tests {
             let expected = formula(q.clone(), k.clone(), v.clone(), causal);
             for budget in [usize::MAX, 2 * 3 * 37 * 5] {
                 let (q, k, v) = (q.clone(), k.clone(), v.clone());
-                let got =
-                    attention_in_chunks(q, k, v, causal, AttentionPrecision::F32, budget);
+                let got = attention_in_chunks(q, k, v, causal, AttentionPrecision::F32, budget);
                 let diff = max_difference(got, expected.clone());
                 assert!(diff < 1e-5, "causal={causal}, budget {budget}: {diff}");
             }
@@ -171,8 +173,20 @@ mod tests {
     fn f16_attention_stays_near_f32() {
         let [q, k, v] = random_qkv();
         for causal in [false, true] {
-            let exact = attention(q.clone(), k.clone(), v.clone(), causal, AttentionPrecision::F32);
-            let half = attention(q.clone(), k.clone(), v.clone(), causal, AttentionPrecision::F16);
+            let exact = attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                causal,
+                AttentionPrecision::F32,
+            );
+            let half = attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                causal,
+                AttentionPrecision::F16,
+            );
             assert_eq!(half.dtype(), DType::F32);
             let diff = max_difference(exact, half);
             assert!(diff > 0.0 && diff < 5e-3, "causal={causal}: {diff}");
@@ -184,7 +198,13 @@ mod tests {
     #[test]
     fn queries_after_a_past_equal_the_rows_of_the_whole() {
         let [q, k, v] = random_qkv();
-        let whole = attention(q.clone(), k.clone(), v.clone(), true, AttentionPrecision::F32);
+        let whole = attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            true,
+            AttentionPrecision::F32,
+        );
         let past = 30;
         let after = attention_in_chunks(
             q.slice([0..2, 0..3, past..37, 0..8]),

@@ -178,7 +178,8 @@ impl VisionAttention {
                 let out = profile::stage("vision attention", &q.device(), || {
                     attention(batch(&q), batch(&k), batch(&v), false, precision)
                 });
-                out.swap_dims(0, 1).reshape([heads, count * length, head_dim])
+                out.swap_dims(0, 1)
+                    .reshape([heads, count * length, head_dim])
             })
             .collect();
         let out = Tensor::cat(outputs, 1)

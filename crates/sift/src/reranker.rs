@@ -412,40 +412,81 @@ impl Reranker {
         documents: &[Content],
         mut progress: impl FnMut(usize) -> bool,
     ) -> Vec<Result<Scored, DocError>> {
-        let mut results: Vec<Option<Result<Scored, DocError>>> = std::iter::repeat_with(|| None)
-            .take(documents.len())
-            .collect();
-        let mut batch: Vec<(usize, ModelInput)> = Vec::new();
-        let limit = self.batch_limit();
-        let done = |results: &[Option<_>]| results.iter().filter(|r| r.is_some()).count();
-        for (index, document) in documents.iter().enumerate() {
-            let input = match self.document_input(query, document) {
-                Ok(input) => input,
-                Err(e) => {
-                    results[index] = Some(Err(e));
-                    continue;
-                }
-            };
-            let (tokens, patches) = batch
-                .iter()
-                .map(|(_, input)| input)
-                .chain([&input])
-                .fold((0, 0), |(t, p), input| {
-                    (t + input.input_ids.len(), p + input.patch_count())
-                });
-            let full =
-                batch.len() >= MAX_PASS_DOCUMENTS || self.model.pass_bytes(tokens, patches) > limit;
-            if !batch.is_empty() && full {
-                self.score_batch(query, std::mem::take(&mut batch), &mut results);
-                if !progress(done(&results)) {
-                    return results.into_iter().map_while(|r| r).collect();
-                }
+        let mut results = Vec::with_capacity(documents.len());
+        for pass in self.passes(query, documents) {
+            // The synchronous forward pass never waits, so one poll of its future finishes.
+            results.extend(pollster::block_on(self.score_pass(
+                query,
+                pass,
+                async |prefix, inputs| {
+                    self.guarded(|| match prefix {
+                        Some(prefix) => Ok(self.model.score_after(prefix, inputs)?),
+                        None => Ok(vec![self.model.score(inputs[0])]),
+                    })
+                },
+            )));
+            if !progress(results.len()) {
+                break;
             }
-            batch.push((index, input));
         }
-        self.score_batch(query, batch, &mut results);
-        progress(done(&results));
-        results.into_iter().map_while(|r| r).collect()
+        results
+    }
+
+    /// [`score_documents`](Self::score_documents) with an asynchronous readback, for browsers
+    /// (a Web Worker on WebGPU): one readback per batch, no progress within the call.
+    pub async fn score_documents_async(
+        &self,
+        query: &PreparedQuery,
+        documents: &[Content],
+    ) -> Vec<Result<Scored, DocError>> {
+        let mut results = Vec::with_capacity(documents.len());
+        for pass in self.passes(query, documents) {
+            let scored = self
+                .score_pass(query, pass, async |prefix, inputs| match prefix {
+                    Some(prefix) => Ok(self.model.score_after_async(prefix, inputs).await?),
+                    None => Ok(vec![self.model.score_async(inputs[0]).await]),
+                })
+                .await;
+            results.extend(scored);
+        }
+        results
+    }
+
+    /// `documents` read as they are needed and grouped into batches, each one forward pass
+    /// after the shared prefix: documents join while the pass's widest activation fits
+    /// [`batch_limit`](Self::batch_limit), 32 at most. A document that cannot be read stays in
+    /// its place with its error.
+    fn passes<'a>(
+        &'a self,
+        query: &'a PreparedQuery,
+        documents: &'a [Content],
+    ) -> impl Iterator<Item = Vec<Result<ModelInput, DocError>>> + 'a {
+        let limit = self.batch_limit();
+        let mut read = documents
+            .iter()
+            .map(|document| self.document_input(query, document))
+            .peekable();
+        std::iter::from_fn(move || {
+            let mut pass = Vec::new();
+            let (mut inputs, mut tokens, mut patches) = (0, 0, 0);
+            while let Some(next) = read.peek() {
+                if let Ok(input) = next {
+                    let with = (
+                        tokens + input.input_ids.len(),
+                        patches + input.patch_count(),
+                    );
+                    let full = inputs >= MAX_PASS_DOCUMENTS
+                        || self.model.pass_bytes(with.0, with.1) > limit;
+                    if inputs > 0 && full {
+                        break;
+                    }
+                    inputs += 1;
+                    (tokens, patches) = with;
+                }
+                pass.push(read.next().expect("peeked"));
+            }
+            (!pass.is_empty()).then_some(pass)
+        })
     }
 
     /// The most bytes one forward pass's widest activation may take.
@@ -454,23 +495,35 @@ impl Reranker {
         self.options.batch_bytes.min(binding)
     }
 
-    /// Scores a batch of documents' inputs into `results`: after the shared prefix in one
-    /// pass where they have one, else one at a time. If the batch's pass fails (burn panics
-    /// where the GPU runs out of memory), its documents are scored one at a time.
-    fn score_batch(
+    /// Scores one batch of documents' inputs: after the shared prefix in one pass of
+    /// `forward` where they have one, else one at a time. If the batch's pass fails (burn
+    /// panics where the GPU runs out of memory), its documents are scored one at a time.
+    /// `forward(prefix, inputs)` scores inputs packed after a prefix, or one input whole.
+    async fn score_pass(
         &self,
         query: &PreparedQuery,
-        batch: Vec<(usize, ModelInput)>,
-        results: &mut [Option<Result<Scored, DocError>>],
-    ) {
-        let mut alone = batch;
+        pass: Vec<Result<ModelInput, DocError>>,
+        forward: impl AsyncFn(Option<&Prefix>, &[&ModelInput]) -> Result<Scores, DocError>,
+    ) -> Vec<Result<Scored, DocError>> {
+        let mut results: Vec<Option<Result<Scored, DocError>>> = Vec::with_capacity(pass.len());
+        let mut inputs = Vec::with_capacity(pass.len());
+        for read in pass {
+            match read {
+                Ok(input) => {
+                    inputs.push((results.len(), input));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut alone = inputs;
         if alone.len() > 1
             && let Some(prefix) = self.shared_prefix_of(query, &alone)
         {
             let (after, rest): (Vec<_>, Vec<_>) =
                 alone.into_iter().partition(|(_, input)| prefix.fits(input));
-            let inputs: Vec<&ModelInput> = after.iter().map(|(_, input)| input).collect();
-            let scored = self.guarded(|| Ok(self.model.score_after(&prefix, &inputs)?));
+            let packed: Vec<&ModelInput> = after.iter().map(|(_, input)| input).collect();
+            let scored = forward(Some(&prefix), &packed).await;
             query.keep(prefix);
             alone = rest;
             match scored {
@@ -485,14 +538,19 @@ impl Reranker {
         for (index, input) in alone {
             let scored = match self.shared_prefix(query, &input) {
                 Some(prefix) => {
-                    let scored = self.guarded(|| Ok(self.model.score_after(&prefix, &[&input])?));
+                    let scored = forward(Some(&prefix), &[&input]).await;
                     query.keep(prefix);
-                    scored.and_then(|mut scores| Ok(scores.pop().expect("one score")?))
+                    scored
                 }
-                None => self.guarded(|| Ok(self.model.score(&input)?)),
+                None => forward(None, &[&input]).await,
             };
-            results[index] = Some(scored_pair(scored, &input));
+            let score = scored.and_then(|mut scores| Ok(scores.pop().expect("one score")?));
+            results[index] = Some(scored_pair(score, &input));
         }
+        results
+            .into_iter()
+            .map(|r| r.expect("every document scored"))
+            .collect()
     }
 
     /// `forward` run so that a panic (burn's way to report a lost GPU or an allocation that
@@ -525,7 +583,7 @@ impl Reranker {
     }
 
     /// The score of one document against a prepared query. Reads the result back
-    /// synchronously: in a browser, use [`score_document_async`](Self::score_document_async).
+    /// synchronously: in a browser, use [`score_documents_async`](Self::score_documents_async).
     pub fn score_document(
         &self,
         query: &PreparedQuery,
@@ -542,25 +600,6 @@ impl Reranker {
     ) -> Result<Scored, DocError> {
         let mut results = self.score_documents(query, std::slice::from_ref(document), |_| true);
         results.pop().expect("one document, one result")
-    }
-
-    /// [`score_document`](Self::score_document) with an asynchronous readback, for browsers
-    /// (a Web Worker on WebGPU): one readback per document.
-    pub async fn score_document_async(
-        &self,
-        query: &PreparedQuery,
-        document: &Content,
-    ) -> Result<f32, DocError> {
-        let input = self.document_input(query, document)?;
-        let scored = match self.shared_prefix(query, &input) {
-            Some(prefix) => {
-                let scored = self.model.score_after_async(&prefix, &[&input]).await;
-                query.keep(prefix);
-                scored.and_then(|mut scores| scores.pop().expect("one score"))
-            }
-            None => self.model.score_async(&input).await,
-        };
-        Ok(scored?.score)
     }
 
     /// The prefix to score `input` after, taken out of `query` (give it back with
@@ -767,6 +806,9 @@ impl Reranker {
         })
     }
 }
+
+/// The scores of one forward pass, each its own pair's result.
+type Scores = Vec<Result<sift_model::Score, ModelError>>;
 
 /// A document's result with the length of its prompt.
 fn scored_pair(

@@ -300,9 +300,12 @@ async fn warm_up(reranker: &Reranker) -> Result<(), String> {
         videos: Vec::new(),
     };
     let query = reranker.prepare_query(&request);
-    reranker
-        .score_document_async(&query, &document)
-        .await
+    let mut results = reranker
+        .score_documents_async(&query, std::slice::from_ref(&document))
+        .await;
+    results
+        .pop()
+        .expect("one document, one result")
         .map(drop)
         .map_err(|e| format!("the first pass on this GPU failed: {e}"))
 }

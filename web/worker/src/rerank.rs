@@ -43,53 +43,60 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
     let total = job.documents.len();
     let mut scores: Vec<Option<Result<f32, String>>> = vec![None; total];
     let mut progress = Progress::new(Stage::Scoring, total as u64);
+    // Documents read and waiting to be scored together; their indices and how their videos
+    // were sampled.
+    let mut group: Vec<Content> = Vec::new();
+    let mut group_info: Vec<(usize, Vec<VideoSample>)> = Vec::new();
     for (index, side) in job.documents.iter().enumerate() {
         let mut videos = query_videos.clone();
-        let mut gpu_failed = false;
-        let result = match &prepared {
-            Ok(prepared) => {
-                match read_side(
-                    inbox,
-                    job.job,
-                    side,
-                    "document",
-                    VideoBudget {
-                        sampling: &sampling,
-                        max_tokens,
-                    },
-                    &mut videos,
-                )
-                .await
-                {
-                    Ok(document) => reranker
-                        .score_document_async(prepared, &document)
-                        .await
-                        .map_err(|e| {
-                            gpu_failed = matches!(e, DocError::Model(ModelError::Gpu(_)));
-                            e.to_string()
-                        }),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+        let read = match &prepared {
+            Ok(_) => read_side(
+                inbox,
+                job.job,
+                side,
+                "document",
+                VideoBudget {
+                    sampling: &sampling,
+                    max_tokens,
+                },
+                &mut videos,
+            )
+            .await
+            .map_err(|e| e.to_string()),
             Err(e) => Err(DocError::Query(e.to_string()).to_string()),
         };
-        scores[index] = Some(result.clone());
-        post(&FromWorker::Scored {
-            job: job.job,
-            index,
-            result,
-            order: ranking_so_far(&scores),
-            videos,
-        });
-        progress.add(1);
-        if gpu_failed {
-            // A readback that fails means the device is gone: only a new worker, with a new
-            // device, can go on.
-            post(&FromWorker::Fatal(format!(
-                "the GPU was lost while scoring ({})",
-                result_error(&scores[index])
-            )));
-            return;
+        match read {
+            Ok(document) => {
+                group.push(document);
+                group_info.push((index, videos));
+            }
+            Err(e) => {
+                scores[index] = Some(Err(e));
+                post_scored(job.job, index, &scores, videos);
+                progress.add(1);
+            }
+        }
+        let last = index + 1 == total;
+        if let (Ok(prepared), true) = (&prepared, group.len() == GROUP_DOCUMENTS || last) {
+            let results = reranker.score_documents_async(prepared, &group).await;
+            group.clear();
+            let mut lost = None;
+            for ((index, videos), result) in group_info.drain(..).zip(results) {
+                if let Err(DocError::Model(ModelError::Gpu(e))) = &result {
+                    lost = Some(e.clone());
+                }
+                scores[index] = Some(result.map(|s| s.score).map_err(|e| e.to_string()));
+                post_scored(job.job, index, &scores, videos);
+                progress.add(1);
+            }
+            if let Some(e) = lost {
+                // A readback that fails means the device is gone: only a new worker, with a
+                // new device, can go on.
+                post(&FromWorker::Fatal(format!(
+                    "the GPU was lost while scoring ({e})"
+                )));
+                return;
+            }
         }
     }
     let scores: Vec<Result<f32, String>> = scores.into_iter().flatten().collect();
@@ -99,11 +106,24 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
     });
 }
 
-fn result_error(result: &Option<Result<f32, String>>) -> &str {
-    match result {
-        Some(Err(e)) => e,
-        _ => "",
-    }
+/// Documents read before they are scored together: the library packs them into as few
+/// forward passes as fit the GPU, and the page's ranking updates after each group.
+const GROUP_DOCUMENTS: usize = 16;
+
+/// Sends document `index`'s result and the ranking so far to the page.
+fn post_scored(
+    job: u32,
+    index: usize,
+    scores: &[Option<Result<f32, String>>],
+    videos: Vec<VideoSample>,
+) {
+    post(&FromWorker::Scored {
+        job,
+        index,
+        result: scores[index].clone().expect("just scored"),
+        order: ranking_so_far(scores),
+        videos,
+    });
 }
 
 /// The documents scored so far, best first, failures last.
