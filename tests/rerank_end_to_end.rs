@@ -371,11 +371,11 @@ fn documents_scored_in_one_pass_equal_whole_pairs() {
     eprintln!("worst |one pass - whole|: {worst:.2e}");
 }
 
-/// Linear layers multiplied in f16 keep every golden score within `F16_BOUND` of f32 (the
-/// largest difference measured, about twice over: docs/performance.md), and they do change the
-/// scores, so the f16 path ran.
+/// f16 precision (linear layers and attention) keeps every golden score within `F16_BOUND` of
+/// f32 (the largest difference measured, about twice over: docs/performance.md), and it does
+/// change the scores, so the f16 path ran.
 #[test]
-fn f16_linear_layers_keep_every_golden_score_near_f32() {
+fn f16_precision_keeps_every_golden_score_near_f32() {
     const F16_BOUND: f32 = 1.5e-4;
     let model = downloaded_model();
     let mut worst = 0f32;

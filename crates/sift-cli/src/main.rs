@@ -159,8 +159,8 @@ struct ModelOptions {
     /// Where the model runs: `auto` takes a hardware GPU when wgpu finds one, else the CPU.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// What the linear layers multiply in: f32 (the reference's scores within 1e-5) or f16
-    /// (faster on GPUs with f16; scores move by about 1e-4).
+    /// What the linear layers and attention multiply in: f32 (the reference's scores within
+    /// 1e-5) or f16 (faster on GPUs with f16; scores move by about 1e-4).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
     /// Tokens kept before the prompt's 5-token suffix; longer document text is cut.

@@ -229,9 +229,10 @@ impl RerankerModel {
         &self.device
     }
 
-    /// Multiplies every linear layer in f16 from now on ([`Projection::compute_in_f16`]);
-    /// norms, attention, rotary embeddings and the score stay f32. An error where the device
-    /// does not compute in f16.
+    /// Multiplies every linear layer in f16 from now on ([`Projection::compute_in_f16`]), and
+    /// attention with them (each layer's attention follows its projections); norms, rotary
+    /// embeddings, the residual stream and the score stay f32. An error where the device does
+    /// not compute in f16.
     pub fn compute_in_f16(&mut self) -> Result<(), ModelError> {
         if !self.device.supports_dtype(burn::tensor::DType::F16) {
             return Err(ModelError::Gpu(

@@ -38,15 +38,15 @@ pub enum Backend {
     Auto,
 }
 
-/// The type the linear layers multiply in.
+/// The type the linear layers and attention multiply in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// f32 throughout: the reference's scores within 1e-5.
     #[default]
     F32,
-    /// The linear layers in f16 (norms, attention and the score in f32): faster on GPUs with
-    /// f16 (tensor cores through Vulkan's SPIR-V); on the golden requests, scores within 6e-5
-    /// of f32.
+    /// The linear layers and attention in f16, accumulating in f32 (norms, the residual stream
+    /// and the score in f32): faster on GPUs with f16 (tensor cores through Vulkan's SPIR-V);
+    /// on the golden requests, scores within 6e-5 of f32.
     F16,
 }
 
