@@ -7,6 +7,8 @@
 //! (7200 patches, 16 heads). Each row's softmax still spans every key it sees, so chunking
 //! changes no result.
 
+use std::ops::Range;
+
 use burn::tensor::module::attention as attention_op;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Device, Tensor};
@@ -59,6 +61,55 @@ pub fn attention(
 ) -> Tensor<4> {
     let budget = score_budget(&q.device(), precision);
     attention_in_chunks(q, k, v, causal, precision, budget)
+}
+
+/// `count` consecutive segments of `length` rows from `start`, computed as one batch: a video's
+/// frame groups, images of one size, documents of one length packed in a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub start: usize,
+    pub length: usize,
+    pub count: usize,
+}
+
+impl Run {
+    /// The run's rows of a heads-first `[heads, len, head_dim]` tensor, as a batch
+    /// `[count, heads, length, head_dim]`.
+    pub fn batch(&self, t: &Tensor<3>) -> Tensor<4> {
+        let [heads, _, head_dim] = t.dims();
+        t.clone()
+            .slice([0..heads, self.start..self.start + self.length * self.count])
+            .reshape([heads, self.count, self.length, head_dim])
+            .swap_dims(0, 1)
+    }
+
+    /// [`batch`](Self::batch) undone: `[heads, count·length, head_dim]`.
+    pub fn unbatch(&self, t: Tensor<4>) -> Tensor<3> {
+        let [_, heads, _, head_dim] = t.dims();
+        t.swap_dims(0, 1)
+            .reshape([heads, self.count * self.length, head_dim])
+    }
+}
+
+/// Consecutive segments of one length, joined into runs.
+pub fn equal_length_runs(segments: impl IntoIterator<Item = Range<usize>>) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for segment in segments {
+        match runs.last_mut() {
+            Some(run)
+                if run.length == segment.len()
+                    && run.start + run.length * run.count == segment.start =>
+            {
+                run.count += 1
+            }
+            _ => runs.push(Run {
+                start: segment.start,
+                length: segment.len(),
+                count: 1,
+            }),
+        }
+    }
+    runs
 }
 
 /// Score-matrix elements computed at once on `device`: half of what it binds (every
@@ -191,6 +242,30 @@ mod tests {
             let diff = max_difference(exact, half);
             assert!(diff > 0.0 && diff < 5e-3, "causal={causal}: {diff}");
         }
+    }
+
+    #[test]
+    fn segments_of_one_length_form_runs() {
+        // Two 2-frame groups of 8 patches, an image of 6, another image of 6.
+        let runs = equal_length_runs([0..8, 8..16, 16..22, 22..28]);
+        let run = |start, length, count| Run {
+            start,
+            length,
+            count,
+        };
+        assert_eq!(runs, [run(0, 8, 2), run(16, 6, 2)]);
+        assert_eq!(equal_length_runs([]), []);
+        // A batch is undone exactly.
+        let [q, _, _] = random_qkv();
+        let q = q.slice([0..1, 0..3]).squeeze_dim::<3>(0);
+        let run = run(5, 10, 3);
+        let batch = run.batch(&q);
+        assert_eq!(batch.dims(), [3, 3, 10, 8]);
+        let diff: f32 = (run.unbatch(batch) - q.slice([0..3, 5..35]))
+            .abs()
+            .max()
+            .into_scalar();
+        assert_eq!(diff, 0.0);
     }
 
     /// The last rows of causal attention, computed after the keys and values of the rows before

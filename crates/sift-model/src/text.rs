@@ -9,7 +9,7 @@ use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor};
 
-use crate::attention::{AttentionPrecision, attention};
+use crate::attention::{AttentionPrecision, Run, attention, equal_length_runs};
 use crate::config::ModelConfig;
 use crate::profile;
 use crate::projection::Projection;
@@ -109,32 +109,36 @@ impl TextAttention {
         };
         // Grouped-query attention: KV head g serves query heads g·rep .. (g+1)·rep.
         let rep = heads / kv_heads;
-        let repeat = |t: Tensor<3>| {
-            let keys = t.dims()[1];
-            t.unsqueeze_dim::<4>(1)
-                .expand([kv_heads, rep, keys, head_dim])
-                .reshape([1, heads, keys, head_dim])
+        let repeat = |t: Tensor<4>| {
+            let [batch, _, keys, _] = t.dims();
+            t.unsqueeze_dim::<5>(2)
+                .expand([batch, kv_heads, rep, keys, head_dim])
+                .reshape([batch, heads, keys, head_dim])
         };
         let precision = AttentionPrecision::of(&self.q_proj);
-        // A segment's queries are the last of the keys it sees: the past's, then its own.
-        let attend = |rows: Range<usize>| -> Tensor<3> {
-            let q = q.clone().slice([0..heads, rows.clone(), 0..head_dim]);
-            let rows = [0..kv_heads, rows, 0..head_dim];
-            let [k, v] = [&own.keys, &own.values].map(|t| t.clone().slice(rows.clone()));
+        // Segments of one length side by side form one batch. A segment's queries are the
+        // last of the keys it sees: the past's, then its own.
+        let attend = |run: Run| -> Tensor<3> {
+            let [k, v] = [&own.keys, &own.values].map(|t| run.batch(t));
             let [k, v] = match past {
-                Some(past) => [(&past.keys, k), (&past.values, v)]
-                    .map(|(past, own)| Tensor::cat(vec![past.clone(), own], 1)),
+                Some(past) => [(&past.keys, k), (&past.values, v)].map(|(past, own)| {
+                    let [_, past_len, _] = past.dims();
+                    let past = past
+                        .clone()
+                        .unsqueeze::<4>()
+                        .expand([run.count, kv_heads, past_len, head_dim]);
+                    Tensor::cat(vec![past, own], 2)
+                }),
                 None => [k, v],
             };
             let device = q.device();
-            profile::stage("decoder attention", &device, || {
-                attention(q.unsqueeze(), repeat(k), repeat(v), true, precision).squeeze_dim(0)
-            })
+            let out = profile::stage("decoder attention", &device, || {
+                attention(run.batch(&q), repeat(k), repeat(v), true, precision)
+            });
+            run.unbatch(out)
         };
-        let out = match segments {
-            [whole] if *whole == (0..len) => attend(0..len),
-            _ => Tensor::cat(segments.iter().cloned().map(attend).collect(), 1),
-        };
+        let runs = equal_length_runs(segments.iter().cloned());
+        let out = Tensor::cat(runs.into_iter().map(attend).collect(), 1);
         let out = self
             .o_proj
             .forward(out.swap_dims(0, 1).reshape([len, heads * head_dim]));

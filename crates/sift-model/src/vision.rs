@@ -8,7 +8,7 @@ use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
-use crate::attention::{AttentionPrecision, attention};
+use crate::attention::{AttentionPrecision, attention, equal_length_runs};
 use crate::config::VisionConfig;
 use crate::profile;
 use crate::projection::Projection;
@@ -165,21 +165,19 @@ impl VisionAttention {
         let precision = AttentionPrecision::of(&self.qkv);
         // Segments of one length (a video's frame groups, images of one size) side by side
         // form one batch: one launch for all of them.
-        let outputs: Vec<Tensor<3>> = equal_length_runs(segments)
+        let outputs: Vec<Tensor<3>> = equal_length_runs(segments.iter().map(|&(s, e)| s..e))
             .into_iter()
-            .map(|(start, length, count)| {
-                let range = [0..heads, start..start + length * count, 0..head_dim];
-                let batch = |t: &Tensor<3>| {
-                    t.clone()
-                        .slice(range.clone())
-                        .reshape([heads, count, length, head_dim])
-                        .swap_dims(0, 1)
-                };
+            .map(|run| {
                 let out = profile::stage("vision attention", &q.device(), || {
-                    attention(batch(&q), batch(&k), batch(&v), false, precision)
+                    attention(
+                        run.batch(&q),
+                        run.batch(&k),
+                        run.batch(&v),
+                        false,
+                        precision,
+                    )
                 });
-                out.swap_dims(0, 1)
-                    .reshape([heads, count * length, head_dim])
+                run.unbatch(out)
             })
             .collect();
         let out = Tensor::cat(outputs, 1)
@@ -200,22 +198,6 @@ impl VisionBlock {
         let hidden = gelu_approximate(self.mlp.linear_fc1.forward(self.norm2.forward(x.clone())));
         x + self.mlp.linear_fc2.forward(hidden)
     }
-}
-
-/// Consecutive segments `[start, end)` of one length, as `(start, length, count)` runs.
-fn equal_length_runs(segments: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
-    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-    for &(start, end) in segments {
-        match runs.last_mut() {
-            Some((run_start, length, count))
-                if *length == end - start && *run_start + *length * *count == start =>
-            {
-                *count += 1
-            }
-            _ => runs.push((start, end - start, 1)),
-        }
-    }
-    runs
 }
 
 /// For each patch in processor order (merge blocks of `merge × merge` patches, row-major inside
@@ -438,18 +420,5 @@ impl VisionModel {
             })
             .reduce(|a, b| a + b)
             .expect("four interpolation terms")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::equal_length_runs;
-
-    #[test]
-    fn segments_of_one_length_form_runs() {
-        // Two 2-frame groups of 8 patches, an image of 6, another image of 6.
-        let segments = [(0, 8), (8, 16), (16, 22), (22, 28)];
-        assert_eq!(equal_length_runs(&segments), [(0, 8, 2), (16, 6, 2)]);
-        assert_eq!(equal_length_runs(&[]), []);
     }
 }
