@@ -662,7 +662,7 @@ impl Reranker {
             .as_ref()
             .map_err(|e| DocError::Query(e.clone()))?;
         let document = self.prepare(document, "document", &query.sampling, side.visual_tokens)?;
-        self.pair_input(&query.instruction, side, &document)
+        self.pair_input(&query.instruction, side, document)
     }
 
     /// Reads a side's videos, then its images (the prompt's order), into prompt content and
@@ -785,17 +785,18 @@ impl Reranker {
         &self,
         instruction: &str,
         query: &PreparedSide,
-        document: &PreparedSide,
+        document: PreparedSide,
     ) -> Result<ModelInput, DocError> {
         let text = prompt_text(instruction, &query.content, &document.content);
         let ids = self.tokenizer.encode(&text)?;
         let input_ids = self.tokenizer.truncate(ids, self.options.max_length);
-        // Prompt order: the query's visuals, then the document's.
+        // Prompt order: the query's visuals (shared by every document, so copied), then the
+        // document's own (moved: an image's pixels are 19 MB).
         let visuals: Vec<VisualItem> = query
             .visuals
             .iter()
-            .chain(&document.visuals)
             .cloned()
+            .chain(document.visuals)
             .collect();
         let position_ids = position_ids(self.model.config(), &input_ids, &visuals)
             .map_err(|e| ModelError::Input(e.to_string()))?;
