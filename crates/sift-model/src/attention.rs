@@ -20,10 +20,13 @@ use crate::Projection;
 /// 4-bit 2B model within 1.6 GB of GPU memory (docs/quantization.md).
 const DEFAULT_SCORE_BYTES: usize = 64 << 20;
 
-/// The most bytes of score matrix computed at once natively, whatever the GPU binds: one image
+/// The most bytes of score matrix computed at once, whatever the GPU binds. Natively: one image
 /// of the 2B's vision tower (16 heads, 3072 patches: 604 MB) in one launch per layer.
 #[cfg(not(target_family = "wasm"))]
-const MAX_SCORE_BYTES: u64 = 1 << 30;
+const MAX_SCORE_BYTES: usize = 1 << 30;
+/// In browsers: the default, which bounds the page's GPU memory (see above).
+#[cfg(target_family = "wasm")]
+const MAX_SCORE_BYTES: usize = DEFAULT_SCORE_BYTES;
 
 /// How attention multiplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,15 +118,9 @@ pub fn equal_length_runs(segments: impl IntoIterator<Item = Range<usize>>) -> Ve
 /// Score-matrix elements computed at once on `device`: half of what it binds (every
 /// intermediate of the written-out formula is one such matrix), within the caps above.
 fn score_budget(device: &Device, precision: AttentionPrecision) -> usize {
-    #[cfg(not(target_family = "wasm"))]
     let bytes = crate::device::binding_limit(device).map_or(DEFAULT_SCORE_BYTES, |limit| {
-        (limit / 2).min(MAX_SCORE_BYTES) as usize
+        usize::try_from(limit / 2).map_or(MAX_SCORE_BYTES, |half| half.min(MAX_SCORE_BYTES))
     });
-    #[cfg(target_family = "wasm")]
-    let bytes = {
-        let _ = device;
-        DEFAULT_SCORE_BYTES
-    };
     let element = match precision {
         AttentionPrecision::F32 => 4,
         AttentionPrecision::F16 => 2,

@@ -506,17 +506,18 @@ impl Reranker {
         forward: impl AsyncFn(Option<&Prefix>, &[&ModelInput]) -> Result<Scores, DocError>,
     ) -> Vec<Result<Scored, DocError>> {
         let mut results: Vec<Option<Result<Scored, DocError>>> = Vec::with_capacity(pass.len());
-        let mut inputs = Vec::with_capacity(pass.len());
+        // The documents read, with their places in `results`: packed after the prefix below,
+        // or scored alone.
+        let mut alone = Vec::with_capacity(pass.len());
         for read in pass {
             match read {
                 Ok(input) => {
-                    inputs.push((results.len(), input));
+                    alone.push((results.len(), input));
                     results.push(None);
                 }
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        let mut alone = inputs;
         if alone.len() > 1
             && let Some(prefix) = self.shared_prefix_of(query, &alone)
         {

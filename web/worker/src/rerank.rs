@@ -76,8 +76,8 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
                 progress.add(1);
             }
         }
-        let last = index + 1 == total;
-        if let (Ok(prepared), true) = (&prepared, group.len() == GROUP_DOCUMENTS || last) {
+        let due = group.len() == GROUP_DOCUMENTS || (index + 1 == total && !group.is_empty());
+        if let (Ok(prepared), true) = (&prepared, due) {
             let results = reranker.score_documents_async(prepared, &group).await;
             group.clear();
             let mut lost = None;
