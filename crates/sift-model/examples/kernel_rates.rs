@@ -1,0 +1,162 @@
+//! Times burn's kernels at the 2B model's prefill shapes on the default GPU: the linear layers
+//! (f32, f16, with and without the casts around them), attention through burn's op in two
+//! layouts of the same problem, and attention's parts written out. The figures behind
+//! docs/performance.md's "Where the time goes"; not part of any build of sift.
+//!
+//! cargo run --release -p sift-model --no-default-features --features vulkan --example kernel_rates
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use burn::tensor::activation::softmax;
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, Device, Distribution, Tensor};
+
+/// Milliseconds per call of `run` after three calls that compile and tune its kernels, and its
+/// rate for `flop` operations; a kernel that fails is reported and the probe goes on.
+fn report<const D: usize>(
+    name: &str,
+    flop: f64,
+    device: &Device,
+    mut run: impl FnMut() -> Tensor<D>,
+) {
+    let timed = catch_unwind(AssertUnwindSafe(|| {
+        for _ in 0..3 {
+            drop(run());
+        }
+        let _ = device.sync();
+        let calls = 10;
+        let start = Instant::now();
+        for _ in 0..calls {
+            drop(run());
+        }
+        let _ = device.sync();
+        start.elapsed().as_secs_f64() * 1e3 / f64::from(calls)
+    }));
+    match timed {
+        Ok(ms) if flop > 0.0 => println!("{name:<64} {ms:8.3} ms {:7.1} TFLOP/s", flop / ms / 1e9),
+        Ok(ms) => println!("{name:<64} {ms:8.3} ms"),
+        Err(_) => println!("{name:<64}   failed"),
+    }
+}
+
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 0.5), device)
+}
+
+fn main() {
+    let device = sift_model::gpu_device().expect("a GPU through wgpu");
+    println!("{:?}", sift_model::gpu_info(&device).map(|info| info.name));
+
+    // (tokens, in, out): the vision tower's qkv, MLP in and out for one 1024×768 image; the
+    // decoder's MLP in and out for 16 packed text documents, and for one.
+    for (m, k, n) in [
+        (3072, 1024, 3072),
+        (3072, 1024, 4096),
+        (3072, 4096, 1024),
+        (4480, 2048, 6144),
+        (4480, 6144, 2048),
+        (340, 2048, 6144),
+    ] {
+        let flop = 2.0 * (m * k * n) as f64;
+        let x = random([m, k], &device);
+        let weight = random([n, k], &device);
+        for dtype in [DType::F32, DType::F16] {
+            let (x, weight) = (x.clone().cast(dtype), weight.clone().cast(dtype));
+            report(
+                &format!("linear {dtype:?} {m}×{k}×{n}"),
+                flop,
+                &device,
+                || linear(x.clone(), weight.clone().transpose(), None),
+            );
+        }
+        let half = weight.clone().cast(DType::F16);
+        report(
+            &format!("linear f16 with casts from and to f32 {m}×{k}×{n}"),
+            flop,
+            &device,
+            || linear(x.clone().cast(DType::F16), half.clone().transpose(), None).cast(DType::F32),
+        );
+    }
+
+    // (batch, heads, queries, keys, head_dim, causal): one image in the vision tower, a
+    // video's 8 frame groups, 16 packed text documents after their prefix, one image pair.
+    for (batch, heads, len, keys, d, causal) in [
+        (1, 16, 3072, 3072, 64, false),
+        (8, 16, 784, 784, 64, false),
+        (16, 16, 280, 340, 128, true),
+        (1, 16, 850, 850, 128, true),
+    ] {
+        let flop = 4.0 * (batch * heads * len * keys * d) as f64;
+        let [q, k, v] =
+            [len, keys, keys].map(|l| random([batch, heads, l, d], &device).cast(DType::F16));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: causal,
+        };
+        let shape = format!(
+            "{batch}×{heads}×{len}×{keys}×{d}{}",
+            if causal { " causal" } else { "" }
+        );
+        report(
+            &format!("attention f16 [batch, heads, len, d] {shape}"),
+            flop,
+            &device,
+            || attention(q.clone(), k.clone(), v.clone(), None, None, options),
+        );
+        let heads_in_batch = |t: &Tensor<4>| {
+            let [b, h, l, d] = t.dims();
+            t.clone().reshape([b * h, 1, l, d])
+        };
+        report(
+            &format!("attention f16 [batch·heads, 1, len, d] {shape}"),
+            flop,
+            &device,
+            || {
+                attention(
+                    heads_in_batch(&q),
+                    heads_in_batch(&k),
+                    heads_in_batch(&v),
+                    None,
+                    None,
+                    options,
+                )
+            },
+        );
+        if causal {
+            continue;
+        }
+        let scores = q.clone().matmul(k.clone().swap_dims(2, 3));
+        report(
+            &format!("  q·kᵀ f16 {shape}"),
+            flop / 2.0,
+            &device,
+            || q.clone().matmul(k.clone().swap_dims(2, 3)),
+        );
+        let scores32 = scores.clone().cast(DType::F32);
+        report(
+            &format!("  softmax f32 alone {shape}"),
+            0.0,
+            &device,
+            || softmax(scores32.clone(), 3),
+        );
+        report(&format!("  p·v f16 {shape}"), flop / 2.0, &device, || {
+            scores.clone().matmul(v.clone())
+        });
+        report(
+            &format!("written out: f16 q·kᵀ, f32 softmax, f16 p·v {shape}"),
+            flop,
+            &device,
+            || {
+                let scores = q
+                    .clone()
+                    .matmul(k.clone().swap_dims(2, 3))
+                    .cast(DType::F32)
+                    .mul_scalar((d as f64).powf(-0.5));
+                softmax(scores, 3).cast(DType::F16).matmul(v.clone())
+            },
+        );
+    }
+}
