@@ -497,8 +497,8 @@ fn bench_measures_each_workload_and_document_count() {
     assert_eq!(
         shape,
         [
-            ("text", 1, 340),
-            ("text", 3, 340),
+            ("text", 1, 342),
+            ("text", 3, 342),
             ("image", 1, 850),
             ("image", 3, 850)
         ]

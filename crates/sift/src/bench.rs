@@ -317,8 +317,12 @@ impl Workload {
         }
     }
 
-    /// The document; its pixels are a pattern (speed does not depend on them).
-    pub fn document(self) -> Content {
+    /// Document `index` of a request: each one differs from the others from its first token or
+    /// pixel on, as a retriever's candidates do, so that no more of them is shared than the
+    /// query (identical texts would share all but their last token, and only that would be
+    /// computed). Pixels are a pattern: speed does not depend on them.
+    pub fn document(self, index: usize) -> Content {
+        let seed = u32::try_from(index).unwrap_or(u32::MAX);
         let pattern = |width: u32, height: u32, seed: u32| {
             RgbImage::from_fn(width, height, |x, y| {
                 let v = x.wrapping_mul(31) ^ y.wrapping_mul(17) ^ seed;
@@ -331,20 +335,27 @@ impl Workload {
             })
         };
         match self {
-            Self::Text => Content::text(
+            Self::Text => Content::text(format!(
+                "{index}. {}",
                 "Reranking scores how well each candidate answers a query. A first-stage \
                  retriever returns fifty passages quickly; the reranker reads each one beside \
                  the query and keeps the best five. "
-                    .repeat(7),
-            ),
+                    .repeat(7)
+            )),
             Self::Image => Content {
-                images: vec![ImageSource::Pixels(pattern(1024, 768, 0))],
+                images: vec![ImageSource::Pixels(pattern(1024, 768, seed))],
                 ..Content::default()
             },
             Self::Video => Content::video(Video {
                 source: VideoSource::Frames(
                     (0..16)
-                        .map(|i| ImageSource::Pixels(pattern(448, 448, i)))
+                        .map(|i| {
+                            ImageSource::Pixels(pattern(
+                                448,
+                                448,
+                                seed.wrapping_mul(16).wrapping_add(i),
+                            ))
+                        })
                         .collect(),
                 ),
                 fps: None,
@@ -359,7 +370,7 @@ pub fn query() -> Content {
     Content::text("Which passage explains how a reranker chooses the best documents for a query?")
 }
 
-/// One measurement: `documents` copies of a workload's document scored against one query.
+/// One measurement: `documents` of a workload's documents scored against one query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timing {
     pub workload: Workload,
@@ -380,7 +391,7 @@ pub struct Timing {
 /// Model inputs built to time the host's share of a pair.
 const HOST_SAMPLES: usize = 5;
 
-/// Times `reranker` on `documents` copies of `workload`'s document against [`query`]: the
+/// Times `reranker` on `documents` of `workload`'s documents against [`query`]: the
 /// same request first (unmeasured: kernels compile and are tuned), then `rounds` requests.
 pub fn time_workload(
     reranker: &Reranker,
@@ -391,7 +402,9 @@ pub fn time_workload(
 ) -> Result<Timing, DocError> {
     let request = Request {
         query: query(),
-        documents: vec![workload.document(); documents.max(1)],
+        documents: (0..documents.max(1))
+            .map(|index| workload.document(index))
+            .collect(),
         ..Request::default()
     };
     // The request scored, failing on the first document that fails.
