@@ -466,3 +466,30 @@ pub fn time_workload(
         stages,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Documents that repeated one another would share their tokens past the query, and the
+    /// benchmark would time only what follows them (one token for identical texts).
+    #[test]
+    fn a_requests_documents_differ_from_their_first_token_or_pixel() {
+        let first_pixel = |source: &ImageSource| match source {
+            ImageSource::Pixels(image) => *image.get_pixel(0, 0),
+            other => panic!("a pattern, not {other:?}"),
+        };
+        let [a, b] = [0, 1].map(|index| Workload::Text.document(index));
+        assert_ne!(a.texts[0].chars().next(), b.texts[0].chars().next());
+        let [a, b] = [0, 1].map(|index| Workload::Image.document(index));
+        assert_ne!(first_pixel(&a.images[0]), first_pixel(&b.images[0]));
+        let [a, b] =
+            [0, 1].map(
+                |index| match Workload::Video.document(index).videos.remove(0).source {
+                    VideoSource::Frames(frames) => first_pixel(&frames[0]),
+                    _ => panic!("a frame list"),
+                },
+            );
+        assert_ne!(a, b);
+    }
+}
