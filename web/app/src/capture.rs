@@ -16,6 +16,10 @@ use crate::worker::ModelWorker;
 /// How long one seek may take before the video is declared unplayable.
 const SEEK_TIMEOUT_MS: u32 = 20_000;
 
+/// How long to wait, after `seeked`, for the element to present the sought frame. A seek that
+/// lands on the frame already shown presents nothing, so the wait must end on its own.
+const PRESENT_TIMEOUT_MS: u32 = 1_000;
+
 /// Captures the frames of `file` at `seek_times` and sends them to the worker; a failure is
 /// sent as the sentence the user will read.
 pub async fn send_frames(worker: ModelWorker, job: u32, video: u32, file: File, times: Vec<f64>) {
@@ -102,6 +106,8 @@ async fn capture_from(
             time
         };
         let seeked = next_event(&target, &["seeked", "error"]);
+        // Asked before the seek, so that a frame presented before `seeked` fires is not missed.
+        let presented = FramePresented::request(video);
         video.set_current_time(time);
         let timeout =
             gloo_timers::future::TimeoutFuture::new(SEEK_TIMEOUT_MS).map(|_| None::<String>);
@@ -119,6 +125,8 @@ async fn capture_from(
                 ));
             }
         }
+        // Under load, `seeked` can fire while the element still shows the previous frame.
+        presented.wait(PRESENT_TIMEOUT_MS).await;
         context
             .draw_image_with_html_video_element(video, 0.0, 0.0)
             .map_err(|_| "the frame could not be drawn")?;
@@ -143,6 +151,61 @@ async fn capture_from(
         );
     }
     Ok(())
+}
+
+/// The element's next presented frame, through `requestVideoFrameCallback` (not in web-sys's
+/// stable API; called by name). Browsers without it fall back to drawing after `seeked`.
+struct FramePresented {
+    video: HtmlVideoElement,
+    /// The callback's handle and the callback, kept alive until it fires or is cancelled.
+    request: Option<(JsValue, Closure<dyn FnMut(JsValue, JsValue)>)>,
+    receiver: oneshot::Receiver<()>,
+}
+
+impl FramePresented {
+    fn request(video: &HtmlVideoElement) -> Self {
+        let (sender, receiver) = oneshot::channel();
+        let mut sender = Some(sender);
+        let callback = Closure::<dyn FnMut(JsValue, JsValue)>::new(move |_, _| {
+            if let Some(sender) = sender.take() {
+                let _ = sender.send(());
+            }
+        });
+        let request = js_sys::Reflect::get(video, &"requestVideoFrameCallback".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .and_then(|f| f.call1(video, callback.as_ref()).ok())
+            .map(|handle| (handle, callback));
+        Self {
+            video: video.clone(),
+            request,
+            receiver,
+        }
+    }
+
+    /// Waits for the frame, at most `timeout_ms`; returns at once where the browser cannot tell.
+    async fn wait(mut self, timeout_ms: u32) {
+        if self.request.is_some() {
+            let timeout = gloo_timers::future::TimeoutFuture::new(timeout_ms);
+            futures::future::select(&mut self.receiver, timeout).await;
+        }
+    }
+}
+
+impl Drop for FramePresented {
+    /// Cancelled before the callback is freed, so the browser never calls a freed one (a no-op
+    /// once it has fired).
+    fn drop(&mut self) {
+        let Some((handle, _callback)) = self.request.take() else {
+            return;
+        };
+        let cancel = js_sys::Reflect::get(&self.video, &"cancelVideoFrameCallback".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        if let Some(cancel) = cancel {
+            let _ = cancel.call1(&self.video, &handle);
+        }
+    }
 }
 
 /// The name of whichever of `names` fires first on `target`, or `None` if none can. The
