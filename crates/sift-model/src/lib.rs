@@ -195,7 +195,8 @@ impl Score {
 pub struct RerankerModel {
     config: ModelConfig,
     net: Qwen3VlModel,
-    /// The token table when it is kept on the host (4-bit models); else it is in `net`.
+    /// The token table when it is kept on the host (4-bit models, and tables over the GPU's
+    /// binding limit); else it is in `net`.
     host_table: Option<HostTable>,
     score_direction: Tensor<2>,
     device: Device,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::device::{binding_limit, check_binding};
-use crate::quantized::{HEAD, QuantizedLoader, TABLE, is_quantized};
+use crate::quantized::{HEAD, HostTable, QuantizedLoader, TABLE, is_quantized};
 use crate::weights::{self, Checkpoint};
 use crate::{ModelConfig, ModelError, Qwen3VlModel, RerankerModel, ScoreTokens};
 
@@ -25,7 +25,8 @@ impl RerankerModel {
 
     /// Loads a Hugging Face checkpoint in f32, refusing it before any weight is read if one of
     /// its tensors would exceed `max_binding` bytes (by default, [`load`](Self::load) uses the
-    /// device's own limit, where known).
+    /// device's own limit, where known). A token table over the limit (the 8B's is 2.5 GB in
+    /// f32) stays on the host, as stored, and only a request's rows go to the device.
     pub fn load_checkpoint(
         dir: &Path,
         tokens: ScoreTokens,
@@ -38,19 +39,26 @@ impl RerankerModel {
             message: format!("{e}. Is {} a downloaded model directory?", dir.display()),
         })?;
         let config = ModelConfig::from_json(&json)?;
-        let mut net = Qwen3VlModel::new(&config, true, device);
+        let table_shape = config.token_table_shape();
+        let table_bytes = (table_shape[0] * table_shape[1]) as u64 * 4;
+        let table_on_device = max_binding.is_none_or(|limit| table_bytes <= limit);
+        let mut net = Qwen3VlModel::new(&config, table_on_device, device);
         let checkpoint = Checkpoint::open(dir)?;
+        // What goes to the device; the table (where it stays on the host) and the head (only
+        // its score rows are read) are checked too.
+        let on_device = weights::expected_shapes(&net);
+        let mut expected = on_device.clone();
+        expected.insert(TABLE.into(), table_shape.to_vec());
         // A tied checkpoint has no head of its own (transformers ties it even if one is saved).
-        let (head, mut expected) = (HEAD, weights::expected_shapes(&net));
         let head = if config.tied_embeddings() {
             TABLE
         } else {
-            expected.insert(head.into(), config.token_table_shape().to_vec());
-            head
+            expected.insert(HEAD.into(), table_shape.to_vec());
+            HEAD
         };
         checkpoint.check(&expected, &[HEAD])?;
         if let Some(limit) = max_binding {
-            let largest = expected.iter().map(|(name, shape)| {
+            let largest = on_device.iter().map(|(name, shape)| {
                 let values: usize = shape.iter().product();
                 (name, values as u64 * 4)
             });
@@ -59,16 +67,22 @@ impl RerankerModel {
                     name,
                     bytes,
                     limit,
-                    "quantize the model with `sift quantize`: \
-                    its weights stay 4-bit on the GPU and its token table on the host",
+                    "quantize the model with `sift quantize`: its weights stay 4-bit on the GPU",
                 )?;
             }
         }
         tokens.check(&config)?;
         let rows = checkpoint.read_rows(head, &[tokens.yes as usize, tokens.no as usize])?;
+        let host_table = match table_on_device {
+            true => None,
+            false => {
+                let (bytes, dtype) = checkpoint.read_stored(TABLE)?;
+                Some(HostTable::stored(bytes, dtype, table_shape[1]))
+            }
+        };
         checkpoint.load_into(&mut net, device)?;
         Ok(Self::assemble(
-            config, net, None, &rows[0], &rows[1], device,
+            config, net, host_table, &rows[0], &rows[1], device,
         ))
     }
 

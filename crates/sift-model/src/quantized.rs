@@ -31,13 +31,30 @@ impl From<QuantError> for ModelError {
     }
 }
 
-/// The token table, kept on the host: `[vocab, width]` in f16.
+/// The token table, kept on the host: `[vocab, width]` rows, looked up per request.
 pub(crate) struct HostTable {
-    rows: Vec<f16>,
+    rows: TableRows,
     width: usize,
 }
 
+enum TableRows {
+    /// A 4-bit directory's table, in f16.
+    F16(Vec<f16>),
+    /// A checkpoint's table as stored (f32, f16 or bf16, little-endian): exact, and no larger
+    /// in memory than on disk.
+    Stored(Vec<u8>, safetensors::Dtype),
+}
+
 impl HostTable {
+    /// A checkpoint's table from its stored bytes (f32, f16 or bf16: `Checkpoint::check`
+    /// refuses others).
+    pub(crate) fn stored(bytes: Vec<u8>, dtype: safetensors::Dtype, width: usize) -> Self {
+        Self {
+            rows: TableRows::Stored(bytes, dtype),
+            width,
+        }
+    }
+
     /// The rows of `ids` as an f32 `[ids.len(), width]` tensor on `device`.
     pub(crate) fn lookup(&self, ids: &[u32], device: &Device) -> Tensor<2> {
         let values: Vec<f32> = ids.iter().flat_map(|&id| self.row(id as usize)).collect();
@@ -45,10 +62,18 @@ impl HostTable {
     }
 
     fn row(&self, id: usize) -> Vec<f32> {
-        self.rows[id * self.width..(id + 1) * self.width]
-            .iter()
-            .map(|x| x.to_f32())
-            .collect()
+        let width = self.width;
+        match &self.rows {
+            TableRows::F16(rows) => rows[id * width..(id + 1) * width]
+                .iter()
+                .map(|x| x.to_f32())
+                .collect(),
+            TableRows::Stored(bytes, dtype) => {
+                let size = dtype.bitsize() / 8;
+                let row = &bytes[id * width * size..(id + 1) * width * size];
+                sift_quant::decode_f32(row, *dtype).expect("a dtype the checkpoint check accepts")
+            }
+        }
     }
 }
 
@@ -235,7 +260,7 @@ impl QuantizedLoader {
                         return Err(bad_encoding(name, entry));
                     };
                     *table = Some(HostTable {
-                        rows,
+                        rows: TableRows::F16(rows),
                         width: entry.row_len(),
                     });
                 }

@@ -283,6 +283,20 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The tensor `name` as stored: its bytes and dtype.
+    pub(crate) fn read_stored(&self, name: &str) -> Result<(Vec<u8>, Dtype), ModelError> {
+        let (shard, info) = self
+            .find(name)
+            .ok_or_else(|| ModelError::Weights(format!("missing tensor {name}")))?;
+        let (start, end) = info.data_offsets;
+        let mut bytes = vec![0u8; end - start];
+        let mut file = File::open(&shard.path).map_err(|e| io_error(&shard.path, e))?;
+        file.seek(SeekFrom::Start(shard.data_start + start as u64))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| io_error(&shard.path, e))?;
+        Ok((bytes, info.dtype))
+    }
+
     /// Rows `rows` of the 2-D tensor `name`, as f32.
     pub(crate) fn read_rows(
         &self,
