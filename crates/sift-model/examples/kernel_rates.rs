@@ -1,6 +1,7 @@
 //! Times burn's kernels at the 2B model's prefill shapes on the default GPU: the linear layers
 //! (f32, f16, with and without the casts around them), attention through burn's op in two
-//! layouts of the same problem, and attention's parts written out. The figures behind
+//! layouts of the same problem (the first timed again: the first kernel timed after tuning runs
+//! slow for its first calls), and attention's parts written out. The figures behind
 //! docs/performance.md's "Where the time goes"; not part of any build of sift.
 //!
 //! cargo run --release -p sift-model --no-default-features --features vulkan --example kernel_rates
@@ -100,11 +101,12 @@ fn main() {
             "{batch}×{heads}×{len}×{keys}×{d}{}",
             if causal { " causal" } else { "" }
         );
+        let heads_first = || attention(q.clone(), k.clone(), v.clone(), None, None, options);
         report(
             &format!("attention f16 [batch, heads, len, d] {shape}"),
             flop,
             &device,
-            || attention(q.clone(), k.clone(), v.clone(), None, None, options),
+            heads_first,
         );
         let heads_in_batch = |t: &Tensor<4>| {
             let [b, h, l, d] = t.dims();
@@ -124,6 +126,13 @@ fn main() {
                     options,
                 )
             },
+        );
+        // Both layouts share one autotune key: timed again, so that an order effect shows.
+        report(
+            &format!("attention f16 [batch, heads, len, d] again {shape}"),
+            flop,
+            &device,
+            heads_first,
         );
         if causal {
             continue;
