@@ -462,8 +462,10 @@ impl Reranker {
         documents: &'a [Content],
     ) -> impl Iterator<Item = Vec<Result<ModelInput, DocError>>> + 'a {
         let limit = self.batch_limit();
-        let mut read =
-            read_in_order(documents, |document| self.document_input(query, document)).peekable();
+        let mut read = documents
+            .iter()
+            .map(|document| self.document_input(query, document))
+            .peekable();
         std::iter::from_fn(move || {
             let mut pass = Vec::new();
             let (mut inputs, mut tokens, mut patches) = (0, 0, 0);
@@ -805,30 +807,6 @@ impl Reranker {
             visuals,
         })
     }
-}
-
-/// `read` of each document, in order: natively as many at once as there are cores (decoding
-/// and resizing pixels is most of the host's share of a pass), in turn in browsers (no
-/// threads). A group is read when its first document is needed, so at most one group more than
-/// a pass is held.
-fn read_in_order<'a, R: Send + 'a>(
-    documents: &'a [Content],
-    read: impl Fn(&Content) -> R + Sync + 'a,
-) -> impl Iterator<Item = R> + 'a {
-    #[cfg(not(target_family = "wasm"))]
-    let at_once = rayon::current_num_threads();
-    #[cfg(target_family = "wasm")]
-    let at_once = 1;
-    documents.chunks(at_once.max(1)).flat_map(move |group| {
-        #[cfg(not(target_family = "wasm"))]
-        let read: Vec<R> = {
-            use rayon::prelude::*;
-            group.par_iter().map(&read).collect()
-        };
-        #[cfg(target_family = "wasm")]
-        let read: Vec<R> = group.iter().map(&read).collect();
-        read
-    })
 }
 
 /// The scores of one forward pass, each its own pair's result.
