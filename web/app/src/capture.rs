@@ -157,9 +157,16 @@ async fn capture_from(
 /// stable API; called by name). Browsers without it fall back to drawing after `seeked`.
 struct FramePresented {
     video: HtmlVideoElement,
-    /// The callback's handle and the callback, kept alive until it fires or is cancelled.
-    request: Option<(JsValue, Closure<dyn FnMut(JsValue, JsValue)>)>,
+    /// `None` where the browser has no `requestVideoFrameCallback`.
+    request: Option<FrameRequest>,
     receiver: oneshot::Receiver<()>,
+}
+
+/// A frame callback asked of the browser: its handle, and the callback, kept alive until it
+/// fires or is cancelled.
+struct FrameRequest {
+    handle: JsValue,
+    _callback: Closure<dyn FnMut(JsValue, JsValue)>,
 }
 
 impl FramePresented {
@@ -175,7 +182,10 @@ impl FramePresented {
             .ok()
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
             .and_then(|f| f.call1(video, callback.as_ref()).ok())
-            .map(|handle| (handle, callback));
+            .map(|handle| FrameRequest {
+                handle,
+                _callback: callback,
+            });
         Self {
             video: video.clone(),
             request,
@@ -196,14 +206,14 @@ impl Drop for FramePresented {
     /// Cancelled before the callback is freed, so the browser never calls a freed one (a no-op
     /// once it has fired).
     fn drop(&mut self) {
-        let Some((handle, _callback)) = self.request.take() else {
+        let Some(request) = self.request.take() else {
             return;
         };
         let cancel = js_sys::Reflect::get(&self.video, &"cancelVideoFrameCallback".into())
             .ok()
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
         if let Some(cancel) = cancel {
-            let _ = cancel.call1(&self.video, &handle);
+            let _ = cancel.call1(&self.video, &request.handle);
         }
     }
 }
