@@ -169,6 +169,9 @@ fn a_tensor_over_the_gpu_binding_limit_is_refused_by_name_before_loading() {
             && message.contains("sift quantize"),
         "{message}"
     );
+    assert!(
+        RerankerModel::load_checkpoint(&model_dir(MODEL), tokens(), &device, Some(1 << 30)).is_ok()
+    );
 }
 
 #[test]

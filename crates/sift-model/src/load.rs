@@ -39,9 +39,9 @@ impl RerankerModel {
             message: format!("{e}. Is {} a downloaded model directory?", dir.display()),
         })?;
         let config = ModelConfig::from_json(&json)?;
+        let f32_bytes = |shape: &[usize]| shape.iter().product::<usize>() as u64 * 4;
         let table_shape = config.token_table_shape();
-        let table_bytes = (table_shape[0] * table_shape[1]) as u64 * 4;
-        let table_on_device = max_binding.is_none_or(|limit| table_bytes <= limit);
+        let table_on_device = max_binding.is_none_or(|limit| f32_bytes(&table_shape) <= limit);
         let mut net = Qwen3VlModel::new(&config, table_on_device, device);
         let checkpoint = Checkpoint::open(dir)?;
         // What goes to the device; the table (where it stays on the host) and the head (only
@@ -58,10 +58,9 @@ impl RerankerModel {
         };
         checkpoint.check(&expected, &[HEAD])?;
         if let Some(limit) = max_binding {
-            let largest = on_device.iter().map(|(name, shape)| {
-                let values: usize = shape.iter().product();
-                (name, values as u64 * 4)
-            });
+            let largest = on_device
+                .iter()
+                .map(|(name, shape)| (name, f32_bytes(shape)));
             if let Some((name, bytes)) = largest.max_by_key(|(_, bytes)| *bytes) {
                 check_binding(
                     name,

@@ -283,17 +283,24 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The shard holding the tensor `name`, and where in it.
+    fn tensor(&self, name: &str) -> Result<(&Shard, &TensorInfo), ModelError> {
+        self.find(name)
+            .ok_or_else(|| ModelError::Weights(format!("missing tensor {name}")))
+    }
+
     /// The tensor `name` as stored: its bytes and dtype.
     pub(crate) fn read_stored(&self, name: &str) -> Result<(Vec<u8>, Dtype), ModelError> {
-        let (shard, info) = self
-            .find(name)
-            .ok_or_else(|| ModelError::Weights(format!("missing tensor {name}")))?;
+        let (shard, info) = self.tensor(name)?;
         let (start, end) = info.data_offsets;
         let mut bytes = vec![0u8; end - start];
         let mut file = File::open(&shard.path).map_err(|e| io_error(&shard.path, e))?;
-        file.seek(SeekFrom::Start(shard.data_start + start as u64))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(|e| io_error(&shard.path, e))?;
+        read_at(
+            &mut file,
+            &shard.path,
+            shard.data_start + start as u64,
+            &mut bytes,
+        )?;
         Ok((bytes, info.dtype))
     }
 
@@ -303,9 +310,7 @@ impl Checkpoint {
         name: &str,
         rows: &[usize],
     ) -> Result<Vec<Vec<f32>>, ModelError> {
-        let (shard, info) = self
-            .find(name)
-            .ok_or_else(|| ModelError::Weights(format!("missing tensor {name}")))?;
+        let (shard, info) = self.tensor(name)?;
         let [height, width] = info.shape[..] else {
             return Err(ModelError::Weights(format!(
                 "tensor {name} has shape {:?}, expected 2 dimensions",
@@ -323,9 +328,7 @@ impl Checkpoint {
                 }
                 let offset = shard.data_start + (info.data_offsets.0 + row * width * elem) as u64;
                 let mut bytes = vec![0u8; width * elem];
-                file.seek(SeekFrom::Start(offset))
-                    .and_then(|_| file.read_exact(&mut bytes))
-                    .map_err(|e| io_error(&shard.path, e))?;
+                read_at(&mut file, &shard.path, offset, &mut bytes)?;
                 sift_quant::decode_f32(&bytes, info.dtype).ok_or_else(|| {
                     ModelError::Weights(format!(
                         "tensor {name} is stored as {:?}; only F32, F16 and BF16 are supported",
@@ -335,4 +338,11 @@ impl Checkpoint {
             })
             .collect()
     }
+}
+
+/// Fills `bytes` from `file` (at `path`) at `offset`.
+fn read_at(file: &mut File, path: &Path, offset: u64, bytes: &mut [u8]) -> Result<(), ModelError> {
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(bytes))
+        .map_err(|e| io_error(path, e))
 }
