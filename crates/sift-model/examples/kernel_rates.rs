@@ -1,7 +1,8 @@
 //! Times burn's kernels at the 2B model's prefill shapes on the default GPU: the linear layers
 //! (f32, f16, with and without the casts around them), attention through burn's op in two
 //! layouts of the same problem (the first timed again: the first kernel timed after tuning runs
-//! slow for its first calls), and attention's parts written out. The figures behind
+//! slow for its first calls), attention's parts written out, and a 4-bit weight dequantized and
+//! multiplied (straight to f16 or through f32, whole or in blocks). The figures behind
 //! docs/performance.md's "Where the time goes"; not part of any build of sift.
 //!
 //! cargo run --release -p sift-model --no-default-features --features vulkan --example kernel_rates
@@ -9,10 +10,14 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
+use burn::backend::Dispatch;
+use burn::backend::ops::QTensorOps;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Device, Distribution, Tensor};
+use burn::tensor::quantization::ScaleDtype;
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, TensorData};
+use sift_model::{Projection, q4_tensor_data};
 
 /// Milliseconds per call of `run` after three calls that compile and tune its kernels, and its
 /// rate for `flop` operations; a kernel that fails is reported and the probe goes on.
@@ -49,6 +54,13 @@ fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
 fn main() {
     let device = sift_model::gpu_device().expect("a GPU through wgpu");
     println!("{:?}", sift_model::gpu_info(&device).map(|info| info.name));
+    // One image's vision attention alone, in a process of its own so that autotune tunes it
+    // afresh: `contiguous`, `strided` (q, k and v sliced from one qkv projection, as the
+    // vision tower has them) or `padded` (head_dim 64 padded to 128).
+    if let Ok(case) = std::env::var("VISION_ATTENTION") {
+        vision_attention(&case, &device);
+        return;
+    }
 
     // (tokens, in, out): the vision tower's qkv, MLP in and out for one 1024×768 image; the
     // decoder's MLP in and out for 16 packed text documents, and for one.
@@ -80,6 +92,8 @@ fn main() {
             || linear(x.clone().cast(DType::F16), half.clone().transpose(), None).cast(DType::F32),
         );
     }
+
+    four_bit(&device);
 
     // (batch, heads, queries, keys, head_dim, causal): one image in the vision tower, a
     // video's 8 frame groups, 16 packed text documents after their prefix, one image pair.
@@ -168,4 +182,106 @@ fn main() {
             },
         );
     }
+}
+
+/// An 8B MLP weight `[12288, 4096]` in 4-bit, as sift uploads it: dequantized to f32, to f32
+/// then cast to f16 (sift's f16 path before it dequantized straight to f16), and straight to
+/// f16; then multiplied in f16 for one text pair's 340 tokens, whole and in the 8 M-value
+/// blocks that keep a copy within WebGPU's default binding size, against the same product with
+/// a dense f16 weight.
+fn four_bit(device: &Device) {
+    let (tokens, d_in, d_out) = (340, 4096, 12288);
+    let values: Vec<f32> = random([d_out, d_in], device)
+        .into_data()
+        .try_to_vec()
+        .expect("f32 values");
+    let q = sift_quant::q4::quantize(&values, d_out, d_in);
+    let weight = Tensor::<2>::from_data(q4_tensor_data(&q, ScaleDtype::F16), device);
+    let dequantize = |dtype: FloatDType| {
+        Tensor::<2>::from_dispatch(Dispatch::dequantize(weight.clone().into_dispatch(), dtype))
+    };
+    let shape = format!("[{d_out}, {d_in}]");
+    report(
+        &format!("dequantize Q4 to f32 {shape}"),
+        0.0,
+        device,
+        || dequantize(FloatDType::F32),
+    );
+    report(
+        &format!("dequantize Q4 to f32, cast to f16 {shape}"),
+        0.0,
+        device,
+        || dequantize(FloatDType::F32).cast(DType::F16),
+    );
+    report(
+        &format!("dequantize Q4 to f16 {shape}"),
+        0.0,
+        device,
+        || dequantize(FloatDType::F16),
+    );
+    let flop = 2.0 * (tokens * d_in * d_out) as f64;
+    let x = random([tokens, d_in], device);
+    let mut layer = Projection::from_tensors(weight.clone(), None, d_in);
+    layer.compute_in_f16();
+    let mm = format!("{tokens}×{d_in}×{d_out}");
+    report(
+        &format!("linear Q4 to f16, whole weight {mm}"),
+        flop,
+        device,
+        || layer.forward_dequantizing(x.clone(), usize::MAX),
+    );
+    report(
+        &format!("linear Q4 to f16, 8 M-value blocks {mm}"),
+        flop,
+        device,
+        || layer.forward(x.clone()),
+    );
+    let dense = Tensor::<2>::from_data(TensorData::new(q.dequantize(), [d_out, d_in]), device)
+        .cast(DType::F16);
+    report(
+        &format!("linear f16, dense weight {mm}"),
+        flop,
+        device,
+        || linear(x.clone().cast(DType::F16), dense.clone().transpose(), None).cast(DType::F32),
+    );
+}
+
+/// One image's vision attention (16 heads, 3072 patches, head_dim 64) in f16, laid out as
+/// `case` says.
+fn vision_attention(case: &str, device: &Device) {
+    let (heads, len, d) = (16, 3072, 64);
+    let flop = 4.0 * (heads * len * len * d) as f64;
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: false,
+    };
+    let [q, k, v] = match case {
+        "contiguous" => [0; 3].map(|_| random([1, heads, len, d], device).cast(DType::F16)),
+        "strided" => {
+            let qkv = random([len, 3 * heads * d], device).reshape([len, 3, heads, d]);
+            [0, 1, 2].map(|i| {
+                qkv.clone()
+                    .slice([0..len, i..i + 1, 0..heads, 0..d])
+                    .reshape([len, heads, d])
+                    .swap_dims(0, 1)
+                    .reshape([1, heads, len, d])
+                    .cast(DType::F16)
+            })
+        }
+        "padded" => [0; 3].map(|_| {
+            let t = random([1, heads, len, d], device);
+            Tensor::cat(vec![t.clone(), t.zeros_like()], 3).cast(DType::F16)
+        }),
+        other => panic!("VISION_ATTENTION is contiguous, strided or padded, not {other}"),
+    };
+    report(
+        &format!(
+            "vision attention f16, {case}, 1×{heads}×{len}×{}",
+            q.dims()[3]
+        ),
+        flop,
+        device,
+        || attention(q.clone(), k.clone(), v.clone(), None, None, options),
+    );
 }

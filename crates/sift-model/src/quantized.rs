@@ -129,8 +129,8 @@ pub fn q4_tensor_data(q: &q4::Q4Tensor, scales: ScaleDtype) -> TensorData {
     TensorData::from_bytes_vec(bytes, shape, DType::QFloat(q4_scheme(scales)))
 }
 
-/// Bytes of the largest buffer a tensor needs on the device: the f32 copy a Q4 matrix's
-/// projection makes, other tensors' f32 values.
+/// Bytes of the largest buffer a tensor needs on the device: the f32 blocks a Q4 matrix's
+/// projection dequantizes where the device binds no more, other tensors' f32 values.
 fn largest_buffer(entry: &TensorEntry) -> u64 {
     let (rows, cols) = (entry.stored_rows(), entry.row_len());
     match entry.encoding {
