@@ -160,7 +160,8 @@ struct ModelOptions {
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
     /// What the linear layers and attention multiply in: f32 (the reference's scores within
-    /// 1e-5) or f16 (faster on GPUs with f16; scores move by about 1e-4).
+    /// 1e-5) or f16 (faster on GPUs with f16; scores move by about 1e-4; attention stays f32
+    /// where the GPU's kernels are WGSL, every build but `--features vulkan`).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
     /// Tokens kept before the prompt's 5-token suffix; longer document text is cut.

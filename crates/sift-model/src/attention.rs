@@ -41,9 +41,13 @@ pub enum AttentionPrecision {
 
 impl AttentionPrecision {
     /// The precision of a layer's attention: that of its projections, so that
-    /// [`Projection::compute_in_f16`] switches both.
+    /// [`Projection::compute_in_f16`] switches both, except on GPUs whose kernels are WGSL.
+    /// There burn's f16 attention has no tensor-core kernel and runs 5–9× slower than its f32
+    /// one (docs/performance.md), so attention stays f32 while the linear layers go f16.
     pub fn of(projection: &Projection) -> Self {
-        if projection.computes_in_f16() {
+        let on_wgsl_gpu = !cfg!(feature = "vulkan")
+            && crate::device::gpu_info(&projection.weight.val().device()).is_some();
+        if projection.computes_in_f16() && !on_wgsl_gpu {
             Self::F16
         } else {
             Self::F32
@@ -239,6 +243,21 @@ mod tests {
             let diff = max_difference(exact, half);
             assert!(diff > 0.0 && diff < 5e-3, "causal={causal}: {diff}");
         }
+    }
+
+    /// A layer computing in f16 attends in f16 on the CPU, and in f32 on a GPU whose kernels
+    /// are WGSL (CI: lavapipe).
+    #[cfg(all(feature = "wgpu", not(feature = "vulkan")))]
+    #[test]
+    fn attention_stays_f32_on_a_wgsl_gpu_while_the_layer_goes_f16() {
+        let gpu = crate::gpu_device().expect("a GPU through wgpu (CI: lavapipe)");
+        let precision = |device: &Device| {
+            let mut layer = Projection::new(8, 8, false, device);
+            layer.compute_in_f16();
+            AttentionPrecision::of(&layer)
+        };
+        assert_eq!(precision(&Device::flex()), AttentionPrecision::F16);
+        assert_eq!(precision(&gpu), AttentionPrecision::F32);
     }
 
     #[test]

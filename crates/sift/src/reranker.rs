@@ -46,7 +46,8 @@ pub enum Precision {
     F32,
     /// The linear layers and attention in f16, accumulating in f32 (norms, the residual stream
     /// and the score in f32): faster on GPUs with f16 (tensor cores through Vulkan's SPIR-V);
-    /// on the golden requests, scores within 6e-5 of f32.
+    /// on the golden requests, scores within 6e-5 of f32. Where a GPU's kernels are WGSL,
+    /// attention stays f32 (burn's f16 attention there is slower than its f32).
     F16,
 }
 
