@@ -246,11 +246,11 @@ mod tests {
     }
 
     /// A layer computing in f16 attends in f16 on the CPU, and in f32 on a GPU whose kernels
-    /// are WGSL (CI: lavapipe).
+    /// are WGSL (lavapipe, with `.ci/test --native-gpu`).
     #[cfg(all(feature = "wgpu", not(feature = "vulkan")))]
     #[test]
     fn attention_stays_f32_on_a_wgsl_gpu_while_the_layer_goes_f16() {
-        let gpu = crate::gpu_device().expect("a GPU through wgpu (CI: lavapipe)");
+        let gpu = crate::gpu_device().expect("a GPU through wgpu (lavapipe without one)");
         let precision = |device: &Device| {
             let mut layer = Projection::new(8, 8, false, device);
             layer.compute_in_f16();
