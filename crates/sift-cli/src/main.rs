@@ -94,8 +94,20 @@ struct BenchArgs {
     /// decoder layers, attention, dequantization, readback), the device awaited around each.
     #[arg(long)]
     profile: bool,
+    /// Attention's kernels on GPUs: for each class of shapes the faster of burn's op and the
+    /// formula written out (measured on first use), or either alone, the baselines the choice
+    /// is measured against. With --profile, the measurements are listed at the end.
+    #[arg(long, value_enum, default_value_t = AttentionArg::Measured)]
+    attention: AttentionArg,
     #[command(flatten)]
     model_options: ModelOptions,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttentionArg {
+    Measured,
+    BurnOp,
+    Formula,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -422,7 +434,8 @@ fn quick_request(
 
 fn bench(args: BenchArgs) -> Result<(), String> {
     use sift::bench::{
-        Formats, ModelSize, WeightStyle, Workload, time_workload, write_random_model,
+        AttentionKernels, Formats, ModelSize, WeightStyle, Workload, attention_measurements,
+        time_workload, use_attention_kernels, write_random_model,
     };
     let temporary;
     let (model_dir, label) = match (&args.model, args.random) {
@@ -479,6 +492,11 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     };
     let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     let load_s = loading.elapsed().as_secs_f64();
+    use_attention_kernels(match args.attention {
+        AttentionArg::Measured => AttentionKernels::Measured,
+        AttentionArg::BurnOp => AttentionKernels::BurnOp,
+        AttentionArg::Formula => AttentionKernels::Formula,
+    });
     let mut label = label;
     if args.model_options.precision == PrecisionArg::F16 {
         label.push_str(", f16");
@@ -487,6 +505,11 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         label.push_str(", whole pairs");
     } else if args.unbatched {
         label.push_str(", one document at a time");
+    }
+    match args.attention {
+        AttentionArg::Measured => {}
+        AttentionArg::BurnOp => label.push_str(", burn's attention op"),
+        AttentionArg::Formula => label.push_str(", attention as the formula"),
     }
     if !args.json {
         println!(
@@ -535,6 +558,15 @@ fn bench(args: BenchArgs) -> Result<(), String> {
                 for (stage, ms) in &t.stages {
                     println!("    {stage:<36} {ms:>9.1} ms per pair (profiled)");
                 }
+            }
+        }
+    }
+    if args.profile && !args.json {
+        let measured = attention_measurements();
+        if !measured.is_empty() {
+            println!("attention kernels measured on first use (classes of shapes, powers of two):");
+            for line in measured {
+                println!("    {line}");
             }
         }
     }

@@ -103,15 +103,20 @@ static GPU_INFO: std::sync::OnceLock<(Device, GpuInfo)> = std::sync::OnceLock::n
 /// What `device` offers, where known (GPUs set up by [`gpu_device`] or
 /// [`gpu_device_async`]).
 pub fn gpu_info(device: &Device) -> Option<GpuInfo> {
+    known_gpu(device).cloned()
+}
+
+/// What `device` offers, borrowed: the lookup made on every layer's call.
+pub(crate) fn known_gpu(device: &Device) -> Option<&'static GpuInfo> {
     GPU_INFO
         .get()
         .filter(|(gpu, _)| gpu == device)
-        .map(|(_, info)| info.clone())
+        .map(|(_, info)| info)
 }
 
 /// The largest buffer `device` binds, where known.
 pub fn binding_limit(device: &Device) -> Option<u64> {
-    gpu_info(device).map(|info| info.max_binding)
+    known_gpu(device).map(|info| info.max_binding)
 }
 
 /// Refuses a tensor of `bytes` over the device's binding limit, naming it and what to do:

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use burn::module::Module;
 use burn::tensor::{Int, TensorData};
 
+pub use attention::{AttentionKernels, attention_measurements, use_attention_kernels};
 pub use burn::tensor::{Device, Tensor};
 pub use config::ModelConfig;
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
