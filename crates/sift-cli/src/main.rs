@@ -492,11 +492,12 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     };
     let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     let load_s = loading.elapsed().as_secs_f64();
-    use_attention_kernels(match args.attention {
-        AttentionArg::Measured => AttentionKernels::Measured,
-        AttentionArg::BurnOp => AttentionKernels::BurnOp,
-        AttentionArg::Formula => AttentionKernels::Formula,
-    });
+    let (attention, attention_label) = match args.attention {
+        AttentionArg::Measured => (AttentionKernels::Measured, ""),
+        AttentionArg::BurnOp => (AttentionKernels::BurnOp, ", burn's attention op"),
+        AttentionArg::Formula => (AttentionKernels::Formula, ", attention as the formula"),
+    };
+    use_attention_kernels(attention);
     let mut label = label;
     if args.model_options.precision == PrecisionArg::F16 {
         label.push_str(", f16");
@@ -506,11 +507,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     } else if args.unbatched {
         label.push_str(", one document at a time");
     }
-    match args.attention {
-        AttentionArg::Measured => {}
-        AttentionArg::BurnOp => label.push_str(", burn's attention op"),
-        AttentionArg::Formula => label.push_str(", attention as the formula"),
-    }
+    label.push_str(attention_label);
     if !args.json {
         println!(
             "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",

@@ -14,7 +14,7 @@
 //! (7200 patches, 16 heads). Each row's softmax still spans every key it sees, so chunking
 //! changes no result.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ const MAX_SCORE_BYTES: usize = 1 << 30;
 const MAX_SCORE_BYTES: usize = DEFAULT_SCORE_BYTES;
 
 /// How attention multiplies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AttentionPrecision {
     /// f32 throughout. burn's GPU op is given its scale explicitly, which keeps it on its f32
     /// kernels: its flash kernels take no scale and multiply in f16 on GPUs with tensor cores.
@@ -189,7 +189,7 @@ enum Kernel {
 
 /// What a kernel's speed depends on, in classes as coarse as burn's own autotune keys (powers
 /// of two), so that the text decoder's many lengths share a few measurements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct ShapeClass {
     precision: AttentionPrecision,
     causal: bool,
@@ -229,23 +229,22 @@ struct Measurement {
 }
 
 /// The measurements of this process's GPU, per class of shapes.
-static MEASURED: Mutex<Option<HashMap<ShapeClass, Measurement>>> = Mutex::new(None);
+static MEASURED: Mutex<BTreeMap<ShapeClass, Measurement>> = Mutex::new(BTreeMap::new());
 
-fn measured() -> std::sync::MutexGuard<'static, Option<HashMap<ShapeClass, Measurement>>> {
+fn measured() -> std::sync::MutexGuard<'static, BTreeMap<ShapeClass, Measurement>> {
     MEASURED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One line per class of attention shapes measured so far: both kernels' times and the one
-/// kept (`sift bench --profile`).
+/// One line per class of attention shapes measured so far, in the order of their classes: both
+/// kernels' times and the one kept (`sift bench --profile`).
 pub fn attention_measurements() -> Vec<String> {
     let ms = |t: Option<Duration>| {
         t.map_or("failed".into(), |t| {
             format!("{:.2} ms", t.as_secs_f64() * 1e3)
         })
     };
-    let mut lines: Vec<String> = measured()
+    measured()
         .iter()
-        .flatten()
         .map(|(class, m)| {
             format!(
                 "{:?}{} {} × {} queries × {} keys, head_dim {}: burn's op {}, formula {} → {:?}",
@@ -260,9 +259,7 @@ pub fn attention_measurements() -> Vec<String> {
                 m.kept,
             )
         })
-        .collect();
-    lines.sort();
-    lines
+        .collect()
 }
 
 impl Kernel {
@@ -289,16 +286,14 @@ impl Kernel {
             keys: chunk[1].dims()[2].next_power_of_two(),
             head_dim,
         };
-        if let Some(m) = measured().get_or_insert_default().get(&class) {
+        if let Some(m) = measured().get(&class) {
             return m.kept;
         }
         let [op, formula] =
             [Self::Op, Self::Formula].map(|kernel| kernel.time(chunk, causal, precision, &device));
         let kept = Self::faster(op, formula);
         let measurement = Measurement { op, formula, kept };
-        measured()
-            .get_or_insert_default()
-            .insert(class, measurement);
+        measured().insert(class, measurement);
         kept
     }
 
