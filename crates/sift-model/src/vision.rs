@@ -2,9 +2,11 @@
 //! 2-D rotary attention inside each image or 2-frame group, DeepStack taps and the patch merger.
 //! Field names follow the checkpoint (`model.visual.*`), so weights load without a mapping table.
 
+use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
@@ -195,9 +197,19 @@ impl VisionBlock {
         segments: &[(usize, usize)],
     ) -> Tensor<2> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), rotary, segments);
-        let hidden = gelu_approximate(self.mlp.linear_fc1.forward(self.norm2.forward(x.clone())));
+        let hidden = gelu_tanh(self.mlp.linear_fc1.forward(self.norm2.forward(x.clone())));
         x + self.mlp.linear_fc2.forward(hidden)
     }
+}
+
+/// The blocks' activation, GELU's tanh approximation (`gelu_pytorch_tanh`), as
+/// x·σ(2c·(x + 0.044715·x³)) with c = √(2/π), since 0.5·(1 + tanh z) = σ(2z): burn's
+/// `gelu_approximate` takes a power and a tanh, which its CPU backend computes one value at a
+/// time (1.9× slower there; one pass fewer on GPUs without fusion).
+fn gelu_tanh(x: Tensor<2>) -> Tensor<2> {
+    const TWO_C: f64 = 2.0 * FRAC_2_SQRT_PI * FRAC_1_SQRT_2;
+    let inner = (x.clone() * x.clone() * (0.044715 * TWO_C) + TWO_C) * x.clone();
+    x * sigmoid(inner)
 }
 
 /// For each patch in processor order (merge blocks of `merge × merge` patches, row-major inside
