@@ -1,10 +1,11 @@
 //! A 4-bit model given to the library in parts, as a browser gives it (the manifest, the small
 //! files, then the shards): it scores exactly as the same model loaded from its directory, its
 //! asynchronous scoring (a browser's) equals the synchronous one, and a damaged or missing
-//! piece is named.
+//! piece is named; given in parts, it computes in the precision asked, as from its directory.
 
 use sift::{
-    Content, Device, ImageSource, LoadError, Manifest, ModelFiles, Request, RerankOptions, Reranker,
+    Content, Device, ImageSource, LoadError, Manifest, ModelFiles, Precision, Request,
+    RerankOptions, Reranker,
 };
 use sift_tests::{downloaded_model, golden_dir};
 
@@ -72,24 +73,28 @@ fn scores(reranker: &Reranker) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn a_model_given_in_parts_scores_as_its_directory_and_async_as_sync() {
-    let parts = parts();
-    let from_dir = Reranker::load(&parts.path, RerankOptions::default()).unwrap();
-    let device = Device::flex();
+/// The reranker assembled from `parts` on the CPU backend, its shards added last first.
+fn from_parts(parts: &Parts, options: RerankOptions) -> Reranker {
     let mut loading = Reranker::loading(
         parts.manifest.clone(),
         "test",
         parts.files.clone(),
-        &device,
-        RerankOptions::default(),
+        &Device::flex(),
+        options,
     )
     .unwrap();
     assert_eq!(loading.shards().len(), parts.shards.len());
     for (index, bytes) in parts.shards.iter().enumerate().rev() {
         loading.add_shard(index, bytes).unwrap();
     }
-    let from_parts = loading.finish().unwrap();
+    loading.finish().unwrap()
+}
+
+#[test]
+fn a_model_given_in_parts_scores_as_its_directory_and_async_as_sync() {
+    let parts = parts();
+    let from_dir = Reranker::load(&parts.path, RerankOptions::default()).unwrap();
+    let from_parts = from_parts(&parts, RerankOptions::default());
     let want = scores(&from_dir);
     assert_eq!(scores(&from_parts), want);
 
@@ -105,6 +110,23 @@ fn a_model_given_in_parts_scores_as_its_directory_and_async_as_sync() {
         .score;
         assert_eq!(got, *want);
     }
+}
+
+#[test]
+fn a_model_given_in_parts_computes_in_the_precision_asked() {
+    let parts = parts();
+    let f16 = RerankOptions {
+        precision: Precision::F16,
+        ..RerankOptions::default()
+    };
+    let in_f16 = scores(&from_parts(&parts, f16.clone()));
+    assert_eq!(
+        in_f16,
+        scores(&Reranker::load(&parts.path, f16).unwrap()),
+        "in f16, the parts score as the directory does"
+    );
+    let in_f32 = scores(&from_parts(&parts, RerankOptions::default()));
+    assert_ne!(in_f16, in_f32, "f16 was asked, f32 computed");
 }
 
 #[test]

@@ -111,14 +111,15 @@ impl Loading {
         Ok(self.loader.add_shard(index, bytes)?)
     }
 
-    /// The reranker, once every shard has been added.
+    /// The reranker, once every shard has been added, computing in the options' precision (an
+    /// error where f16 is asked of a device that has none).
     pub fn finish(self) -> Result<Reranker, LoadError> {
-        Ok(Reranker::from_parts(
+        Reranker::from_parts(
             self.loader.finish()?,
             self.tokenizer,
             self.processor,
             self.options,
             self.device_name,
-        ))
+        )
     }
 }

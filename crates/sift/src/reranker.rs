@@ -299,14 +299,11 @@ impl Reranker {
             yes: tokenizer.yes_id,
             no: tokenizer.no_id,
         };
-        let mut model = RerankerModel::load(model_dir, tokens, &device)?;
-        if options.precision == Precision::F16 {
-            model.compute_in_f16()?;
-        }
+        let model = RerankerModel::load(model_dir, tokens, &device)?;
         check_vocabulary(&tokenizer, model.config())?;
         Ok(Self {
             model_dir: Some(model_dir.to_path_buf()),
-            ..Self::from_parts(model, tokenizer, processor, options, device_name)
+            ..Self::from_parts(model, tokenizer, processor, options, device_name)?
         })
     }
 
@@ -331,14 +328,19 @@ impl Reranker {
         }
     }
 
+    /// The reranker of a loaded model, switched to the options' precision (from a directory
+    /// or, in a browser, from parts: both ways honour it).
     pub(crate) fn from_parts(
-        model: RerankerModel,
+        mut model: RerankerModel,
         tokenizer: PromptTokenizer,
         processor: ProcessorConfig,
         options: RerankOptions,
         device_name: String,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, LoadError> {
+        if options.precision == Precision::F16 {
+            model.compute_in_f16()?;
+        }
+        Ok(Self {
             model,
             tokenizer,
             processor,
@@ -346,7 +348,7 @@ impl Reranker {
             device_name,
             model_dir: None,
             crashed: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The options it was loaded with.
