@@ -261,6 +261,10 @@ try {
   const csp = await page.$eval('meta[http-equiv="Content-Security-Policy"]', (m) => m.content);
   assert.match(csp, new RegExp(`connect-src 'self' http://127.0.0.1:${modelPort} http://127.0.0.1:${hubPort};`));
   assert.equal(await byTestId('hub-repo').inputValue(), hubRepo, 'the build-time repository is offered');
+  // f16 is offered exactly where the browser gives the GPU shader-f16 (SwiftShader does not).
+  const gpuHasF16 = /· f16/.test(await byTestId('gpu').textContent());
+  assert.equal(await byTestId('f16').isDisabled(), !gpuHasF16, 'the f16 choice follows shader-f16');
+  if (!gpuHasF16) assert.match(await byTestId('f16-choice').textContent(), /no f16 arithmetic/);
   await shoot('empty');
 
   section('loading the model: progress, then a download cut short, then resumed');

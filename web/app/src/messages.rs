@@ -149,7 +149,10 @@ pub fn load(worker: &ModelWorker, state: AppState, source: ModelSource) {
         detail: String::new(),
         started: (0, js_sys::Date::now()),
     }));
-    worker.send(&ToWorker::Load(source));
+    worker.send(&ToWorker::Load {
+        source,
+        f16: state.f16.get_untracked(),
+    });
 }
 
 /// Asks the browser to keep this site's storage (models are large to fetch again); the answer

@@ -21,6 +21,8 @@ struct Saved {
     model_url: Option<String>,
     #[serde(default)]
     hub_repo: Option<String>,
+    #[serde(default)]
+    f16: bool,
     instruction: String,
     query_text: String,
     fps: f64,
@@ -73,6 +75,7 @@ pub fn restore_and_save(state: AppState) {
         if let Some(repo) = saved.hub_repo {
             state.hub_repo.set(repo);
         }
+        state.f16.set(saved.f16);
         state.instruction.set(saved.instruction);
         state.query_text.set(saved.query_text);
         if saved.fps > 0.0 {
@@ -93,6 +96,7 @@ pub fn restore_and_save(state: AppState) {
         let saved = Saved {
             model_url: Some(state.model_url.get()),
             hub_repo: Some(state.hub_repo.get()),
+            f16: state.f16.get(),
             instruction: state.instruction.get(),
             query_text: state.query_text.get(),
             fps: state.fps.get(),

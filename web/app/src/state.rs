@@ -132,6 +132,9 @@ pub struct AppState {
     pub model_url: RwSignal<String>,
     /// The Hugging Face repository (or hub-style folder URL) in the box.
     pub hub_repo: RwSignal<String>,
+    /// Whether the model is to compute its linear layers in f16 where the GPU has it: faster,
+    /// scores slightly off full precision, so the user's choice (off at first).
+    pub f16: RwSignal<bool>,
     /// The instruction typed; empty means the model's default, shown as its placeholder.
     pub instruction: RwSignal<String>,
     /// The library's default instruction, as the worker reports it.
@@ -159,6 +162,7 @@ impl AppState {
             fit: RwSignal::new(None),
             model_url: RwSignal::new(crate::config::default_model_url()),
             hub_repo: RwSignal::new(crate::config::default_hub_repo()),
+            f16: RwSignal::new(false),
             instruction: RwSignal::new(String::new()),
             default_instruction: RwSignal::new(String::new()),
             query_text: RwSignal::new(String::new()),

@@ -99,7 +99,7 @@ impl ModelWorker {
 
     /// Sends a message whose `transfer` objects (pixel buffers) move to the worker.
     pub fn send_with_transfer(&self, message: &ToWorker, transfer: Option<js_sys::Array>) {
-        if let ToWorker::Load(source) = message {
+        if let ToWorker::Load { source, .. } = message {
             self.inner.borrow_mut().loaded = Some(source.clone());
         }
         let value = encode(message);
@@ -113,6 +113,11 @@ impl ModelWorker {
             }
             _ => inner.queued.push((value, transfer)),
         }
+    }
+
+    /// Where the model in use (or last asked for) came from, to load it again.
+    pub fn loaded(&self) -> Option<ModelSource> {
+        self.inner.borrow().loaded.clone()
     }
 
     /// Forgets the model to reload after a restart (it was removed).
@@ -169,7 +174,10 @@ impl ModelWorker {
         self.send(&ToWorker::Probe);
         // The same source again: its files are in storage now, so nothing is fetched.
         match reload {
-            Some(source) => self.send(&ToWorker::Load(source)),
+            Some(source) => self.send(&ToWorker::Load {
+                source,
+                f16: state.f16.get_untracked(),
+            }),
             None => state.model.set(ModelState::Idle),
         }
     }

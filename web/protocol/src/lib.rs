@@ -60,9 +60,13 @@ pub struct RerankJob {
 pub enum ToWorker {
     /// Set up the GPU and look at storage; answered by `Probed`.
     Probe,
-    /// Download or read the model into storage if needed, then load it; answered by
-    /// `Progress` messages, then `Loaded` or `LoadFailed`.
-    Load(ModelSource),
+    /// Download or read the model into storage if needed, then load it, its linear layers in
+    /// f16 if `f16` (where the GPU has `shader-f16`); answered by `Progress` messages, then
+    /// `Loaded` or `LoadFailed`.
+    Load {
+        source: ModelSource,
+        f16: bool,
+    },
     /// Delete the stored model with this key; answered by `Probed`.
     Remove(String),
     Rerank(RerankJob),
@@ -145,6 +149,8 @@ pub struct ModelSummary {
     pub storage_bytes: u64,
     /// Whether the files came from storage with no network request.
     pub from_storage: bool,
+    /// Whether its linear layers compute in f16.
+    pub f16: bool,
 }
 
 /// What a model needs of the machine, and whether this one has it.

@@ -160,11 +160,11 @@ mod worker {
         async fn handle(&mut self, message: ToWorker, inbox: &FrameInbox) {
             match message {
                 ToWorker::Probe => self.probe().await,
-                ToWorker::Load(source) => {
+                ToWorker::Load { source, f16 } => {
                     // The previous model's GPU memory is freed before the next one loads.
                     self.reranker = None;
                     let loaded = match self.gpu().await {
-                        Ok((device, gpu)) => model::load(source, &device, &gpu).await,
+                        Ok((device, gpu)) => model::load(source, f16, &device, &gpu).await,
                         Err(e) => Err(e),
                     };
                     match loaded {

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use sift::{
-    Content, Device, FileEntry, GpuInfo, ImageSource, Manifest, ModelFiles, Request, Requirements,
-    RerankOptions, Reranker, RgbImage,
+    Content, Device, FileEntry, GpuInfo, ImageSource, Manifest, ModelFiles, Precision, Request,
+    Requirements, RerankOptions, Reranker, RgbImage,
 };
 use sift_web_protocol::{Fit, FromWorker, ModelSource, ModelSummary, Stage, StorageInfo};
 
@@ -27,9 +27,11 @@ fn gigabytes(bytes: u64) -> String {
     format!("{:.2} GB", bytes as f64 / 1e9)
 }
 
-/// Loads the model `source` names onto `device`, downloading or copying what storage lacks.
+/// Loads the model `source` names onto `device`, downloading or copying what storage lacks; its
+/// linear layers in f16 if `f16` and the GPU has it.
 pub async fn load(
     source: ModelSource,
+    f16: bool,
     device: &Device,
     gpu: &GpuInfo,
 ) -> Result<(Reranker, ModelSummary), String> {
@@ -94,15 +96,21 @@ pub async fn load(
             None => None,
         },
     };
-    let summary = model_summary(&dir.key, &files.config, &requirements, &state, from_storage);
-    let mut loading = Reranker::loading(
-        manifest.clone(),
-        &state.source,
-        files,
-        device,
-        RerankOptions::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let f16 = f16 && gpu.f16;
+    let summary = model_summary(
+        &dir.key,
+        &files.config,
+        &requirements,
+        &state,
+        from_storage,
+        f16,
+    );
+    let options = RerankOptions {
+        precision: if f16 { Precision::F16 } else { Precision::F32 },
+        ..RerankOptions::default()
+    };
+    let mut loading = Reranker::loading(manifest.clone(), &state.source, files, device, options)
+        .map_err(|e| e.to_string())?;
     let total: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
     let mut progress = Progress::new(Stage::Loading, total);
     for (index, shard) in manifest.shards.iter().enumerate() {
@@ -266,6 +274,7 @@ fn model_summary(
     requirements: &Requirements,
     state: &State,
     from_storage: bool,
+    f16: bool,
 ) -> ModelSummary {
     let config: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
     let text = &config["text_config"];
@@ -277,6 +286,7 @@ fn model_summary(
         gpu_weight_bytes: requirements.gpu_weight_bytes,
         storage_bytes: requirements.storage_bytes,
         from_storage,
+        f16,
     }
 }
 
