@@ -73,13 +73,13 @@ fn scores(reranker: &Reranker) -> Vec<f32> {
         .collect()
 }
 
-/// The reranker assembled from `parts` on the CPU backend, its shards added last first.
-fn from_parts(parts: &Parts, options: RerankOptions) -> Reranker {
+/// The reranker assembled from `parts` on `device`, its shards added last first.
+fn from_parts(parts: &Parts, device: &Device, options: RerankOptions) -> Reranker {
     let mut loading = Reranker::loading(
         parts.manifest.clone(),
         "test",
         parts.files.clone(),
-        &Device::flex(),
+        device,
         options,
     )
     .unwrap();
@@ -94,7 +94,7 @@ fn from_parts(parts: &Parts, options: RerankOptions) -> Reranker {
 fn a_model_given_in_parts_scores_as_its_directory_and_async_as_sync() {
     let parts = parts();
     let from_dir = Reranker::load(&parts.path, RerankOptions::default()).unwrap();
-    let from_parts = from_parts(&parts, RerankOptions::default());
+    let from_parts = from_parts(&parts, &Device::flex(), RerankOptions::default());
     let want = scores(&from_dir);
     assert_eq!(scores(&from_parts), want);
 
@@ -119,14 +119,42 @@ fn a_model_given_in_parts_computes_in_the_precision_asked() {
         precision: Precision::F16,
         ..RerankOptions::default()
     };
-    let in_f16 = scores(&from_parts(&parts, f16.clone()));
+    let in_f16 = scores(&from_parts(&parts, &Device::flex(), f16.clone()));
     assert_eq!(
         in_f16,
         scores(&Reranker::load(&parts.path, f16).unwrap()),
         "in f16, the parts score as the directory does"
     );
-    let in_f32 = scores(&from_parts(&parts, RerankOptions::default()));
+    let in_f32 = scores(&from_parts(
+        &parts,
+        &Device::flex(),
+        RerankOptions::default(),
+    ));
     assert_ne!(in_f16, in_f32, "f16 was asked, f32 computed");
+}
+
+/// The page's f16 mode on the kernels a browser runs (WGSL: lavapipe with `.ci/test
+/// --native-gpu`): a 4-bit model from parts in f16 (its weights dequantized straight to f16,
+/// attention kept f32) scores within f16's bound on the golden requests of the same parts in f32.
+#[cfg(feature = "wgpu")]
+#[test]
+fn in_f16_on_a_wgsl_gpu_a_model_from_parts_scores_near_f32() {
+    let parts = parts();
+    let device = Device::wgpu(Default::default());
+    let f16 = RerankOptions {
+        precision: Precision::F16,
+        ..RerankOptions::default()
+    };
+    let in_f16 = scores(&from_parts(&parts, &device, f16));
+    let in_f32 = scores(&from_parts(&parts, &device, RerankOptions::default()));
+    let worst = in_f16
+        .iter()
+        .zip(&in_f32)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("worst |f16 - f32| from parts on the GPU: {worst:.2e}");
+    assert!(worst <= 1.5e-4, "{in_f16:?} in f16, {in_f32:?} in f32");
+    assert!(worst > 0.0, "f16 was asked, f32 computed");
 }
 
 #[test]
