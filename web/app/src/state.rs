@@ -219,4 +219,13 @@ impl AppState {
     pub fn model_ready(&self) -> bool {
         matches!(self.model.get(), ModelState::Ready(_))
     }
+
+    /// Whether the worker is starting or a model is being fetched, converted or loaded: the
+    /// model's controls wait.
+    pub fn model_busy(&self) -> bool {
+        matches!(
+            self.model.get(),
+            ModelState::Working(_) | ModelState::Starting
+        )
+    }
 }

@@ -17,12 +17,7 @@ pub fn ModelPanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let state = ctx.state;
     let folder = NodeRef::<leptos::html::Input>::new();
-    let busy = move || {
-        matches!(
-            state.model.get(),
-            ModelState::Working(_) | ModelState::Starting
-        )
-    };
+    let busy = move || state.model_busy();
     let no_gpu = move || matches!(state.gpu.get(), Some(Err(_)));
 
     let load_url = move || {
@@ -175,12 +170,7 @@ fn PrecisionChoice() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let state = ctx.state;
     let has_f16 = move || matches!(state.gpu.get(), Some(Ok(gpu)) if gpu.f16);
-    let busy = move || {
-        matches!(
-            state.model.get(),
-            ModelState::Working(_) | ModelState::Starting
-        )
-    };
+    let busy = move || state.model_busy();
     let on_change = move |ev: leptos::ev::Event| {
         state.f16.set(event_target_checked(&ev));
         if matches!(state.model.get_untracked(), ModelState::Ready(_)) {
