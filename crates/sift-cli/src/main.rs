@@ -99,8 +99,24 @@ struct BenchArgs {
     /// is measured against. With --profile, the measurements are listed at the end.
     #[arg(long, value_enum, default_value_t = AttentionArg::Measured)]
     attention: AttentionArg,
+    /// Linear layers with 4-bit weights on GPUs: sift's fused kernel where they multiply in f32
+    /// and burn's dequantize then f16 matmul where they multiply in f16 (measured), sift's
+    /// kernel for all, or burn's dequantize then matmul for all, the baseline.
+    #[arg(long, value_enum, default_value_t = Q4KernelArg::Measured)]
+    q4_kernel: Q4KernelArg,
+    /// Attention without a mask (the vision tower's) on GPUs through sift's flash kernel, or
+    /// (`false`) through the kernels `--attention` chooses, the baseline.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    flash_attention: bool,
     #[command(flatten)]
     model_options: ModelOptions,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Q4KernelArg {
+    Measured,
+    Fused,
+    Dequantize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -434,8 +450,9 @@ fn quick_request(
 
 fn bench(args: BenchArgs) -> Result<(), String> {
     use sift::bench::{
-        AttentionKernels, Formats, ModelSize, WeightStyle, Workload, attention_measurements,
-        time_workload, use_attention_kernels, write_random_model,
+        AttentionKernels, Formats, ModelSize, Q4Kernels, WeightStyle, Workload,
+        attention_measurements, time_workload, use_attention_kernels, use_flash_attention,
+        use_q4_kernels, write_random_model,
     };
     let temporary;
     let (model_dir, label) = match (&args.model, args.random) {
@@ -498,6 +515,13 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         AttentionArg::Formula => (AttentionKernels::Formula, ", attention as the formula"),
     };
     use_attention_kernels(attention);
+    let (q4_kernels, q4_label) = match args.q4_kernel {
+        Q4KernelArg::Measured => (Q4Kernels::Measured, ""),
+        Q4KernelArg::Fused => (Q4Kernels::Fused, ", sift's 4-bit kernel"),
+        Q4KernelArg::Dequantize => (Q4Kernels::Dequantize, ", 4-bit weights dequantized"),
+    };
+    use_q4_kernels(q4_kernels);
+    use_flash_attention(args.flash_attention);
     let mut label = label;
     if args.model_options.precision == PrecisionArg::F16 {
         label.push_str(", f16");
@@ -508,6 +532,10 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         label.push_str(", one document at a time");
     }
     label.push_str(attention_label);
+    label.push_str(q4_label);
+    if !args.flash_attention {
+        label.push_str(", no flash attention");
+    }
     if !args.json {
         println!(
             "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",

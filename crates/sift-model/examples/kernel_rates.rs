@@ -3,7 +3,9 @@
 //! layouts of the same problem (the first timed again: the first kernel timed after tuning runs
 //! slow for its first calls), attention's parts written out, and a 4-bit weight dequantized and
 //! multiplied (straight to f16 or through f32, whole or in blocks). The figures behind
-//! docs/performance.md's "Where the time goes"; not part of any build of sift.
+//! docs/performance.md's "Where the time goes"; not part of any build of sift. With
+//! `SIFT_KERNELS=1`, only sift's own kernels (`sift_model::kernels`) against burn's at the same
+//! problems, each first checked against burn's result.
 //!
 //! cargo run --release -p sift-model --no-default-features --features vulkan --example kernel_rates
 
@@ -17,6 +19,8 @@ use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::quantization::ScaleDtype;
 use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, TensorData};
+use sift_model::kernels;
+use sift_model::kernels::{Q4Kernels, use_q4_kernels};
 use sift_model::{Projection, q4_tensor_data};
 
 /// Milliseconds per call of `run` after three calls that compile and tune its kernels, and its
@@ -59,6 +63,12 @@ fn main() {
     // vision tower has them) or `padded` (head_dim 64 padded to 128).
     if let Ok(case) = std::env::var("VISION_ATTENTION") {
         vision_attention(&case, &device);
+        return;
+    }
+    // Only sift's own kernels against burn's at the models' shapes.
+    if std::env::var_os("SIFT_KERNELS").is_some() {
+        q4_products(&device);
+        flash_attention(&device);
         return;
     }
 
@@ -243,6 +253,115 @@ fn four_bit(device: &Device) {
         device,
         || linear(x.clone().cast(DType::F16), dense.clone().transpose(), None).cast(DType::F32),
     );
+}
+
+/// The 2B's 4-bit linear layers at an image pair's shapes (the vision tower's 3,072 patches,
+/// the decoder's 850 tokens), 16 packed text documents and one text: burn's dequantize then
+/// burn's matmul (f32, and f16 as `--precision f16` does), against sift's fused kernel. Each fused product is first checked against the dequantized f32 one.
+fn q4_products(device: &Device) {
+    let f16 = device.supports_dtype(DType::F16);
+    for (m, k, n) in [
+        (3072, 1024, 3072),
+        (3072, 1024, 4096),
+        (3072, 4096, 1024),
+        (850, 2048, 2048),
+        (850, 2048, 6144),
+        (850, 6144, 2048),
+        (4240, 2048, 6144),
+        (4240, 6144, 2048),
+        (340, 2048, 6144),
+    ] {
+        let values: Vec<f32> = random([n, k], device)
+            .into_data()
+            .try_to_vec()
+            .expect("f32 values");
+        let q = sift_quant::q4::quantize(&values, n, k);
+        let scales = if f16 {
+            ScaleDtype::F16
+        } else {
+            ScaleDtype::F32
+        };
+        let weight = Tensor::<2>::from_data(q4_tensor_data(&q, scales), device);
+        let layer = Projection::from_tensors(weight, None, k);
+        let mut half = layer.clone();
+        if f16 {
+            half.compute_in_f16();
+        }
+        let x = random([m, k], device);
+        let flop = 2.0 * (m * k * n) as f64;
+        let mm = format!("{m}×{k}×{n}");
+        use_q4_kernels(Q4Kernels::Dequantize);
+        let want = layer.forward(x.clone());
+        report(
+            &format!("Q4 dequantize, f32 matmul {mm}"),
+            flop,
+            device,
+            || layer.forward(x.clone()),
+        );
+        if f16 {
+            report(
+                &format!("Q4 dequantize to f16, f16 matmul {mm}"),
+                flop,
+                device,
+                || half.forward(x.clone()),
+            );
+        }
+        use_q4_kernels(Q4Kernels::Fused);
+        let got = layer.forward(x.clone());
+        let worst: f32 = (got - want.clone()).abs().max().into_scalar();
+        let scale: f32 = want.clone().abs().max().into_scalar();
+        println!(
+            "  fused: differs from dequantize-then-f32 by {worst:.2e} (outputs up to {scale:.2})"
+        );
+        report(&format!("Q4 fused kernel {mm}"), flop, device, || {
+            layer.forward(x.clone())
+        });
+    }
+    use_q4_kernels(Q4Kernels::default());
+}
+
+/// The vision towers' attention (no mask) in f32: one 2B image, a video's 8 frame groups, one
+/// 8B image (head_dim 72): burn's op, the formula written out, and sift's flash kernel (first
+/// checked against the formula).
+fn flash_attention(device: &Device) {
+    for (batch, heads, len, d) in [(1, 16, 3072, 64), (8, 16, 784, 64), (1, 16, 3072, 72)] {
+        let flop = 4.0 * (batch * heads * len * len * d) as f64;
+        let [q, k, v] = [0; 3].map(|_| random([batch, heads, len, d], device));
+        let scale = (d as f64).powf(-0.5);
+        let shape = format!("{batch}×{heads}×{len}×{d}");
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
+        };
+        let formula =
+            || softmax((q.clone() * scale).matmul(k.clone().swap_dims(2, 3)), 3).matmul(v.clone());
+        let flash = || {
+            kernels::flash_attention(&q, &k, &v, scale as f32)
+                .expect("the flash kernel runs on GPUs")
+        };
+        let want = formula();
+        let worst: f32 = (flash() - want).abs().max().into_scalar();
+        println!("  flash attention {shape}: differs from the formula by {worst:.2e}");
+        report(
+            &format!("attention f32, burn's op {shape}"),
+            flop,
+            device,
+            || attention(q.clone(), k.clone(), v.clone(), None, None, options),
+        );
+        report(
+            &format!("attention f32, formula {shape}"),
+            flop,
+            device,
+            formula,
+        );
+        report(
+            &format!("attention f32, sift's flash kernel {shape}"),
+            flop,
+            device,
+            flash,
+        );
+    }
 }
 
 /// One image's vision attention (16 heads, 3072 patches, head_dim 64) in f16, laid out as

@@ -7,6 +7,7 @@
 mod attention;
 pub mod config;
 mod device;
+pub mod kernels;
 mod load;
 pub mod prefix;
 pub mod profile;

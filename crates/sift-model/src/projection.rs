@@ -68,8 +68,23 @@ impl Projection {
         self.d_in
     }
 
-    /// `x · Wᵀ + b` over the last axis of `x`.
+    /// `x · Wᵀ + b` over the last axis of `x`. A Q4 weight on a GPU goes through sift's fused
+    /// kernel where [`kernels::Q4Kernels`](crate::kernels::Q4Kernels) chooses it (in `x`'s
+    /// float type, summed in f32); otherwise it is dequantized
+    /// ([`forward_dequantizing`](Self::forward_dequantizing)).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let weight = self.weight.val();
+        if matches!(weight.dtype(), DType::QFloat(_))
+            && let Some(product) = crate::kernels::fused_q4_matmul(&x, &weight, self.in_f16)
+        {
+            return match &self.bias {
+                Some(bias) => {
+                    let bias = bias.val().cast(product.dtype());
+                    product + bias.unsqueeze()
+                }
+                None => product,
+            };
+        }
         let element_bytes = if self.in_f16 { 2 } else { 4 };
         let values = values_at_once(&x.device(), element_bytes);
         self.forward_dequantizing(x, values)

@@ -1,5 +1,6 @@
-//! The Q4 projection (weight uploaded in burn's Q4 layout, dequantized on the device whole or in
-//! blocks of rows, then an f32 matmul) against the f32 matmul of the same weight dequantized on the host by sift-quant,
+//! The Q4 projection (weight uploaded in burn's Q4 layout; on GPUs multiplied by sift's fused
+//! 4-bit kernel where the layer multiplies in f32, and dequantized on the device, whole or in
+//! blocks of rows, then a matmul) against the f32 matmul of the same weight dequantized on the host by sift-quant,
 //! at decode and prefill row counts; and, where the device computes in f16, both in f16 (the Q4
 //! weight dequantized straight to f16): on flex, on wgpu (lavapipe: `.ci/test --native-gpu`), and in a browser on WebGPU
 //! (`wasm-bindgen-test`, from `web/worker/tests/q4_projection.rs`, which includes this file so

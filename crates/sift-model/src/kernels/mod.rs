@@ -1,0 +1,140 @@
+//! sift's own GPU kernels, written in CubeCL (what burn's kernels are written in), so that one
+//! kernel serves WGSL in browsers and WGSL or SPIR-V natively. Each replaces a chain of burn
+//! ops behind the same function, where the device runs CubeCL kernels; on the CPU backend the
+//! chain stays.
+
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+mod flash_attention;
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+mod q4_matmul;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::Tensor;
+
+/// How a linear layer with a 4-bit weight multiplies on GPUs. `sift bench --q4-kernel`
+/// chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Q4Kernels {
+    /// sift's fused kernel (packed weights dequantized in shared memory, summed in f32) where
+    /// the layer multiplies in f32; where it multiplies in f16, burn's dequantize to f16 and
+    /// its f16 matmul, which measured faster (docs/performance.md).
+    #[default]
+    Measured,
+    /// sift's fused kernel for every layer.
+    Fused,
+    /// burn's dequantize, then burn's matmul, for every layer.
+    Dequantize,
+}
+
+static Q4_KERNELS: Mutex<Q4Kernels> = Mutex::new(Q4Kernels::Measured);
+
+/// Sets how this process multiplies by 4-bit weights on GPUs.
+pub fn use_q4_kernels(kernels: Q4Kernels) {
+    *Q4_KERNELS.lock().unwrap_or_else(|e| e.into_inner()) = kernels;
+}
+
+fn q4_kernels() -> Q4Kernels {
+    *Q4_KERNELS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `x · Wᵀ` over the last axis of `x` for a Q4 weight `[N, Kp]` (rows padded to whole blocks,
+/// `x`'s width at most `Kp`), in `x`'s float type, through the fused kernel, for a layer that
+/// multiplies in f16 if `in_f16`; `None` where the kernel does not run (the CPU backend, or
+/// not chosen).
+pub(crate) fn fused_q4_matmul<const D: usize>(
+    x: &Tensor<D>,
+    weight: &Tensor<2>,
+    in_f16: bool,
+) -> Option<Tensor<D>> {
+    #[cfg(any(feature = "wgpu", feature = "webgpu"))]
+    {
+        use burn::backend::Dispatch;
+        use q4_matmul::Q4MatmulOps;
+
+        let chosen = match q4_kernels() {
+            Q4Kernels::Measured => !in_f16,
+            Q4Kernels::Fused => true,
+            Q4Kernels::Dequantize => false,
+        };
+        if !chosen || !on_gpu(&x.device()) {
+            return None;
+        }
+        let dims = x.dims();
+        let width = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let flat: Tensor<2> = x.clone().reshape([rows, width]);
+        let product = Tensor::<2>::from_dispatch(Dispatch::q4_matmul(
+            flat.into_dispatch(),
+            weight.clone().into_dispatch(),
+        ));
+        let mut shape = dims;
+        shape[D - 1] = weight.dims()[0];
+        Some(product.reshape(shape))
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "webgpu")))]
+    {
+        let _ = (x, weight, in_f16, q4_kernels());
+        None
+    }
+}
+
+/// Whether `device` runs CubeCL kernels (natively through wgpu, or WebGPU in a browser).
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+fn on_gpu(device: &burn::tensor::Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+}
+
+static FLASH_ATTENTION: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether this process computes attention without a mask through sift's flash kernel on
+/// GPUs (`sift bench --flash-attention`); otherwise through `attention`'s other kernels.
+pub fn use_flash_attention(on: bool) {
+    FLASH_ATTENTION.store(on, Ordering::Relaxed);
+}
+
+/// The widest head the flash kernel takes: its registers hold a query row and its output.
+const FLASH_HEAD_DIM: usize = 128;
+
+/// `softmax(q·kᵀ · scale) · v` without a mask for `q [B, H, L, D]`, `k`, `v` `[B, H, S, D]`, in
+/// `q`'s float type, computed in f32, through sift's flash kernel; `None` where it does not run
+/// (the CPU backend, heads wider than 128, or switched off).
+pub fn flash_attention(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    scale: f32,
+) -> Option<Tensor<4>> {
+    #[cfg(any(feature = "wgpu", feature = "webgpu"))]
+    {
+        use burn::backend::Dispatch;
+        use flash_attention::FlashAttentionOps;
+
+        if !on_gpu(&q.device())
+            || !FLASH_ATTENTION.load(Ordering::Relaxed)
+            || q.dims()[3] > FLASH_HEAD_DIM
+            || q.dims()[3] % 4 != 0
+        {
+            return None;
+        }
+        Some(Tensor::from_dispatch(Dispatch::flash_attention(
+            q.clone().into_dispatch(),
+            k.clone().into_dispatch(),
+            v.clone().into_dispatch(),
+            scale,
+        )))
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "webgpu")))]
+    {
+        let _ = (
+            q,
+            k,
+            v,
+            scale,
+            FLASH_ATTENTION.load(Ordering::Relaxed),
+            FLASH_HEAD_DIM,
+        );
+        None
+    }
+}
