@@ -78,7 +78,11 @@ pub fn attention(
     precision: AttentionPrecision,
 ) -> Tensor<4> {
     // Without a mask, on GPUs: sift's flash kernel, whole (it writes no score matrix), in f32.
-    if !causal {
+    // Not for f16 attention in SPIR-V builds, where burn's op has tensor-core flash kernels
+    // (1.6 ms per vision layer where they launch, against 2.3 for sift's in f32 through WGSL;
+    // docs/performance.md): that choice stays with the measurement per class of shapes.
+    let tensor_cores = cfg!(feature = "vulkan") && precision == AttentionPrecision::F16;
+    if !causal && !tensor_cores {
         let scale = (q.dims()[3] as f32).powf(-0.5);
         if let Some(out) = crate::kernels::flash_attention(&q, &k, &v, scale) {
             return out.cast(DType::F32);
