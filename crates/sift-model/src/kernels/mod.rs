@@ -99,7 +99,7 @@ const FLASH_HEAD_DIM: usize = 128;
 
 /// `softmax(q·kᵀ · scale) · v` without a mask for `q [B, H, L, D]`, `k`, `v` `[B, H, S, D]`, in
 /// `q`'s float type, computed in f32, through sift's flash kernel; `None` where it does not run
-/// (the CPU backend, heads wider than 128, or switched off).
+/// (the CPU backend, heads wider than 128 or not a multiple of 4 wide, or switched off).
 pub fn flash_attention(
     q: &Tensor<4>,
     k: &Tensor<4>,
@@ -114,7 +114,7 @@ pub fn flash_attention(
         if !on_gpu(&q.device())
             || !FLASH_ATTENTION.load(Ordering::Relaxed)
             || q.dims()[3] > FLASH_HEAD_DIM
-            || q.dims()[3] % 4 != 0
+            || !q.dims()[3].is_multiple_of(4)
         {
             return None;
         }

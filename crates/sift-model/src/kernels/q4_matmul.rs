@@ -24,7 +24,8 @@ const THREADS: u32 = 16;
 /// inputs and one of dequantized weights in f32: 16 KiB, what WebGPU guarantees.
 const STEP: u32 = 32;
 
-/// The output shape of `x · Wᵀ`: `x`'s rows, `W`'s rows.
+/// The output shape of `x · Wᵀ`: `x`'s rows, `W`'s rows (what burn's fusion records).
+#[cfg(feature = "wgpu")]
 pub fn q4_matmul_shape(x: &Shape, weight: &Shape) -> Shape {
     Shape::new([x[0], weight[0]])
 }
@@ -154,7 +155,7 @@ fn q4_matmul_kernel<F: Float, S: Float>(
                 for j in 0..4 {
                     // A two's-complement nibble, sign-extended from bit 3.
                     let nibble = packed[j] & 15u32;
-                    packed[j] = packed[j] >> 4u32;
+                    packed[j] /= 16u32;
                     let signed = i32::cast_from(nibble) - i32::cast_from(nibble & 8u32) * 2;
                     values.insert(j, f32::cast_from(signed));
                 }
