@@ -5,81 +5,87 @@
 //! `web/worker/tests/flash_attention.rs`, which includes this file so that it builds with the
 //! worker's dependencies). On the CPU backend the kernel does not run, which is checked too.
 
-use burn::tensor::activation::softmax;
-use burn::tensor::{DType, TensorData};
 use sift_model::kernels::flash_attention;
 use sift_model::{Device, Tensor};
 
-/// Deterministic values of order 1, some large enough that a softmax without its running
-/// maximum would overflow.
-fn values(shape: [usize; 4], seed: u64) -> Vec<f32> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..shape.iter().product::<usize>())
-        .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let uniform = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-            if i % 97 == 5 {
-                uniform * 40.0
-            } else {
-                uniform * 2.0
-            }
-        })
-        .collect()
-}
+/// The comparison, where a GPU runs the kernel (the CPU backend only checks that it does not).
+#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+mod comparison {
+    use super::*;
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{DType, TensorData};
 
-async fn host(t: Tensor<4>) -> Vec<f32> {
-    t.into_data_async()
-        .await
-        .unwrap()
-        .try_to_vec::<f32>()
-        .unwrap()
-}
-
-/// The largest difference between the kernel and the formula, per shape
-/// `[batch, heads, queries, keys, head_dim]`, and the largest output.
-async fn compare(device: &Device) -> Vec<([usize; 5], f32, f32)> {
-    let mut results = Vec::new();
-    for [batch, heads, queries, keys, head_dim] in [
-        [1, 2, 1, 1, 64],
-        [2, 3, 37, 37, 64],
-        [1, 2, 100, 100, 72],
-        [3, 1, 65, 130, 128],
-        [1, 16, 200, 200, 64],
-    ] {
-        let tensor = |len: usize, seed: u64| {
-            let shape = [batch, heads, len, head_dim];
-            Tensor::<4>::from_data(TensorData::new(values(shape, seed), shape), device)
-        };
-        let (q, k, v) = (tensor(queries, 1), tensor(keys, 2), tensor(keys, 3));
-        let scale = (head_dim as f32).powf(-0.5);
-        let formula =
-            softmax((q.clone() * scale).matmul(k.clone().swap_dims(2, 3)), 3).matmul(v.clone());
-        let flash = flash_attention(&q, &k, &v, scale).expect("the kernel runs on GPUs");
-        assert_eq!(flash.dtype(), DType::F32);
-        let (want, got) = (host(formula).await, host(flash).await);
-        let worst = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
-        let largest = want.iter().fold(0f32, |a, w| a.max(w.abs()));
-        results.push(([batch, heads, queries, keys, head_dim], worst, largest));
+    /// Deterministic values of order 1, some large enough that a softmax without its running
+    /// maximum would overflow.
+    fn values(shape: [usize; 4], seed: u64) -> Vec<f32> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+        (0..shape.iter().product::<usize>())
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let uniform = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+                if i % 97 == 5 {
+                    uniform * 40.0
+                } else {
+                    uniform * 2.0
+                }
+            })
+            .collect()
     }
-    results
-}
 
-/// Both in f32, summed in different orders: within 1e-5 of outputs of order 10. A wrong
-/// block, key or maximum misses by the outputs' own size.
-fn check(results: &[([usize; 5], f32, f32)]) -> String {
-    for &(shape, worst, largest) in results {
-        assert!(
-            largest > 1.0 && worst <= 1e-5 * largest.max(1.0),
-            "[batch, heads, queries, keys, head_dim] = {shape:?}: the flash kernel differs from \
-             the formula by {worst} (outputs up to {largest})"
-        );
+    async fn host(t: Tensor<4>) -> Vec<f32> {
+        t.into_data_async()
+            .await
+            .unwrap()
+            .try_to_vec::<f32>()
+            .unwrap()
     }
-    format!("compared: {results:?}")
+
+    /// The largest difference between the kernel and the formula, per shape
+    /// `[batch, heads, queries, keys, head_dim]`, and the largest output.
+    pub(super) async fn compare(device: &Device) -> Vec<([usize; 5], f32, f32)> {
+        let mut results = Vec::new();
+        for [batch, heads, queries, keys, head_dim] in [
+            [1, 2, 1, 1, 64],
+            [2, 3, 37, 37, 64],
+            [1, 2, 100, 100, 72],
+            [3, 1, 65, 130, 128],
+            [1, 16, 200, 200, 64],
+        ] {
+            let tensor = |len: usize, seed: u64| {
+                let shape = [batch, heads, len, head_dim];
+                Tensor::<4>::from_data(TensorData::new(values(shape, seed), shape), device)
+            };
+            let (q, k, v) = (tensor(queries, 1), tensor(keys, 2), tensor(keys, 3));
+            let scale = (head_dim as f32).powf(-0.5);
+            let formula =
+                softmax((q.clone() * scale).matmul(k.clone().swap_dims(2, 3)), 3).matmul(v.clone());
+            let flash = flash_attention(&q, &k, &v, scale).expect("the kernel runs on GPUs");
+            assert_eq!(flash.dtype(), DType::F32);
+            let (want, got) = (host(formula).await, host(flash).await);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            let largest = want.iter().fold(0f32, |a, w| a.max(w.abs()));
+            results.push(([batch, heads, queries, keys, head_dim], worst, largest));
+        }
+        results
+    }
+
+    /// Both in f32, summed in different orders: within 1e-5 of outputs of order 10. A wrong
+    /// block, key or maximum misses by the outputs' own size.
+    pub(super) fn check(results: &[([usize; 5], f32, f32)]) -> String {
+        for &(shape, worst, largest) in results {
+            assert!(
+                largest > 1.0 && worst <= 1e-5 * largest.max(1.0),
+                "[batch, heads, queries, keys, head_dim] = {shape:?}: the flash kernel differs from \
+                 the formula by {worst} (outputs up to {largest})"
+            );
+        }
+        format!("compared: {results:?}")
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -97,6 +103,7 @@ mod native {
     #[cfg(feature = "wgpu")]
     #[test]
     fn flash_attention_equals_the_formula_on_wgpu() {
+        use comparison::{check, compare};
         let device = Device::wgpu(Default::default());
         println!("{}", check(&pollster::block_on(compare(&device))));
     }
@@ -104,7 +111,7 @@ mod native {
 
 #[cfg(target_arch = "wasm32")]
 mod browser {
-    use super::*;
+    use super::comparison::{check, compare};
     use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
     wasm_bindgen_test_configure!(run_in_browser);
