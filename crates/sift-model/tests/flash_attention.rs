@@ -8,8 +8,9 @@
 use sift_model::kernels::flash_attention;
 use sift_model::{Device, Tensor};
 
-/// The comparison, where a GPU runs the kernel (the CPU backend only checks that it does not).
-#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+/// The comparison, where a GPU runs the kernel: natively with the `wgpu` feature (a feature
+/// the worker crate, which includes this file for the browser, does not have), and in browsers.
+#[cfg_attr(not(target_arch = "wasm32"), cfg(feature = "wgpu"))]
 mod comparison {
     use super::*;
     use burn::tensor::activation::softmax;
