@@ -257,7 +257,8 @@ fn four_bit(device: &Device) {
 
 /// The 2B's 4-bit linear layers at an image pair's shapes (the vision tower's 3,072 patches,
 /// the decoder's 850 tokens), 16 packed text documents and one text: burn's dequantize then
-/// burn's matmul (f32, and f16 as `--precision f16` does), against sift's fused kernel. Each fused product is first checked against the dequantized f32 one.
+/// burn's matmul (f32, and f16 as `--precision f16` does), against sift's fused kernel. Each
+/// fused product is first checked against the dequantized f32 one.
 fn q4_products(device: &Device) {
     let f16 = device.supports_dtype(DType::F16);
     for (m, k, n) in [

@@ -5,20 +5,23 @@
 //! a `[heads, L, L]` score matrix: 604 MB per layer for one image, cut into 64 MB chunks in
 //! browsers.
 
+use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
-use burn::tensor::{DType, Shape};
+use burn::tensor::Shape;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-/// Queries per workgroup, one per invocation.
-pub const QUERIES: u32 = 64;
+use super::Quad;
 
-/// Keys staged in shared memory at once: their keys and values take `2 · 4 · KEYS · head_dim`
-/// bytes, 16 KiB at head_dim 64 (WebGPU guarantees 16 KiB).
-pub fn keys_per_block(head_dim: usize) -> u32 {
+/// Queries per workgroup, one per invocation.
+const QUERIES: u32 = 64;
+
+/// Keys staged in shared memory at once: their keys and values take `2 · 4 · keys · head_dim`
+/// bytes, 16 KiB at head_dim 64 and 128 (WebGPU guarantees 16 KiB).
+fn keys_per_block(head_dim: usize) -> u32 {
     if head_dim <= 64 { 32 } else { 16 }
 }
 
@@ -49,7 +52,6 @@ impl FlashAttentionOps for CubeBackend {
         );
         let block = keys_per_block(head_dim);
         let count = CubeCount::new_2d((queries as u32).div_ceil(QUERIES), (batch * heads) as u32);
-        let float = |dtype: DType| burn::backend::cubecl::dtype_to_storage_type(dtype);
         flash_attention_kernel::launch(
             &q.client,
             count,
@@ -61,14 +63,11 @@ impl FlashAttentionOps for CubeBackend {
             scale,
             head_dim,
             block as usize,
-            float(q.dtype),
+            dtype_to_storage_type(q.dtype),
         );
         output
     }
 }
-
-/// Four f32 values, read from shared memory in one access.
-type Quad = Vector<f32, Const<4>>;
 
 #[cube(launch)]
 // `div_ceil` is not among the methods CubeCL translates.

@@ -8,6 +8,11 @@ mod flash_attention;
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]
 mod q4_matmul;
 
+/// Four f32 values, read from and written to shared memory in one access: both kernels stage
+/// their tiles four values to an element.
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
+type Quad = cubecl::prelude::Vector<f32, cubecl::prelude::Const<4>>;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -8,13 +8,16 @@
 //! `4j..4j + 4` as a two's-complement nibble, and `[N, Kp / 32]` scales (f16 or f32). `Kp` is
 //! the input width padded to whole blocks of 32; the padding's values are zero.
 
+use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor, tensor::QuantizedTensor};
-use burn::tensor::{DType, Shape};
+use burn::tensor::Shape;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
+
+use super::Quad;
 
 /// Outputs per workgroup along each axis: 16 × 16 invocations of 4 × 4 outputs each.
 const TILE: u32 = 64;
@@ -55,8 +58,10 @@ impl Q4MatmulOps for CubeBackend {
             x.dtype,
         );
         let count = CubeCount::new_2d((n as u32).div_ceil(TILE), (m as u32).div_ceil(TILE));
-        let float = |dtype: DType| burn::backend::cubecl::dtype_to_storage_type(dtype);
-        let dtypes = [float(x.dtype), float(scales.dtype)];
+        let dtypes = [
+            dtype_to_storage_type(x.dtype),
+            dtype_to_storage_type(scales.dtype),
+        ];
         q4_matmul_kernel::launch(
             &x.client,
             count,
@@ -70,9 +75,6 @@ impl Q4MatmulOps for CubeBackend {
         output
     }
 }
-
-/// Four f32 values, read from and written to shared memory in one access.
-type Quad = Vector<f32, Const<4>>;
 
 /// One workgroup computes a 64 × 64 tile of the output: per step of 32 inputs along `K` it
 /// stages the inputs as `[k][m]` and the dequantized weights as `[k][n]` in shared memory,
