@@ -1,5 +1,5 @@
 //! The worker's memory model, natively: a 4-bit model given shard by shard as bytes
-//! (`Reranker::loading`, as the browser's worker gives it) holds, on the host, the token table
+//! (`Loading::start`, as the browser's worker gives it) holds, on the host, the token table
 //! (kept there as f16), one shard and one tensor in flight; everything else goes to the GPU.
 //! With the 8B's table (151,936 × 4,096) and the 8B's layer shapes, the host peak stays under
 //! 2 GB, far from wasm32's 4 GB. On lavapipe the GPU's memory is the driver's, not counted here,
@@ -10,7 +10,7 @@
 #![cfg(feature = "wgpu")]
 
 use sift::bench::ModelSize;
-use sift::{Manifest, ModelFiles, RerankOptions, Reranker};
+use sift::{Loading, Manifest, ModelFiles, RerankOptions};
 use sift_quant::{Conversion, QuantizedWriter};
 
 #[path = "../crates/sift-quant/tests/counting/mod.rs"]
@@ -35,7 +35,7 @@ fn an_8b_shaped_model_loads_with_a_host_peak_under_2_gb() {
     std::fs::write(dir.join("tokenizer.json"), &tokenizer).unwrap();
     let model_config = sift_model::ModelConfig::from_json(&config).unwrap();
     let tensors = sift_model::checkpoint_tensors(&model_config, &sift::Device::flex());
-    let head_rows = sift::head_rows(&tokenizer).unwrap();
+    let head_rows = sift::quantize::head_rows(&tokenizer).unwrap();
     let mut writer = QuantizedWriter::create(dir, Conversion::new(&head_rows), &tensors).unwrap();
     for (name, shape) in &tensors {
         let n: usize = shape.iter().product();
@@ -62,7 +62,7 @@ fn an_8b_shaped_model_loads_with_a_host_peak_under_2_gb() {
     };
 
     let (reranker, peak, held) = counting::measure(|| {
-        let mut loading = Reranker::loading(
+        let mut loading = Loading::start(
             manifest.clone(),
             "the 8B-shaped model",
             files,

@@ -136,7 +136,7 @@ impl Case {
     pub fn model_input(&self, model: &RerankerModel) -> ModelInput {
         let visuals = self.visual_items();
         let input_ids = self.input_ids();
-        let position_ids = sift::position_ids(model.config(), &input_ids, &visuals)
+        let position_ids = sift::model_input::position_ids(model.config(), &input_ids, &visuals)
             .expect("fixture prompts are well formed");
         ModelInput {
             input_ids,

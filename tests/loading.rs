@@ -4,7 +4,7 @@
 //! piece is named; given in parts, it computes in the precision asked, as from its directory.
 
 use sift::{
-    Content, Device, ImageSource, LoadError, Manifest, ModelFiles, Precision, Request,
+    Content, Device, ImageSource, LoadError, Loading, Manifest, ModelFiles, Precision, Request,
     RerankOptions, Reranker,
 };
 use sift_tests::{downloaded_model, golden_dir};
@@ -75,7 +75,7 @@ fn scores(reranker: &Reranker) -> Vec<f32> {
 
 /// The reranker assembled from `parts` on `device`, its shards added last first.
 fn from_parts(parts: &Parts, device: &Device, options: RerankOptions) -> Reranker {
-    let mut loading = Reranker::loading(
+    let mut loading = Loading::start(
         parts.manifest.clone(),
         "test",
         parts.files.clone(),
@@ -162,7 +162,7 @@ fn a_damaged_file_or_a_missing_shard_is_named() {
     let parts = parts();
     let device = Device::flex();
     let start = |files: ModelFiles| {
-        Reranker::loading(
+        Loading::start(
             parts.manifest.clone(),
             "test",
             files,

@@ -1,18 +1,20 @@
 //! `sift`: the command line over the `sift` library. It parses arguments, reads requests,
 //! finds the model and prints results; everything that decides a score is in the library.
 
+mod bench;
 mod model_source;
+mod options;
 mod output;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sift::{
-    Backend, Content, ImageSource, Precision, Request, RerankOptions, Reranker, VideoSource,
-};
+use sift::{Content, ImageSource, Request, Reranker, VideoSource};
+
+use options::ModelOptions;
 
 #[derive(Parser)]
 #[command(
@@ -49,102 +51,7 @@ enum Command {
     ///   sift bench --model DIR                         (a model you have)
     ///   sift bench --random 2b --tokenizer DIR         (random weights at the real 2B shape)
     #[command(verbatim_doc_comment)]
-    Bench(BenchArgs),
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// A model directory or Hugging Face id to time.
-    #[arg(long, required_unless_present = "random", conflicts_with = "random")]
-    model: Option<String>,
-    /// Time random weights at a real shape instead (speed does not depend on their values).
-    #[arg(long, value_enum, requires = "tokenizer")]
-    random: Option<SizeArg>,
-    /// With --random: the directory holding the Qwen `tokenizer.json`.
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// With --random: the weights to time, f32 (a bf16 checkpoint computed in f32) or q4.
-    #[arg(long, value_enum, default_value_t = WeightsArg::F32)]
-    weights: WeightsArg,
-    /// With --random: where the random model is written and found again next time (a
-    /// temporary directory, removed afterwards, by default).
-    #[arg(long)]
-    cache: Option<PathBuf>,
-    /// Documents per query, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 16])]
-    documents: Vec<usize>,
-    /// Workloads, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WorkloadArg::Text, WorkloadArg::Image, WorkloadArg::Video])]
-    workloads: Vec<WorkloadArg>,
-    /// Requests timed per measurement, after one unmeasured request that compiles kernels.
-    #[arg(long, default_value_t = 2)]
-    rounds: usize,
-    /// One JSON object per measurement instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Compute every pair whole, without reusing the prompt's shared beginning: the baseline
-    /// that prefix reuse is measured against.
-    #[arg(long)]
-    whole_pairs: bool,
-    /// Score a query's documents one at a time after the shared prefix, not packed into
-    /// batches: the baseline that batching is measured against.
-    #[arg(long)]
-    unbatched: bool,
-    /// After each measurement, one more request with the time of each stage (vision tower,
-    /// decoder layers, attention, dequantization, readback), the device awaited around each.
-    #[arg(long)]
-    profile: bool,
-    /// Attention's kernels on GPUs: for each class of shapes the faster of burn's op and the
-    /// formula written out (measured on first use), or either alone, the baselines the choice
-    /// is measured against. With --profile, the measurements are listed at the end.
-    #[arg(long, value_enum, default_value_t = AttentionArg::Measured)]
-    attention: AttentionArg,
-    /// Linear layers with 4-bit weights on GPUs: sift's fused kernel where they multiply in f32
-    /// and burn's dequantize then f16 matmul where they multiply in f16 (measured), sift's
-    /// kernel for all, or burn's dequantize then matmul for all, the baseline.
-    #[arg(long, value_enum, default_value_t = Q4KernelArg::Measured)]
-    q4_kernel: Q4KernelArg,
-    /// Attention without a mask (the vision tower's) on GPUs through sift's flash kernel, or
-    /// (`false`) through the kernels `--attention` chooses, the baseline.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    flash_attention: bool,
-    #[command(flatten)]
-    model_options: ModelOptions,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Q4KernelArg {
-    Measured,
-    Fused,
-    Dequantize,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AttentionArg {
-    Measured,
-    BurnOp,
-    Formula,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SizeArg {
-    #[value(name = "2b")]
-    B2,
-    #[value(name = "8b")]
-    B8,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum WeightsArg {
-    F32,
-    Q4,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum WorkloadArg {
-    Text,
-    Image,
-    Video,
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -179,63 +86,6 @@ struct RerankArgs {
     top_n: Option<usize>,
     #[command(flatten)]
     model_options: ModelOptions,
-}
-
-/// How the model runs: shared by `rerank` and `serve`.
-#[derive(Args)]
-struct ModelOptions {
-    /// Where the model runs: `auto` takes a hardware GPU when wgpu finds one, else the CPU.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
-    /// What the linear layers and attention multiply in: f32 (the reference's scores within
-    /// 1e-5) or f16 (faster on GPUs with f16; scores move by about 1e-4; attention stays f32
-    /// where the GPU's kernels are WGSL, every build but `--features vulkan`).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
-    /// Tokens kept before the prompt's 5-token suffix; longer document text is cut.
-    #[arg(long, default_value_t = 10240)]
-    max_length: usize,
-    /// Most image and video tokens in one (query, document) pair; a pair above it is an error
-    /// rather than an out-of-memory crash.
-    #[arg(long, default_value_t = sift::DEFAULT_MAX_VISUAL_TOKENS)]
-    max_visual_tokens: usize,
-    /// Most images and videos on one side (the query, or one document); more is an error for
-    /// that pair before anything is decoded.
-    #[arg(long, default_value_t = sift::DEFAULT_MAX_VISUALS_PER_SIDE)]
-    max_visuals_per_side: usize,
-}
-
-impl ModelOptions {
-    fn rerank_options(&self) -> RerankOptions {
-        RerankOptions {
-            backend: match self.device {
-                DeviceArg::Auto => Backend::Auto,
-                DeviceArg::Cpu => Backend::Cpu,
-                DeviceArg::Gpu => Backend::Gpu,
-            },
-            precision: match self.precision {
-                PrecisionArg::F32 => Precision::F32,
-                PrecisionArg::F16 => Precision::F16,
-            },
-            max_length: self.max_length,
-            max_visual_tokens: self.max_visual_tokens,
-            max_visuals_per_side: self.max_visuals_per_side,
-            ..RerankOptions::default()
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum PrecisionArg {
-    F32,
-    F16,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    Auto,
-    Cpu,
-    Gpu,
 }
 
 #[derive(Args)]
@@ -293,7 +143,7 @@ fn main() -> ExitCode {
         Command::Rerank(args) => rerank(args),
         Command::Serve(args) => serve(args),
         Command::Quantize(args) => quantize(args),
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -446,156 +296,6 @@ fn quick_request(
         documents,
         ..Request::default()
     })
-}
-
-fn bench(args: BenchArgs) -> Result<(), String> {
-    use sift::bench::{
-        AttentionKernels, Formats, ModelSize, Q4Kernels, WeightStyle, Workload,
-        attention_measurements, time_workload, use_attention_kernels, use_flash_attention,
-        use_q4_kernels, write_random_model,
-    };
-    let temporary;
-    let (model_dir, label) = match (&args.model, args.random) {
-        (Some(model), _) => (model_source::resolve(model)?, model.clone()),
-        (None, Some(size)) => {
-            let size = match size {
-                SizeArg::B2 => ModelSize::B2,
-                SizeArg::B8 => ModelSize::B8,
-            };
-            let tokenizer = args
-                .tokenizer
-                .as_deref()
-                .expect("clap requires --tokenizer");
-            let out = match &args.cache {
-                Some(dir) => dir.join(size.name()),
-                None => {
-                    temporary = tempfile::tempdir()
-                        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-                    temporary.path().to_path_buf()
-                }
-            };
-            let with_f32 = args.weights == WeightsArg::F32;
-            let wanted = if with_f32 {
-                "f32/model.safetensors"
-            } else {
-                "q4/sift-q4.json"
-            };
-            if !out.join(wanted).is_file() {
-                eprintln!(
-                    "writing random {} weights to {} ...",
-                    size.name(),
-                    out.display()
-                );
-                let formats = if with_f32 { Formats::F32 } else { Formats::Q4 };
-                write_random_model(size, WeightStyle::default(), tokenizer, &out, formats)
-                    .map_err(|e| e.to_string())?;
-            }
-            let dir = out.join(if with_f32 { "f32" } else { "q4" });
-            let weights = if with_f32 { "f32" } else { "4-bit" };
-            (dir, format!("random {} ({weights})", size.name()))
-        }
-        (None, None) => unreachable!("clap requires --model or --random"),
-    };
-    let loading = std::time::Instant::now();
-    let defaults = args.model_options.rerank_options();
-    let options = RerankOptions {
-        reuse_prefix: !args.whole_pairs,
-        batch_bytes: if args.unbatched {
-            0
-        } else {
-            defaults.batch_bytes
-        },
-        ..defaults
-    };
-    let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
-    let load_s = loading.elapsed().as_secs_f64();
-    let (attention, attention_label) = match args.attention {
-        AttentionArg::Measured => (AttentionKernels::Measured, ""),
-        AttentionArg::BurnOp => (AttentionKernels::BurnOp, ", burn's attention op"),
-        AttentionArg::Formula => (AttentionKernels::Formula, ", attention as the formula"),
-    };
-    use_attention_kernels(attention);
-    let (q4_kernels, q4_label) = match args.q4_kernel {
-        Q4KernelArg::Measured => (Q4Kernels::Measured, ""),
-        Q4KernelArg::Fused => (Q4Kernels::Fused, ", sift's 4-bit kernel"),
-        Q4KernelArg::Dequantize => (Q4Kernels::Dequantize, ", 4-bit weights dequantized"),
-    };
-    use_q4_kernels(q4_kernels);
-    use_flash_attention(args.flash_attention);
-    let mut label = label;
-    if args.model_options.precision == PrecisionArg::F16 {
-        label.push_str(", f16");
-    }
-    if args.whole_pairs {
-        label.push_str(", whole pairs");
-    } else if args.unbatched {
-        label.push_str(", one document at a time");
-    }
-    label.push_str(attention_label);
-    label.push_str(q4_label);
-    if !args.flash_attention {
-        label.push_str(", no flash attention");
-    }
-    if !args.json {
-        println!(
-            "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",
-            reranker.device_name(),
-            args.rounds
-        );
-        println!(
-            "{:<8} {:>9} {:>8} {:>11} {:>13} {:>9} {:>9}",
-            "workload", "documents", "tokens", "ms per pair", "host ms/pair", "pairs/s", "tokens/s"
-        );
-    }
-    for workload in &args.workloads {
-        let workload = match workload {
-            WorkloadArg::Text => Workload::Text,
-            WorkloadArg::Image => Workload::Image,
-            WorkloadArg::Video => Workload::Video,
-        };
-        for &documents in &args.documents {
-            let t = time_workload(&reranker, workload, documents, args.rounds, args.profile)
-                .map_err(|e| format!("{} with {documents} documents: {e}", workload.name()))?;
-            let pairs_per_s = 1e3 / t.ms_per_pair;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "model": label, "device": reranker.device_name(),
-                        "workload": workload.name(), "documents": t.documents,
-                        "tokens_per_pair": t.tokens_per_pair, "ms_per_pair": t.ms_per_pair,
-                        "host_ms_per_pair": t.host_ms_per_pair, "rounds": t.rounds,
-                        "stages_ms_per_pair": t.stages.iter().map(|(name, ms)| (name.to_string(), serde_json::json!(ms)))
-                            .collect::<serde_json::Map<_, _>>(),
-                    })
-                );
-            } else {
-                println!(
-                    "{:<8} {:>9} {:>8} {:>11.1} {:>13.1} {:>9.2} {:>9.0}",
-                    workload.name(),
-                    t.documents,
-                    t.tokens_per_pair,
-                    t.ms_per_pair,
-                    t.host_ms_per_pair,
-                    pairs_per_s,
-                    pairs_per_s * t.tokens_per_pair as f64
-                );
-                for (stage, ms) in &t.stages {
-                    println!("    {stage:<36} {ms:>9.1} ms per pair (profiled)");
-                }
-            }
-        }
-    }
-    if args.profile && !args.json {
-        let measured = attention_measurements();
-        if !measured.is_empty() {
-            println!("attention kernels measured on first use (classes of shapes, powers of two):");
-            for line in measured {
-                println!("    {line}");
-            }
-        }
-    }
-    Ok(())
 }
 
 fn progress_bar(total: usize, unit: &str) -> ProgressBar {

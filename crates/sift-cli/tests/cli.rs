@@ -166,7 +166,7 @@ fn quantize_writes_a_checked_four_bit_directory() {
         summary.contains("in Q4") && summary.contains("1 shard"),
         "{summary}"
     );
-    sift::QuantizedModel::open(&target)
+    sift::quantize::QuantizedModel::open(&target)
         .unwrap()
         .verify()
         .unwrap();

@@ -24,7 +24,7 @@ use burn::tensor::module::attention as attention_op;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Tensor};
 
-use crate::Projection;
+use crate::projection::Projection;
 
 /// Bytes of score matrix computed at once in browsers and where the binding limit is unknown:
 /// half of WebGPU's default `maxStorageBufferBindingSize`, which keeps one image pair of the
@@ -213,6 +213,7 @@ struct ShapeClass {
 /// Which kernels attention uses: by default the one measured faster per class of shapes;
 /// `sift bench --attention` times either alone against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum AttentionKernels {
     /// Natively on GPUs, the faster of the two for each class of shapes, measured on first use;
     /// burn's op elsewhere.

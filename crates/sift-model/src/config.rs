@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::ModelError;
+use crate::error::ModelError;
 
 /// The whole `config.json` of a `Qwen3VLForConditionalGeneration` checkpoint.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 
-use crate::ModelError;
+use crate::error::ModelError;
 
 /// The default GPU through wgpu (Vulkan, Metal or DirectX 12), or why there is none.
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]

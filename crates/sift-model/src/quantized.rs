@@ -16,66 +16,18 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use half::f16;
-use sift_quant::{Encoding, Manifest, QuantError, StoredValues, TensorAssembler, TensorEntry, q4};
+use sift_quant::{Encoding, Manifest, StoredValues, TensorAssembler, TensorEntry, q4};
 
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::host_table::HostTable;
+use crate::network::{ModelParts, Qwen3VlModel};
+use crate::projection;
+use crate::score::ScoreTokens;
 use crate::weights::{PREFIX, checkpoint_segment, expected_shapes, mismatch, shape_problems};
-use crate::{ModelConfig, ModelError, Qwen3VlModel, RerankerModel, ScoreTokens, projection};
 
 pub(crate) const TABLE: &str = "model.language_model.embed_tokens.weight";
 pub(crate) const HEAD: &str = "lm_head.weight";
-
-impl From<QuantError> for ModelError {
-    fn from(e: QuantError) -> Self {
-        ModelError::Weights(e.to_string())
-    }
-}
-
-/// The token table, kept on the host: `[vocab, width]` rows, looked up per request.
-pub(crate) struct HostTable {
-    rows: TableRows,
-    width: usize,
-}
-
-enum TableRows {
-    /// A 4-bit directory's table, in f16.
-    F16(Vec<f16>),
-    /// A checkpoint's table as stored (f32, f16 or bf16, little-endian): exact, and no larger
-    /// in memory than on disk.
-    Stored(Vec<u8>, safetensors::Dtype),
-}
-
-impl HostTable {
-    /// A checkpoint's table from its stored bytes (f32, f16 or bf16: `Checkpoint::check`
-    /// refuses others).
-    pub(crate) fn stored(bytes: Vec<u8>, dtype: safetensors::Dtype, width: usize) -> Self {
-        Self {
-            rows: TableRows::Stored(bytes, dtype),
-            width,
-        }
-    }
-
-    /// The rows of `ids` as an f32 `[ids.len(), width]` tensor on `device`.
-    pub(crate) fn lookup(&self, ids: &[u32], device: &Device) -> Tensor<2> {
-        let values: Vec<f32> = ids.iter().flat_map(|&id| self.row(id as usize)).collect();
-        Tensor::from_data(TensorData::new(values, [ids.len(), self.width]), device)
-    }
-
-    fn row(&self, id: usize) -> Vec<f32> {
-        let width = self.width;
-        match &self.rows {
-            TableRows::F16(rows) => rows[id * width..(id + 1) * width]
-                .iter()
-                .map(|x| x.to_f32())
-                .collect(),
-            TableRows::Stored(bytes, dtype) => {
-                let size = dtype.bitsize() / 8;
-                let row = &bytes[id * width * size..(id + 1) * width * size];
-                sift_quant::decode_f32(row, *dtype).expect("a dtype the checkpoint check accepts")
-            }
-        }
-    }
-}
 
 /// A tensor read from the shards, already on the device.
 enum DeviceTensor {
@@ -195,8 +147,9 @@ impl Requirements {
     }
 }
 
-/// A 4-bit model being loaded, shard by shard. Give every shard with
-/// [`add_shard`](Self::add_shard), in any order, then [`finish`](Self::finish).
+/// A 4-bit model being loaded, shard by shard (a directory, a download, files a user picked).
+/// Give every shard with [`add_shard`](Self::add_shard), in any order, then make the model with
+/// [`RerankerModel::from_loader`](crate::RerankerModel::from_loader).
 pub struct QuantizedLoader {
     config: ModelConfig,
     tokens: ScoreTokens,
@@ -259,10 +212,7 @@ impl QuantizedLoader {
                     let StoredValues::F16(rows) = values else {
                         return Err(bad_encoding(name, entry));
                     };
-                    *table = Some(HostTable {
-                        rows: TableRows::F16(rows),
-                        width: entry.row_len(),
-                    });
+                    *table = Some(HostTable::f16(rows, entry.row_len()));
                 }
                 HEAD => *head = Some((entry.clone(), values.to_f32())),
                 _ => {
@@ -288,8 +238,10 @@ impl QuantizedLoader {
         })
     }
 
-    /// The model, once every shard has been added.
-    pub fn finish(self) -> Result<RerankerModel, ModelError> {
+    /// The model's parts, once every shard has been added.
+    /// The model's parts, once every shard has been added: made a reranker by
+    /// [`RerankerModel::from_loader`](crate::RerankerModel::from_loader).
+    pub(crate) fn finish(self) -> Result<ModelParts, ModelError> {
         self.assembler.finish()?;
         let config = self.config;
         let table = self.table.ok_or_else(|| missing(TABLE))?;
@@ -338,15 +290,13 @@ impl QuantizedLoader {
                 placer.problems.join("; ")
             )));
         }
-        let [yes, no] = &head_rows;
-        Ok(RerankerModel::assemble(
+        Ok(ModelParts {
             config,
             net,
-            Some(table),
-            yes,
-            no,
-            &self.device,
-        ))
+            host_table: Some(table),
+            score_rows: head_rows,
+            device: self.device,
+        })
     }
 }
 

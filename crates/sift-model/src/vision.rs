@@ -9,9 +9,9 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::ModelError;
 use crate::attention::{AttentionPrecision, attention, equal_length_runs};
 use crate::config::VisionConfig;
+use crate::error::ModelError;
 use crate::profile;
 use crate::projection::Projection;
 use crate::rope::{self, RotaryTables};

@@ -19,7 +19,7 @@ use burn::tensor::{DType, Device, Tensor};
 use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorInfo};
 
-use crate::ModelError;
+use crate::error::ModelError;
 
 /// Checkpoint names carry this prefix; the network's module paths do not.
 pub(crate) const PREFIX: &str = "model.";

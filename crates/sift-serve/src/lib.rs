@@ -132,9 +132,9 @@ impl Server {
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         Router::new()
-            .route("/v1/rerank", post(rerank_v1))
+            .route("/v1/rerank", post(rerank_endpoint::<false>))
             .route("/rerank", post(rerank_or_tei))
-            .route("/v2/rerank", post(rerank_v2))
+            .route("/v2/rerank", post(rerank_endpoint::<true>))
             .route("/score", post(score))
             .route("/v1/score", post(score))
             .route("/health", get(health))
@@ -345,22 +345,15 @@ fn answer(body: Value, usage: Usage) -> Response {
     response
 }
 
-async fn rerank_v1(
+/// `/v1/rerank` (Cohere v1, Jina, vLLM) and `/v2/rerank` (Cohere v2): the same request, the
+/// response in Cohere v2's shape where `COHERE_V2`.
+async fn rerank_endpoint<const COHERE_V2: bool>(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(&state, body).await?;
-    rerank(&state, &id, api::parse(&body)?, false).await
-}
-
-async fn rerank_v2(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<RequestId>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let body = read_body(&state, body).await?;
-    rerank(&state, &id, api::parse(&body)?, true).await
+    rerank(&state, &id, api::parse(&body)?, COHERE_V2).await
 }
 
 /// `/rerank` is vLLM's and Jina's alias of `/v1/rerank`, and TEI's endpoint: TEI's body has

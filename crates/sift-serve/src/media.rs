@@ -96,10 +96,10 @@ impl MediaReader<'_> {
         }
         let media = self.read(reference, Kind::Video, at).await?;
         let probed = match &media {
-            Media::Bytes(bytes) => sift::probe_container(Cursor::new(bytes.as_slice())),
+            Media::Bytes(bytes) => sift::video::probe_container(Cursor::new(bytes.as_slice())),
             Media::File(path) => std::fs::File::open(path)
                 .map_err(|e| ApiError::bad_request(format!("{at}: cannot read the video: {e}")))
-                .map(sift::probe_container)?,
+                .map(sift::video::probe_container)?,
         };
         let info = probed.map_err(|e| {
             ApiError::unsupported_media(format!(

@@ -19,8 +19,13 @@ use crate::{Content, DocError, ImageSource, Request, Reranker, RgbImage, Video, 
 
 /// The real model shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ModelSize {
+    /// Qwen3-VL-Reranker-2B.
+    #[cfg_attr(feature = "clap", value(name = "2b"))]
     B2,
+    /// Qwen3-VL-Reranker-8B.
+    #[cfg_attr(feature = "clap", value(name = "8b"))]
     B8,
 }
 
@@ -300,6 +305,7 @@ fn residual_branch_scale(name: &str, config: &ModelConfig) -> f32 {
 
 /// The three documents of the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Workload {
     /// About 256 tokens of text.
     Text,

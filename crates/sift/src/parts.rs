@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 use sift_inputs::ProcessorConfig;
 use sift_inputs::prompt::PromptTokenizer;
-use sift_model::{Device, ModelConfig, QuantizedLoader, ScoreTokens};
+use sift_model::{Device, ModelConfig, QuantizedLoader, RerankerModel, ScoreTokens};
 use sift_quant::{FileEntry, Manifest, QuantError};
 
-use crate::reranker::{LoadError, RerankOptions, Reranker, check_vocabulary};
+use crate::device::device_name;
+use crate::error::LoadError;
+use crate::options::RerankOptions;
+use crate::reranker::Reranker;
 
 /// The files a model needs besides its weights, as bytes; each is checked against the
 /// manifest's size and sha256.
@@ -34,7 +37,8 @@ impl ModelFiles {
     }
 }
 
-/// A model being loaded: add every shard, then [`finish`](Self::finish).
+/// A model being loaded: [`start`](Self::start) from its small files, add every shard, then
+/// [`finish`](Self::finish).
 pub struct Loading {
     loader: QuantizedLoader,
     tokenizer: PromptTokenizer,
@@ -53,18 +57,18 @@ fn check(manifest: &Manifest, name: &str, bytes: &[u8]) -> Result<(), LoadError>
     Ok(entry.check(bytes)?)
 }
 
-impl Reranker {
+impl Loading {
     /// Starts loading the 4-bit model `manifest` describes onto `device`, from its small
-    /// files; its shards follow with [`Loading::add_shard`]. `source` names where the model
+    /// files; its shards follow with [`add_shard`](Self::add_shard). `source` names where the model
     /// comes from (a URL, a folder) in error messages. A model whose buffers the device cannot
     /// bind is refused here, before anything is allocated.
-    pub fn loading(
+    pub fn start(
         manifest: Manifest,
         source: &str,
         files: ModelFiles,
         device: &Device,
         options: RerankOptions,
-    ) -> Result<Loading, LoadError> {
+    ) -> Result<Self, LoadError> {
         check(&manifest, "config.json", &files.config)?;
         check(&manifest, "tokenizer.json", &files.tokenizer)?;
         let processor = match &files.preprocessor_config {
@@ -81,26 +85,22 @@ impl Reranker {
         };
         let tokenizer = PromptTokenizer::from_bytes(&files.tokenizer)?;
         let config = ModelConfig::from_json(&String::from_utf8_lossy(&files.config))?;
-        check_vocabulary(&tokenizer, &config)?;
+        LoadError::check_vocabulary(&tokenizer, &config)?;
         let tokens = ScoreTokens {
             yes: tokenizer.yes_id,
             no: tokenizer.no_id,
         };
         let limit = sift_model::binding_limit(device);
         let loader = QuantizedLoader::new(manifest, source, config, tokens, device, limit)?;
-        let device_name =
-            sift_model::gpu_info(device).map_or_else(|| "the CPU".to_string(), |info| info.name);
-        Ok(Loading {
+        Ok(Self {
             loader,
             tokenizer,
             processor,
             options,
-            device_name,
+            device_name: device_name(device),
         })
     }
-}
 
-impl Loading {
     /// The shards to add, by index.
     pub fn shards(&self) -> &[FileEntry] {
         &self.loader.manifest().shards
@@ -115,7 +115,7 @@ impl Loading {
     /// error where f16 is asked of a device that has none).
     pub fn finish(self) -> Result<Reranker, LoadError> {
         Reranker::from_parts(
-            self.loader.finish()?,
+            RerankerModel::from_loader(self.loader)?,
             self.tokenizer,
             self.processor,
             self.options,

@@ -1,6 +1,12 @@
-//! `quantize`: a Hugging Face checkpoint to sift's 4-bit format (sift-quant), keeping the head
-//! rows the score reads, found through the model's own tokenizer; and, before any weight is
-//! fetched, the 4-bit model a checkpoint will become (what it needs of storage and the GPU).
+//! A Hugging Face checkpoint to sift's 4-bit format, keeping the head rows the score reads
+//! (found through the model's own tokenizer).
+//!
+//! - A directory on disk: [`quantize`] (what `sift quantize` runs).
+//! - As the bytes arrive (a browser's download, files a user picked): [`planned_manifest`]
+//!   says what the 4-bit model will need of storage and the GPU before a byte of weights is
+//!   fetched; a [`Conversion`] plans each source file from its header ([`HeaderReader`],
+//!   [`SourcePlan`]) and a [`SourceWriter`] converts its bytes in order into shards written
+//!   through a [`ShardOutput`]; a stopped conversion resumes from its record.
 
 use std::path::Path;
 

@@ -1,10 +1,18 @@
-//! Ranking scored documents: best first, failed documents last in request order. The CLI, the
-//! browser app and the server all rank and print results through here.
+//! Scored documents and their ranking: best first, failed documents last in request order.
+//! The CLI, the browser app and the server all rank and print results through here.
 
 use std::cmp::Ordering;
 use std::fmt::Display;
 
 use serde_json::{Value, json};
+
+/// One document's score and the length of the prompt that produced it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub score: f32,
+    /// Tokens in the (query, document) prompt, visual tokens included.
+    pub tokens: usize,
+}
 
 /// Document indices best first; failed documents last, in request order.
 pub fn rank<E>(scores: &[Result<f32, E>]) -> Vec<usize> {

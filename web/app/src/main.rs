@@ -11,6 +11,8 @@ mod files;
 #[cfg(target_arch = "wasm32")]
 mod format;
 #[cfg(target_arch = "wasm32")]
+mod kept_files;
+#[cfg(target_arch = "wasm32")]
 mod messages;
 #[cfg(target_arch = "wasm32")]
 mod session;
@@ -20,14 +22,6 @@ mod state;
 mod view;
 #[cfg(target_arch = "wasm32")]
 mod worker;
-
-/// The media id of the query's video in frame requests (documents use their own ids, from 1).
-#[cfg(target_arch = "wasm32")]
-pub const QUERY_MEDIA: u32 = 0;
-
-/// The file that makes a folder a sift 4-bit model (`sift quantize` writes it).
-#[cfg(target_arch = "wasm32")]
-pub const MANIFEST: &str = "sift-q4.json";
 
 #[cfg(target_arch = "wasm32")]
 fn main() {

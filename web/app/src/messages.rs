@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sift_web_protocol::{FromWorker, ModelSource, Stage, ToWorker};
 
-use crate::state::{AppState, DocResult, Item, ModelState, Progress};
+use crate::state::{AppState, DocResult, Item, ModelState, Progress, QUERY_MEDIA};
 use crate::worker::ModelWorker;
 
 pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
@@ -78,7 +78,7 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
             video,
             seek_times,
         } => {
-            let file = if video == crate::QUERY_MEDIA {
+            let file = if video == QUERY_MEDIA {
                 state.query_video.get_untracked().map(|m| m.file)
             } else {
                 state.docs.with_untracked(|docs| {

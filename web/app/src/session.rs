@@ -11,10 +11,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, File, FileSystemDirectoryHandle, FileSystemFileHandle};
 
+use crate::kept_files::{QUERY_IMAGE, QUERY_VIDEO, doc_key, folder};
 use crate::state::{AppState, Doc, Item, MediaFile};
 
 const KEY: &str = "sift.session";
-const FOLDER: &str = "sift-session";
 
 #[derive(Serialize, Deserialize, Default)]
 struct Saved {
@@ -58,13 +58,6 @@ fn saved_file(media: &MediaFile) -> SavedFile {
         mime: media.file.type_(),
     }
 }
-
-/// The stored name of a document's file, and of the query's.
-pub fn doc_key(id: u32) -> String {
-    format!("doc-{id}")
-}
-pub const QUERY_IMAGE: &str = "query-image";
-pub const QUERY_VIDEO: &str = "query-video";
 
 /// Restores the last session, then keeps saving it as it changes.
 pub fn restore_and_save(state: AppState) {
@@ -217,23 +210,6 @@ async fn remove_unused(
     }
 }
 
-async fn folder() -> Result<FileSystemDirectoryHandle, JsValue> {
-    let storage = web_sys::window()
-        .ok_or(JsValue::NULL)?
-        .navigator()
-        .storage();
-    let root: FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
-        .await?
-        .unchecked_into();
-    let options = web_sys::FileSystemGetDirectoryOptions::new();
-    options.set_create(true);
-    Ok(
-        JsFuture::from(root.get_directory_handle_with_options(FOLDER, &options))
-            .await?
-            .unchecked_into(),
-    )
-}
-
 async fn read(folder: &FileSystemDirectoryHandle, key: &str, saved: &SavedFile) -> Option<File> {
     let handle: FileSystemFileHandle = JsFuture::from(folder.get_file_handle(key))
         .await
@@ -248,35 +224,4 @@ async fn read(folder: &FileSystemDirectoryHandle, key: &str, saved: &SavedFile) 
     options.set_type(&saved.mime);
     File::new_with_blob_sequence_and_options(&js_sys::Array::of1(&stored), &saved.name, &options)
         .ok()
-}
-
-/// Stores a file for the next visit (in the background: the page does not wait).
-pub fn store(key: String, file: File) {
-    spawn_local(async move {
-        let Ok(folder) = folder().await else { return };
-        let options = web_sys::FileSystemGetFileOptions::new();
-        options.set_create(true);
-        let Ok(handle) = JsFuture::from(folder.get_file_handle_with_options(&key, &options)).await
-        else {
-            return;
-        };
-        let handle: FileSystemFileHandle = handle.unchecked_into();
-        let Ok(writable) = JsFuture::from(handle.create_writable()).await else {
-            return;
-        };
-        let writable: web_sys::FileSystemWritableFileStream = writable.unchecked_into();
-        if let Ok(promise) = writable.write_with_blob(&file) {
-            let _ = JsFuture::from(promise).await;
-        }
-        let _ = JsFuture::from(writable.close()).await;
-    });
-}
-
-/// Forgets a stored file.
-pub fn forget(key: String) {
-    spawn_local(async move {
-        if let Ok(folder) = folder().await {
-            let _ = JsFuture::from(folder.remove_entry(&key)).await;
-        }
-    });
 }

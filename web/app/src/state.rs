@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use sift_web_protocol::{Fit, GpuInfo, ModelSummary, Stage, StorageInfo, StoredModel, VideoSample};
 use web_sys::File;
 
-use crate::session;
+use crate::kept_files;
 
 /// An image or video the user added, with an object URL for showing it.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +69,9 @@ pub fn excerpt(text: &str, chars: usize) -> String {
     }
     cut
 }
+
+/// The media id of the query's video in frame requests (documents use their own ids, from 1).
+pub const QUERY_MEDIA: u32 = 0;
 
 /// A document: an id the page gives it, and what it is.
 #[derive(Clone, Debug, PartialEq)]
@@ -182,7 +185,7 @@ impl AppState {
         let id = self.next_id.get_untracked();
         self.next_id.set(id + 1);
         if let Item::Image(m) | Item::Video(m) = &item {
-            session::store(session::doc_key(id), m.file.clone());
+            kept_files::store(kept_files::doc_key(id), m.file.clone());
         }
         self.docs.update(|docs| docs.push(Doc { id, item }));
     }
@@ -193,7 +196,7 @@ impl AppState {
                 let doc = docs.remove(i);
                 if let Item::Image(m) | Item::Video(m) = doc.item {
                     let _ = web_sys::Url::revoke_object_url(&m.url);
-                    session::forget(session::doc_key(id));
+                    kept_files::forget(kept_files::doc_key(id));
                 }
             }
         });
@@ -201,7 +204,7 @@ impl AppState {
 
     /// Sets or clears the query's image or video (`key`: which), keeping it for the next visit.
     pub fn set_query_media(&self, key: &'static str, file: Option<File>) {
-        let signal = if key == session::QUERY_IMAGE {
+        let signal = if key == kept_files::QUERY_IMAGE {
             self.query_image
         } else {
             self.query_video
@@ -210,8 +213,8 @@ impl AppState {
             let _ = web_sys::Url::revoke_object_url(&old.url);
         }
         match &file {
-            Some(file) => session::store(key.to_string(), file.clone()),
-            None => session::forget(key.to_string()),
+            Some(file) => kept_files::store(key.to_string(), file.clone()),
+            None => kept_files::forget(key.to_string()),
         }
         signal.set(file.map(MediaFile::new));
     }

@@ -28,18 +28,24 @@ struct Inner {
     script_url: Option<String>,
 }
 
+/// What the page does with each message from the worker (its readiness and its death are
+/// handled here first).
+pub type Handler = fn(&ModelWorker, AppState, FromWorker);
+
 /// A cheap handle to the worker; clones share it.
 #[derive(Clone)]
 pub struct ModelWorker {
     inner: Rc<RefCell<Inner>>,
     state: AppState,
+    handle: Handler,
 }
 
 impl ModelWorker {
-    pub fn start(state: AppState) -> Self {
+    pub fn start(state: AppState, handle: Handler) -> Self {
         let worker = Self {
             inner: Rc::default(),
             state,
+            handle,
         };
         worker.spawn();
         worker
@@ -155,7 +161,7 @@ impl ModelWorker {
             self.died(detail);
             return;
         }
-        crate::messages::handle(self, self.state, message);
+        (self.handle)(self, self.state, message);
     }
 
     /// The worker stopped: end it, say why and what happens, and start a new one that loads

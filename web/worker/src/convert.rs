@@ -5,16 +5,14 @@
 //! saved, so a stopped conversion resumes at the first file not yet done.
 
 use futures::StreamExt;
-use sift::{
-    CHECKPOINT_INDEX, COPIED_FILES, Conversion, Device, FileEntry, GpuInfo, HeaderReader, Manifest,
-    Requirements,
-};
+use sift::quantize::{CHECKPOINT_INDEX, COPIED_FILES, Conversion, HeaderReader, QuantError};
+use sift::{Device, FileEntry, GpuInfo, Manifest, Requirements};
 use sift_web_protocol::{FromWorker, Stage};
 
-use crate::model::fit;
+use crate::fit::fit;
+use crate::reply::{Progress, post};
 use crate::source::{Source, chunk_bytes};
 use crate::storage::{self, ModelDir, State};
-use crate::{Progress, post};
 
 /// The checkpoint's single file, when it has no index.
 const SINGLE: &str = "model.safetensors";
@@ -60,10 +58,10 @@ pub async fn convert(
     };
     let config = config.ok_or_else(|| missing("config.json"))?;
     let tokenizer = tokenizer.ok_or_else(|| missing("tokenizer.json"))?;
-    let head_rows = sift::head_rows(&tokenizer).map_err(|e| e.to_string())?;
+    let head_rows = sift::quantize::head_rows(&tokenizer).map_err(|e| e.to_string())?;
 
     // What the 4-bit model will need, from the config alone, before any weight is fetched.
-    let mut planned = sift::planned_manifest(&config, head_rows, device)
+    let mut planned = sift::quantize::planned_manifest(&config, head_rows, device)
         .map_err(|e| format!("{}: {e}", source.label()))?;
     planned.files = files.clone();
     let requirements = Requirements::of(&planned);
@@ -81,7 +79,7 @@ pub async fn convert(
 
     let index = source.read_optional(CHECKPOINT_INDEX).await?;
     let sources = match &index {
-        Some(index) => sift::checkpoint_shards(index).map_err(|e| e.to_string())?,
+        Some(index) => sift::quantize::checkpoint_shards(index).map_err(|e| e.to_string())?,
         None => vec![SINGLE.to_string()],
     };
     let mut conversion = match state.conversion.take() {
@@ -135,7 +133,7 @@ async fn convert_file(
     conversion: &mut Conversion,
     progress: &mut Progress,
 ) -> Result<(), String> {
-    let in_file = |e: sift::QuantError| format!("{name} from {}: {e}", source.label());
+    let in_file = |e: QuantError| format!("{name} from {}: {e}", source.label());
     let start = progress.done;
     progress.detail(name);
     let mut chunks = source.open(name).await?.into_stream();

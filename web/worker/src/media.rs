@@ -10,11 +10,13 @@ use std::rc::Rc;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use js_sys::{ArrayBuffer, Uint8Array};
-use sift::{ContainerInfo, FrameCollector, RgbImage, SamplePlan, VideoError, VideoFrames};
+use sift::video::{ContainerInfo, FrameCollector, SamplePlan, group_timestamps, probe_container};
+use sift::{RgbImage, VideoError, VideoFrames};
 use sift_web_protocol::{FromWorker, Media, VideoSample};
 use web_sys::{Blob, FileReaderSync};
 
-use crate::{js_error, post};
+use crate::js::js_error;
+use crate::reply::post;
 
 /// The whole of a small blob (an image).
 pub fn read_blob(blob: &Blob) -> Result<Vec<u8>, String> {
@@ -97,7 +99,7 @@ impl Seek for BlobReader {
 /// The video stream of a file, as FFmpeg would report it.
 pub fn probe(blob: &Blob) -> Result<ContainerInfo, VideoError> {
     let reader = BlobReader::new(blob).map_err(|detail| VideoError::Unreadable { detail })?;
-    sift::probe_container(reader)
+    probe_container(reader)
 }
 
 /// A captured frame, or why the page could not capture one.
@@ -221,6 +223,6 @@ pub fn sample_info(media: &Media, info: &ContainerInfo, frames: &VideoFrames) ->
         total_frames: info.frame_times.len(),
         fps: frames.fps,
         indices: frames.indices.clone(),
-        timestamps: sift::group_timestamps(&frames.indices, frames.fps),
+        timestamps: group_timestamps(&frames.indices, frames.fps),
     }
 }

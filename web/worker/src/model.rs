@@ -7,24 +7,21 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use sift::{
-    Content, Device, FileEntry, GpuInfo, ImageSource, Manifest, ModelFiles, Precision, Request,
-    Requirements, RerankOptions, Reranker, RgbImage,
+    Content, Device, FileEntry, GpuInfo, ImageSource, Loading, Manifest, ModelFiles, Precision,
+    Request, Requirements, RerankOptions, Reranker, RgbImage,
 };
-use sift_web_protocol::{Fit, FromWorker, ModelSource, ModelSummary, Stage, StorageInfo};
+use sift_web_protocol::{FromWorker, ModelSource, ModelSummary, Stage};
 
+use crate::fit::fit;
+use crate::reply::{Progress, post};
 use crate::source::Source;
 use crate::storage::{self, ModelDir, State};
-use crate::{Progress, post};
 
 fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn gigabytes(bytes: u64) -> String {
-    format!("{:.2} GB", bytes as f64 / 1e9)
 }
 
 /// Loads the model `source` names onto `device`, downloading or copying what storage lacks; its
@@ -109,7 +106,7 @@ pub async fn load(
         precision: if f16 { Precision::F16 } else { Precision::F32 },
         ..RerankOptions::default()
     };
-    let mut loading = Reranker::loading(manifest.clone(), &state.source, files, device, options)
+    let mut loading = Loading::start(manifest.clone(), &state.source, files, device, options)
         .map_err(|e| e.to_string())?;
     let total: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
     let mut progress = Progress::new(Stage::Loading, total);
@@ -155,53 +152,6 @@ pub async fn load(
     let reranker = loading.finish().map_err(|e| e.to_string())?;
     warm_up(&reranker).await?;
     Ok((reranker, summary))
-}
-
-/// Whether this device and the storage left can take the model, with the numbers.
-pub fn fit(
-    requirements: &Requirements,
-    gpu: &GpuInfo,
-    state: &State,
-    manifest: &Manifest,
-    storage: StorageInfo,
-) -> Fit {
-    let stored: u64 = manifest
-        .files
-        .iter()
-        .chain(&manifest.shards)
-        .filter(|f| state.verified.get(&f.file) == Some(&f.sha256))
-        .map(|f| f.bytes)
-        .sum();
-    let to_store = requirements.storage_bytes.saturating_sub(stored);
-    let free = storage.quota.saturating_sub(storage.used);
-    let (name, largest) = &requirements.largest_buffer;
-    let problem = if *largest > gpu.max_binding {
-        Some(format!(
-            "this GPU cannot run the model: its tensor {name} needs a {} buffer, and this \
-             browser lets the GPU bind at most {} (maxStorageBufferBindingSize). Use a smaller \
-             model, or a browser or GPU with higher limits",
-            gigabytes(*largest),
-            gigabytes(gpu.max_binding)
-        ))
-    } else if storage.quota > 0 && to_store > free {
-        Some(format!(
-            "the model needs {} more of storage, but the browser allows this page only {} \
-             more ({} of {} used). Remove stored models, free disk space, or allow this site \
-             more storage",
-            gigabytes(to_store),
-            gigabytes(free),
-            gigabytes(storage.used),
-            gigabytes(storage.quota)
-        ))
-    } else {
-        None
-    };
-    Fit {
-        storage_bytes: requirements.storage_bytes,
-        gpu_weight_bytes: requirements.gpu_weight_bytes,
-        largest_buffer: *largest,
-        problem,
-    }
 }
 
 fn stage_of(source: &Source) -> Stage {

@@ -8,7 +8,7 @@ use sift::{
 use sift_web_protocol::{FromWorker, Media, RerankJob, Side, Stage, VideoSample};
 
 use crate::media::{FrameInbox, probe, read_blob, sample_info};
-use crate::{Progress, post};
+use crate::reply::{Progress, post};
 
 pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
     let sampling = VideoSampling {
@@ -197,9 +197,9 @@ async fn read_video(
     videos: &mut Vec<VideoSample>,
 ) -> Result<sift::VideoFrames, VideoError> {
     let info = probe(&media.file)?;
-    let plan = sift::SamplePlan::new(info.frame_times.len(), info.fps, budget.sampling)?;
+    let plan = sift::video::SamplePlan::new(info.frame_times.len(), info.fps, budget.sampling)?;
     // Refuse an oversized sample before the page seeks and draws a single frame.
-    sift::check_sample_tokens(
+    sift::video::check_sample_tokens(
         info.height,
         info.width,
         plan.indices.len(),

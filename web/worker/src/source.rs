@@ -12,7 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_streams::ReadableStream;
 use web_sys::{File, Response, WorkerGlobalScope};
 
-use crate::js_error;
+use crate::js::js_error;
 use crate::storage::FileWriter;
 
 pub enum Source {

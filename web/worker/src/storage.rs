@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use js_sys::{AsyncIterator, IteratorNext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sift::{FileEntry, QuantError, ShardOutput};
+use sift::FileEntry;
+use sift::quantize::{Conversion, QuantError, ShardOutput, hex};
 use sift_web_protocol::{StorageInfo, StoredModel};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -17,7 +18,7 @@ use web_sys::{
     FileSystemSyncAccessHandle, StorageManager, WorkerGlobalScope,
 };
 
-use crate::js_error;
+use crate::js::js_error;
 
 const ROOT: &str = "sift-models";
 const STATE: &str = "state.json";
@@ -38,7 +39,7 @@ pub struct State {
     pub complete: bool,
     /// A checkpoint being converted: the source files done and what they became.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversion: Option<sift::Conversion>,
+    pub conversion: Option<Conversion>,
 }
 
 fn storage() -> StorageManager {
@@ -281,7 +282,7 @@ impl ModelDir {
         Ok(FileEntry {
             file: name.to_string(),
             bytes: size,
-            sha256: sift::hex(&hash.finalize()),
+            sha256: hex(&hash.finalize()),
         })
     }
 }

@@ -21,6 +21,7 @@ use burn::tensor::Tensor;
 /// How a linear layer with a 4-bit weight multiplies on GPUs. `sift bench --q4-kernel`
 /// chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Q4Kernels {
     /// sift's fused kernel (packed weights dequantized in shared memory, summed in f32) where
     /// the layer multiplies in f32; where it multiplies in f16, burn's dequantize to f16 and

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::HtmlInputElement;
 
-use super::Ctx;
+use super::context::Ctx;
+use super::preview::preview;
 use crate::files::{dropped, list};
 use crate::state::{Doc, Item};
 
@@ -89,7 +90,7 @@ fn DocCard(doc: Doc) -> impl IntoView {
     let id = doc.id;
     let label = doc.item.label();
     let kind = doc.item.kind();
-    let body = super::preview(&doc.item, 240);
+    let body = preview(&doc.item, 240);
     view! {
         <li class="doc" data-testid="doc" data-id=id data-kind=kind>
             <span class="kind">{kind}</span>

@@ -3,10 +3,11 @@
 //! progress of every long step, and what this browser stores.
 
 use leptos::prelude::*;
+use sift_quant::MANIFEST;
 use sift_web_protocol::{ModelSource, Stage, ToWorker};
 use web_sys::HtmlInputElement;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::config;
 use crate::format;
 use crate::messages::load;
@@ -50,12 +51,12 @@ pub fn ModelPanel() -> impl IntoView {
         let input: HtmlInputElement = event_target(&ev);
         let files = crate::files::list(input.files());
         input.set_value("");
-        if files.iter().any(|f| f.name() == crate::MANIFEST) {
+        if files.iter().any(|f| f.name() == MANIFEST) {
             ctx.take_files(files);
         } else if !files.is_empty() {
             state.model.set(ModelState::Failed(format!(
                 "That folder has no {}: pick the folder `sift quantize` wrote.",
-                crate::MANIFEST
+                MANIFEST
             )));
         }
     };
@@ -66,13 +67,13 @@ pub fn ModelPanel() -> impl IntoView {
         let files = crate::files::dropped(&ev);
         leptos::task::spawn_local(async move {
             let files = files.await;
-            if files.iter().any(|f| f.name() == crate::MANIFEST) {
+            if files.iter().any(|f| f.name() == MANIFEST) {
                 ctx.take_files(files);
             } else {
                 state.notice.set(Some(format!(
                     "That is not a model folder: it has no {}. Drop a folder made by `sift \
                      quantize` here, and documents in the Documents box.",
-                    crate::MANIFEST
+                    MANIFEST
                 )));
             }
         });

@@ -4,9 +4,9 @@
 use leptos::prelude::*;
 use web_sys::HtmlInputElement;
 
-use super::Ctx;
+use super::context::Ctx;
 use crate::files::{Kind, kind_of, list};
-use crate::session::{QUERY_IMAGE, QUERY_VIDEO};
+use crate::kept_files::{QUERY_IMAGE, QUERY_VIDEO};
 use crate::state::MediaFile;
 
 #[component]

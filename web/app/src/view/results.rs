@@ -4,7 +4,8 @@
 use leptos::prelude::*;
 use sift_web_protocol::VideoSample;
 
-use super::Ctx;
+use super::context::Ctx;
+use super::preview::preview;
 use crate::state::{Doc, DocResult};
 
 /// One row of the ranking.
@@ -137,7 +138,7 @@ fn Steps() -> impl IntoView {
 fn ResultRow(row: Row) -> impl IntoView {
     let Row { doc, rank, result } = row;
     let kind = doc.item.kind();
-    let preview = super::preview(&doc.item, 160);
+    let preview = preview(&doc.item, 160);
     let (score_view, state_attr) = match &result {
         None => (
             view! { <p class="pending">"scoring…"</p> }.into_any(),

@@ -1,0 +1,89 @@
+//! What can go wrong: loading a model ([`LoadError`]), or scoring one document
+//! ([`DocError`]: the request's other documents are still scored).
+
+use std::path::PathBuf;
+
+use sift_inputs::ImageError;
+use sift_inputs::prompt::{PromptTokenizer, TokenizerError};
+use sift_inputs::video::VideoError;
+use sift_model::{ModelConfig, ModelError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{}: {error}", path.display())]
+    Processor { path: PathBuf, error: ImageError },
+    #[error(
+        "this build of sift has no {0} backend; rebuild with `--features {0}` or choose another device"
+    )]
+    BackendNotBuilt(&'static str),
+    #[error(transparent)]
+    Quant(#[from] sift_quant::QuantError),
+    #[error(
+        "tokenizer.json has {tokens} tokens but the model's token table only {vocab}: the \
+         tokenizer belongs to another model; use the model's own tokenizer.json"
+    )]
+    TokenizerMismatch { tokens: usize, vocab: usize },
+}
+
+impl LoadError {
+    /// Every id the tokenizer can produce must be a row of the model's token table.
+    pub(crate) fn check_vocabulary(
+        tokenizer: &PromptTokenizer,
+        config: &ModelConfig,
+    ) -> Result<(), Self> {
+        let [vocab, _] = config.token_table_shape();
+        let tokens = tokenizer.vocab_size();
+        if tokens > vocab {
+            return Err(Self::TokenizerMismatch { tokens, vocab });
+        }
+        Ok(())
+    }
+}
+
+/// Why one document could not be scored. The other documents are still scored.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("image {index} of the {side}: {error}")]
+    Image {
+        side: &'static str,
+        index: usize,
+        error: ImageError,
+    },
+    #[error("video {index} of the {side}: {error}")]
+    Video {
+        side: &'static str,
+        index: usize,
+        error: VideoError,
+    },
+    #[error(
+        "the pair has {tokens} image and video tokens, over the limit of {limit}; lower the \
+         request's \"fps\" or \"max_frames\", use smaller images, or raise the limit \
+         (`--max-visual-tokens`, `RerankOptions::max_visual_tokens`) if the GPU has the memory"
+    )]
+    TooManyVisualTokens { tokens: usize, limit: usize },
+    #[error(
+        "the {side} has {count} images and videos, over the limit of {limit}; split it, or \
+         raise the limit (`--max-visuals-per-side`, `RerankOptions::max_visuals_per_side`)"
+    )]
+    TooManyVisuals {
+        side: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error("the prompt: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error("the model: {0}")]
+    Model(#[from] ModelError),
+    #[error("the query cannot be used, so no document can be scored: {0}")]
+    Query(String),
+    #[error(
+        "the model stopped on this document ({0}); the other documents are still scored, and \
+         the model is loaded again before the next request. If it happens again, restart sift: \
+         the GPU may be in a bad state"
+    )]
+    Crashed(String),
+}

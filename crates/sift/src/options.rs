@@ -1,0 +1,80 @@
+//! How a [`Reranker`](crate::Reranker) runs: where, in what precision, and the limits that turn
+//! an input too large for the machine into a message instead of a crash.
+
+use sift_inputs::ImageOptions;
+use sift_inputs::prompt::DEFAULT_MAX_LENGTH;
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (`flex`).
+    #[default]
+    Cpu,
+    /// burn's wgpu backend: Vulkan, Metal or DirectX 12 (needs the `wgpu` feature).
+    Gpu,
+    /// The GPU if wgpu finds a hardware one (not a CPU rasteriser such as lavapipe), else the
+    /// CPU.
+    Auto,
+}
+
+/// The type the linear layers and attention multiply in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Precision {
+    /// f32 throughout: the reference's scores within 1e-5.
+    #[default]
+    F32,
+    /// The linear layers and attention in f16, accumulating in f32 (norms, the residual stream
+    /// and the score in f32): faster on GPUs with f16 (tensor cores through Vulkan's SPIR-V);
+    /// on the golden requests, scores within 6e-5 of f32. Where a GPU's kernels are WGSL,
+    /// attention stays f32 (burn's f16 attention there is slower than its f32).
+    F16,
+}
+
+#[derive(Debug, Clone)]
+pub struct RerankOptions {
+    pub backend: Backend,
+    pub precision: Precision,
+    /// Tokens kept before the 5-token suffix (reference: [`DEFAULT_MAX_LENGTH`], 10240).
+    pub max_length: usize,
+    pub image: ImageOptions,
+    /// Most image and video tokens in one (query, document) pair. The reference has no limit;
+    /// sift refuses a pair above it with a message instead of running out of memory.
+    pub max_visual_tokens: usize,
+    /// Most images and videos on one side of a pair, refused before any is decoded.
+    pub max_visuals_per_side: usize,
+    /// Compute the prompt's beginning that a query's documents share once per query, not once
+    /// per document ([`sift_model::Prefix`]); the scores are the same.
+    pub reuse_prefix: bool,
+    /// Documents after a shared prefix are computed together, packed into one forward pass (32
+    /// at most), while the pass's widest activation (an MLP's inner layer) stays within this
+    /// many bytes and the GPU's binding limit; a document larger than that is computed alone.
+    pub batch_bytes: u64,
+}
+
+/// The default `max_visuals_per_side`.
+pub const DEFAULT_MAX_VISUALS_PER_SIDE: usize = 64;
+
+/// The default `max_visual_tokens`: room for a 64-frame 1080p video (23,040 tokens, spec §4.2)
+/// beside a few full-size images.
+pub const DEFAULT_MAX_VISUAL_TOKENS: usize = 32_768;
+
+/// The default `batch_bytes`: 32 text documents (the cap) or 10 images of the workload in one
+/// pass of the 2B model; peak GPU memory a few times this.
+pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
+
+impl Default for RerankOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Cpu,
+            precision: Precision::F32,
+            max_length: DEFAULT_MAX_LENGTH,
+            image: ImageOptions::default(),
+            max_visual_tokens: DEFAULT_MAX_VISUAL_TOKENS,
+            max_visuals_per_side: DEFAULT_MAX_VISUALS_PER_SIDE,
+            reuse_prefix: true,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+        }
+    }
+}
