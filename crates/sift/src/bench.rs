@@ -80,7 +80,8 @@ impl ModelSize {
     }
 }
 
-/// How random weights are drawn (see [`trained_like`]).
+/// How random weights are drawn: like a trained checkpoint's (a log-normal scale per row, a few
+/// outlier columns, bf16-rounded), with these variations.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WeightStyle {
     /// Columns per matrix eight times larger than the rest.

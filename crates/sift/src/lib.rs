@@ -62,7 +62,7 @@
 //! ```
 //!
 //! The modules beyond the root serve hosts that do part of the work themselves:
-//! [`quantize`] converts a checkpoint as its bytes arrive, [`video`] plans and collects the
+//! [`quantize`](mod@quantize) converts a checkpoint as its bytes arrive, [`video`] plans and collects the
 //! frames a browser's `<video>` element decodes, [`model_input`] shows what the model reads
 //! (for comparing with the reference), and `bench` (feature `bench`) times the model.
 //!
