@@ -1,12 +1,14 @@
 //! `sift`: the command line over the `sift` library. It parses arguments, reads requests,
 //! finds the model and prints results; everything that decides a score is in the library.
 
+mod batch;
 mod bench;
+mod interrupt;
 mod model_source;
 mod options;
 mod output;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,7 +35,8 @@ enum Command {
     ///
     ///   sift rerank --model DIR REQUEST.json          (JSON in, JSON out; `-` reads stdin)
     ///   sift rerank --model DIR --query TEXT DOC...   (files or literal texts; prints a table)
-    ///   sift rerank --model DIR --batch FILE.jsonl    (one request per line, one result per line)
+    ///   sift rerank --model DIR --batch FILE.jsonl    (one request per line, one result per line;
+    ///                                                  `-` reads stdin as lines arrive)
     #[command(verbatim_doc_comment)]
     Rerank(RerankArgs),
     /// Serve the rerank HTTP API (Cohere, Jina, vLLM and TEI shapes) on 127.0.0.1:8000.
@@ -78,9 +81,18 @@ struct RerankArgs {
     /// The instruction, in the quick form (a request file carries its own).
     #[arg(long, requires = "query")]
     instruction: Option<String>,
-    /// A JSON Lines file of requests: results stream out one line per request, in order.
-    #[arg(long)]
+    /// A JSON Lines file of requests (`-`: stdin, read as lines arrive): one result line per
+    /// request, in order, with `"line": N` (the request's line; blank lines count but give no
+    /// result) and the request's `"id"` if it has one. A line over 64 MiB is that request's error.
+    /// Ctrl-C or SIGTERM finishes the request in progress, then stops (exit 130 or 143).
+    #[arg(long, value_name = "FILE.jsonl")]
     batch: Option<PathBuf>,
+    /// With --batch: the results of an earlier run of the same batch, stopped before its end.
+    /// The input lines whose results OUT holds are skipped, and new results are appended to OUT
+    /// instead of printed; a partial last line in OUT is cut off first. OUT is created if
+    /// missing, so a batch started with --resume OUT goes on after any stop when run again.
+    #[arg(long, requires = "batch", value_name = "OUT.jsonl")]
+    resume: Option<PathBuf>,
     /// Print only the K best documents.
     #[arg(long, value_name = "K")]
     top_n: Option<usize>,
@@ -141,12 +153,12 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Rerank(args) => rerank(args),
-        Command::Serve(args) => serve(args),
-        Command::Quantize(args) => quantize(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Quantize(args) => quantize(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
@@ -200,33 +212,53 @@ fn quantize(args: QuantizeArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn rerank(args: RerankArgs) -> Result<(), String> {
+fn rerank(args: RerankArgs) -> Result<ExitCode, String> {
     let model_dir = model_source::resolve(&args.model)?;
     let options = args.model_options.rerank_options();
-    let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
-    if let Some(batch) = &args.batch {
+    if let Some(input) = &args.batch {
         if !args.inputs.is_empty() {
             return Err("--batch takes no other positional arguments".into());
         }
-        return run_batch(reranker, batch, args.top_n);
+        let batch = batch::Batch {
+            input,
+            resume: args.resume.as_deref(),
+            top_n: args.top_n,
+        };
+        return batch::run(&batch, || {
+            Reranker::load(&model_dir, options).map_err(|e| e.to_string())
+        });
     }
+    // Nothing is printed before the scores are all computed: a signal ends the run at once.
+    let bar = progress_bar();
+    interrupt::on_signal({
+        let bar = bar.clone();
+        move |signal| {
+            bar.finish_and_clear();
+            eprintln!(
+                "interrupted by {}: stopped before any score was printed",
+                signal.name()
+            );
+            std::process::exit(signal.exit_code().into());
+        }
+    })?;
+    let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     if let Some(query) = args.query {
         let request = quick_request(query, args.instruction, &args.inputs)?;
-        let scores = score_with_progress(&reranker, &request);
+        let scores = score_with_progress(&reranker, &request, &bar);
         print!(
             "{}",
             output::table(&request, &args.inputs, &scores, args.top_n)
         );
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let [path] = args.inputs.as_slice() else {
         return Err("give one request file (or `-` for stdin), or use --query or --batch".into());
     };
     let (text, base) = read_request(path)?;
     let request = Request::from_json(&text, &base).map_err(|e| e.to_string())?;
-    let scores = score_with_progress(&reranker, &request);
+    let scores = score_with_progress(&reranker, &request, &bar);
     println!("{}", sift::results_json(&scores, args.top_n));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The request text and the directory its relative paths start from.
@@ -298,65 +330,23 @@ fn quick_request(
     })
 }
 
-fn progress_bar(total: usize, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64);
-    let template = format!("{{pos}}/{{len}} {unit} [{{bar:30}}] {{per_sec}}, ETA {{eta}}");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
+/// A request's progress on stderr, in documents; its length is set when the request is read.
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let template = "{pos}/{len} documents [{bar:30}] {per_sec}, ETA {eta}";
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
 }
 
-fn score_with_progress(reranker: &Reranker, request: &Request) -> Vec<Result<f32, sift::DocError>> {
-    let bar = progress_bar(request.documents.len(), "documents");
+fn score_with_progress(
+    reranker: &Reranker,
+    request: &Request,
+    bar: &ProgressBar,
+) -> Vec<Result<f32, sift::DocError>> {
+    bar.set_length(request.documents.len() as u64);
     let scores = reranker.score_each(request, |done, _| bar.set_position(done as u64));
     bar.finish_and_clear();
     scores
-}
-
-/// One result line per request line, streamed in order; a bad line gives an error line.
-fn run_batch(mut reranker: Reranker, path: &Path, top_n: Option<usize>) -> Result<(), String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let lines: Vec<Vec<u8>> = BufReader::new(file)
-        .split(b'\n')
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let lines: Vec<&[u8]> = lines
-        .iter()
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect();
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let bar = progress_bar(lines.len(), "requests");
-    let mut stdout = std::io::stdout().lock();
-    for (number, line) in lines.iter().enumerate() {
-        let parsed = std::str::from_utf8(line)
-            .map_err(|e| {
-                format!(
-                    "not UTF-8 text (invalid byte at offset {})",
-                    e.valid_up_to()
-                )
-            })
-            .and_then(|text| Request::from_json(text, &base).map_err(|e| e.to_string()));
-        let out = match parsed {
-            Ok(request) => sift::results_json(&reranker.score(&request), top_n),
-            Err(e) => serde_json::json!({ "error": format!("request {}: {e}", number + 1) }),
-        };
-        writeln!(stdout, "{out}")
-            .and_then(|()| stdout.flush())
-            .map_err(|e| format!("cannot write the results: {e}"))?;
-        if reranker.needs_reload() {
-            bar.println(format!(
-                "request {}: the model stopped on a document; loading it again",
-                number + 1
-            ));
-            reranker = reranker
-                .reloaded()
-                .map_err(|e| format!("the model could not be loaded again: {e}"))?;
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(())
 }
