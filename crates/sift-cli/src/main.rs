@@ -130,9 +130,6 @@ struct ServeArgs {
     /// Most characters in one text.
     #[arg(long, default_value_t = sift_serve::Limits::default().max_text_chars)]
     max_text_chars: usize,
-    /// Most pixels in one image or video frame, read from its header before decoding.
-    #[arg(long, default_value_t = sift_serve::Limits::default().max_image_pixels)]
-    max_image_pixels: u64,
     /// Most frames sampled from one video (a request's max_frames above it is refused).
     #[arg(long, default_value_t = sift_serve::Limits::default().max_video_frames)]
     max_video_frames: usize,
@@ -172,7 +169,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_body_bytes: args.max_body_bytes,
         max_documents: args.max_documents,
         max_text_chars: args.max_text_chars,
-        max_image_pixels: args.max_image_pixels,
+        max_image_pixels: args.model_options.max_image_pixels,
         max_video_frames: args.max_video_frames,
         max_media_per_item: args.max_media_per_item,
     };

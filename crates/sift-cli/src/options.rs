@@ -24,6 +24,11 @@ pub struct ModelOptions {
     /// that pair before anything is decoded.
     #[arg(long, default_value_t = sift::DEFAULT_MAX_VISUALS_PER_SIDE)]
     pub max_visuals_per_side: usize,
+    /// Most pixels an image, or a video's frame, may declare: larger ones are refused from
+    /// their header, before they are decoded (the model resizes images to at most 1.8 MP
+    /// anyway).
+    #[arg(long, value_name = "PIXELS", default_value_t = sift::ImageOptions::default().max_decoded_pixels)]
+    pub max_image_pixels: u64,
 }
 
 impl ModelOptions {
@@ -34,6 +39,10 @@ impl ModelOptions {
             max_length: self.max_length,
             max_visual_tokens: self.max_visual_tokens,
             max_visuals_per_side: self.max_visuals_per_side,
+            image: sift::ImageOptions {
+                max_decoded_pixels: self.max_image_pixels,
+                ..sift::ImageOptions::default()
+            },
             ..RerankOptions::default()
         }
     }

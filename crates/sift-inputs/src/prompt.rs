@@ -55,6 +55,19 @@ pub struct SideContent {
 }
 
 impl SideContent {
+    /// The special tokens this side's images and videos put in the prompt: each image's pads
+    /// and each video group's, with one `<|vision_start|>` and one `<|vision_end|>` around
+    /// each block.
+    pub fn visual_special_tokens(&self) -> usize {
+        let images = self.images.iter().fold(0usize, |sum, &tokens| {
+            sum.saturating_add(tokens).saturating_add(2)
+        });
+        self.videos.iter().fold(images, |sum, video| {
+            let groups = video.group_timestamps.len();
+            sum.saturating_add(groups.saturating_mul(video.tokens_per_group.saturating_add(2)))
+        })
+    }
+
     fn is_empty(&self) -> bool {
         self.videos.is_empty() && self.images.is_empty() && self.texts.is_empty()
     }
@@ -111,6 +124,16 @@ pub enum TokenizerError {
     MissingToken(&'static str),
     #[error("tokenizing the prompt failed: {0}")]
     Encode(String),
+    /// The text holds more special tokens than `max_length`: the reference keeps every special
+    /// token when it cuts text, so no cut would bring the prompt within `max_length`.
+    #[error(
+        "the prompt holds {count} special tokens besides its images' and videos' (strings such \
+         as <|im_end|> or <|endoftext|> written in the text are special tokens), over the \
+         max_length of {max_length}; the reference keeps every special token when it cuts text \
+         to max_length, so this prompt cannot be cut to fit: remove those strings from the text, \
+         or raise `--max-length` (`RerankOptions::max_length`)"
+    )]
+    TooManySpecialTokens { count: usize, max_length: usize },
 }
 
 /// The model's tokenizer, with the ids the reranker needs.
@@ -205,6 +228,32 @@ impl PromptTokenizer {
             .collect();
         kept.extend_from_slice(suffix);
         kept
+    }
+
+    /// [`truncate`](Self::truncate), bounded: special tokens written in the text would escape
+    /// the cut (60,000 `<|im_end|>` make a 60,000-token prompt whatever `max_length` is), so a
+    /// prompt that needs cutting and holds more than `max_length` special tokens besides the
+    /// `visual_specials` its images and videos put there
+    /// ([`SideContent::visual_special_tokens`]) is refused. Every prompt this returns is the
+    /// reference's, and at most `max_length + visual_specials + 5` tokens long.
+    pub fn truncate_bounded(
+        &self,
+        ids: Vec<u32>,
+        max_length: usize,
+        visual_specials: usize,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let body_len = ids.len().saturating_sub(SUFFIX_TOKENS);
+        if body_len > max_length {
+            let specials = ids[..body_len]
+                .iter()
+                .filter(|id| self.special_ids.contains(id))
+                .count();
+            let count = specials.saturating_sub(visual_specials);
+            if count > max_length {
+                return Err(TokenizerError::TooManySpecialTokens { count, max_length });
+            }
+        }
+        Ok(self.truncate(ids, max_length))
     }
 }
 

@@ -26,7 +26,7 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
         let mut body = kind.to_vec();
         body.extend_from_slice(data);
         out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
     };
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&w.to_be_bytes());
@@ -36,21 +36,6 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
     chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
     chunk(b"IEND", &[]);
     out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn encode_png(img: &RgbImage) -> Vec<u8> {
@@ -187,7 +172,7 @@ fn decompression_bombs_are_refused_from_the_header() {
         } => {
             assert_eq!(
                 (*width, *height, *pixels, *limit),
-                (30_000, 30_000, 900_000_000, 178_956_970)
+                (30_000, 30_000, 900_000_000, 50_000_000)
             );
         }
         other => panic!("{other:?}"),

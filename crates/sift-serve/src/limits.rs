@@ -13,7 +13,8 @@ pub struct Limits {
     /// `max_length` anyway; this bounds what is tokenized.
     pub max_text_chars: usize,
     /// Pixels of one image or video frame, read from its header before decoding
-    /// (`--max-image-pixels`).
+    /// (`--max-image-pixels`): the library's own limit (`ImageOptions::max_decoded_pixels`),
+    /// which `apply` sets, and by default the same value.
     pub max_image_pixels: u64,
     /// Frames sampled from one video (`--max-video-frames`): a request's `max_frames` above it
     /// is refused.
@@ -28,7 +29,7 @@ impl Default for Limits {
             max_body_bytes: 64 << 20,
             max_documents: 1000,
             max_text_chars: 200_000,
-            max_image_pixels: 50_000_000,
+            max_image_pixels: sift::ImageOptions::default().max_decoded_pixels,
             max_video_frames: 64,
             max_media_per_item: 8,
         }

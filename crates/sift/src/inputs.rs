@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
 use sift_inputs::prompt::{DEFAULT_INSTRUCTION, PromptTokenizer, SideContent, prompt_text};
 use sift_inputs::video::{
-    VideoError, VideoFrames, VideoSampling, frame_list_indices, read_video, video_from_frames,
+    VideoError, VideoFrames, VideoSampling, read_video_bounded, sample_frame_list,
+    video_from_frames,
 };
 use sift_inputs::{ImageError, ProcessorConfig, RgbImage, load_image, load_image_path};
 use sift_model::{ModelConfig, ModelError, ModelInput, VisualItem, VisualKind};
@@ -109,7 +110,11 @@ impl PairReader<'_> {
         let merge = self.processor.merge_size * self.processor.merge_size;
         let mut tokens = already;
         let mut count_tokens = |item: &VisualItem| {
-            tokens += item.grid_thw.iter().product::<usize>() / merge;
+            let grid = item
+                .grid_thw
+                .iter()
+                .fold(1usize, |p, &n| p.saturating_mul(n));
+            tokens = tokens.saturating_add(grid / merge);
             let limit = self.options.max_visual_tokens;
             match tokens > limit {
                 true => Err(DocError::TooManyVisualTokens { tokens, limit }),
@@ -179,17 +184,18 @@ impl PairReader<'_> {
         sampling: &VideoSampling,
     ) -> Result<Cow<'a, VideoFrames>, VideoError> {
         match &video.source {
-            VideoSource::Path(path) => read_video(
+            VideoSource::Path(path) => read_video_bounded(
                 path,
                 &video.sampling(sampling),
                 self.options.max_visual_tokens,
+                self.options.image.max_decoded_pixels,
             )
             .map(Cow::Owned),
             VideoSource::Frames(sources) => {
                 let max_frames = video
                     .max_frames
                     .unwrap_or(VideoSampling::default().max_frames);
-                let indices = frame_list_indices(sources.len(), max_frames);
+                let indices = sample_frame_list(sources.len(), max_frames)?;
                 let images = indices
                     .iter()
                     .map(|&i| self.image(&sources[i]).map_err(VideoError::Frame));
@@ -209,7 +215,14 @@ impl PairReader<'_> {
     ) -> Result<ModelInput, DocError> {
         let text = prompt_text(instruction, &query.content, &document.content);
         let ids = self.tokenizer.encode(&text)?;
-        let input_ids = self.tokenizer.truncate(ids, self.options.max_length);
+        // The reference's cut, refused where special tokens in the text would escape it.
+        let visual_specials = query
+            .content
+            .visual_special_tokens()
+            .saturating_add(document.content.visual_special_tokens());
+        let input_ids =
+            self.tokenizer
+                .truncate_bounded(ids, self.options.max_length, visual_specials)?;
         // Prompt order: the query's visuals (shared by every document, so copied), then the
         // document's own (moved: an image's pixels are 19 MB).
         let visuals: Vec<VisualItem> = query

@@ -36,8 +36,15 @@ pub enum Precision {
 pub struct RerankOptions {
     pub backend: Backend,
     pub precision: Precision,
-    /// Tokens kept before the 5-token suffix (reference: [`DEFAULT_MAX_LENGTH`], 10240).
+    /// Tokens kept before the 5-token suffix (reference: [`DEFAULT_MAX_LENGTH`], 10240). The
+    /// reference keeps every special token when it cuts, so a prompt whose text holds more
+    /// special tokens than this (besides the images' and videos' own) is refused rather
+    /// than scored at any length.
     pub max_length: usize,
+    /// Image sizes: `image.max_decoded_pixels` (default
+    /// [`DEFAULT_MAX_DECODED_PIXELS`](sift_inputs::DEFAULT_MAX_DECODED_PIXELS), 50 MP) bounds
+    /// every image file and every video frame from its header, before it is decoded, and an
+    /// image file's bytes to 8 per pixel of it plus 64 MiB (`--max-image-pixels`).
     pub image: ImageOptions,
     /// Most image and video tokens in one (query, document) pair. The reference has no limit;
     /// sift refuses a pair above it with a message instead of running out of memory.

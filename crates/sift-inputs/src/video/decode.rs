@@ -14,9 +14,11 @@ use ffmpeg::{Packet, Rational, Rescale};
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
+use super::container::probe_container;
 use super::error::VideoError;
-use super::sampling::{SamplePlan, VideoSampling, check_sample_tokens};
+use super::sampling::{SamplePlan, VideoSampling, check_frame_pixels, check_sample_tokens};
 use super::{FrameCollector, VideoFrames};
+use crate::file::{OpenError, open_regular};
 
 /// One video packet of the index: where it sits in time and whether decoding can start there.
 #[derive(Clone, Copy)]
@@ -39,13 +41,29 @@ pub(super) fn read_video(
     path: &Path,
     sampling: &VideoSampling,
     max_tokens: usize,
+    max_frame_pixels: u64,
 ) -> Result<VideoFrames, VideoError> {
     init();
-    // Opening a missing file would otherwise surface as FFmpeg's terse "No such file".
-    std::fs::metadata(path).map_err(|source| VideoError::Io {
-        path: path.to_path_buf(),
-        source,
+    // Checked before FFmpeg opens the path: a FIFO would block it, a device never end, and a
+    // missing file would surface as FFmpeg's terse "No such file". An MP4/MOV or WebM/MKV
+    // file's frame size is read from its header by sift's own probe, before FFmpeg reads (and
+    // for some codecs decodes) anything.
+    let file = open_regular(path).map_err(|e| match e {
+        OpenError::NotRegular(kind) => VideoError::NotRegularFile {
+            path: path.to_path_buf(),
+            kind,
+        },
+        OpenError::Io(source) => VideoError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        OpenError::TooLarge { size, limit } => VideoError::Unreadable {
+            detail: format!("{size} bytes, over the limit of {limit}"),
+        },
     })?;
+    if let Ok(info) = probe_container(std::io::BufReader::new(file.0)) {
+        check_frame_pixels(info.width, info.height, max_frame_pixels)?;
+    }
     let mut input = ffmpeg::format::input(path).map_err(|e| VideoError::Unreadable {
         detail: e.to_string(),
     })?;
@@ -71,6 +89,9 @@ pub(super) fn read_video(
         .decoder()
         .video()
         .map_err(|_| VideoError::UnsupportedCodec { codec: codec_name })?;
+    // Every other container: the size FFmpeg read from it, still before any frame is decoded
+    // here (for a codec whose size the container lacks, FFmpeg decoded one frame to find it).
+    check_frame_pixels(decoder.width(), decoder.height(), max_frame_pixels)?;
     let index = index_packets(&mut input, stream_index)?;
     let total = index.len();
     if total == 0 {

@@ -31,6 +31,30 @@ pub enum VideoError {
         source: std::io::Error,
     },
 
+    /// The path is not a regular file (a FIFO, a device, a directory): refused before it is
+    /// opened, since reading it could block or never end.
+    #[error(
+        "the video path {} is {kind}; a regular file is needed (copy the data to a file and \
+         pass that)", path.display()
+    )]
+    NotRegularFile { path: PathBuf, kind: &'static str },
+
+    /// The video's frames are larger than an image may be: refused from the container's (or
+    /// the decoder's) header, before any frame is decoded.
+    #[error(
+        "the video's frames are {width}x{height} = {pixels} pixels, over the limit of {limit} \
+         pixels per frame (the model resizes each frame to at most 786,432 pixels); downscale \
+         the video, e.g. `ffmpeg -i IN -vf scale=1920:-2 OUT.mp4`, or raise the limit \
+         (`--max-image-pixels`; \
+         `ImageOptions::max_decoded_pixels`) if the file is trusted"
+    )]
+    FrameTooLarge {
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+
     /// The container could not be opened or parsed.
     #[error("not a readable video ({detail}); pass a complete {SUPPORTED}, or {REENCODE}")]
     Unreadable { detail: String },

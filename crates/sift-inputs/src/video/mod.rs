@@ -18,14 +18,14 @@ pub use container::{ContainerInfo, probe_container};
 pub use error::VideoError;
 pub use sampling::{
     FILE_TOTAL_PIXELS, FRAME_FACTOR, FRAME_LIST_FPS, FRAME_LIST_TOTAL_PIXELS, SamplePlan,
-    VideoSampling, check_sample_tokens, frame_list_indices, frame_size, group_timestamps,
-    sample_indices, sample_tokens, sampled_frame_count,
+    VideoSampling, check_frame_pixels, check_sample_tokens, frame_list_indices, frame_size,
+    group_timestamps, sample_frame_list, sample_indices, sample_tokens, sampled_frame_count,
 };
 
 use crate::prompt::VideoPlaceholder;
 use crate::visual::{
-    ImageError, ProcessorConfig, RgbImage, VisualInput, patchify, resize_bicubic_antialias_torch,
-    resize_bicubic_pil, smart_resize,
+    DEFAULT_MAX_DECODED_PIXELS, ImageError, ProcessorConfig, RgbImage, VisualInput, patchify,
+    resize_bicubic_antialias_torch, resize_bicubic_pil, smart_resize,
 };
 use sampling::check_tokens;
 
@@ -56,20 +56,35 @@ pub struct PreparedVideo {
 /// `sample_indices`, each resized to `frame_size` with torchvision's kernel right after
 /// decoding (so a 4K video never holds more than one full-size frame). Only the frames that are
 /// needed are decoded: the decoder seeks to the keyframe before each one. A sample of more
-/// than `max_tokens` video tokens is refused from the file's header, before decoding.
+/// than `max_tokens` video tokens is refused from the file's header, before decoding, and so
+/// are frames over [`DEFAULT_MAX_DECODED_PIXELS`] pixels ([`read_video_bounded`] takes the
+/// limit).
 pub fn read_video(
     path: &Path,
     sampling: &VideoSampling,
     max_tokens: usize,
 ) -> Result<VideoFrames, VideoError> {
+    read_video_bounded(path, sampling, max_tokens, DEFAULT_MAX_DECODED_PIXELS)
+}
+
+/// [`read_video`] with frames of more than `max_frame_pixels` pixels (the image limit,
+/// `ImageOptions::max_decoded_pixels`) refused from the file's header, before any is decoded.
+/// The path must be a regular file: a FIFO, a device or a directory is refused before FFmpeg
+/// opens it.
+pub fn read_video_bounded(
+    path: &Path,
+    sampling: &VideoSampling,
+    max_tokens: usize,
+    max_frame_pixels: u64,
+) -> Result<VideoFrames, VideoError> {
     sampling.validate()?;
     #[cfg(feature = "video")]
     {
-        decode::read_video(path, sampling, max_tokens)
+        decode::read_video(path, sampling, max_tokens, max_frame_pixels)
     }
     #[cfg(not(feature = "video"))]
     {
-        let _ = (path, max_tokens);
+        let _ = (path, max_tokens, max_frame_pixels);
         Err(VideoError::DecoderNotBuilt)
     }
 }

@@ -96,8 +96,10 @@ impl SamplePlan {
     }
 }
 
-fn floor_even(x: f64) -> usize {
-    ((x / FRAME_FACTOR as f64).floor() as usize) * FRAME_FACTOR
+/// `floor2` in floating point: no integer to wrap, whatever `x` is (a `max_frames` of
+/// 2^64 − 1 included).
+fn floor_even(x: f64) -> f64 {
+    (x / FRAME_FACTOR as f64).floor() * FRAME_FACTOR as f64
 }
 
 /// `smart_nframes`: `floor2(min(max(total / video_fps * fps, 4), floor2(max_frames), total))`.
@@ -108,13 +110,14 @@ pub fn sampled_frame_count(
 ) -> Result<usize, VideoError> {
     sampling.validate()?;
     let wanted = total_frames as f64 / video_fps * sampling.fps;
-    let max_frames = floor_even(sampling.max_frames as f64) as f64;
+    let max_frames = floor_even(sampling.max_frames as f64);
+    // At most `total_frames`, so the cast back is exact.
     let n = floor_even(
         wanted
             .max(MIN_FRAMES as f64)
             .min(max_frames)
             .min(total_frames as f64),
-    );
+    ) as usize;
     if n < FRAME_FACTOR {
         return Err(VideoError::TooFewFrames { total_frames });
     }
@@ -144,12 +147,13 @@ pub fn sample_indices(total_frames: usize, n: usize) -> Vec<usize> {
 
 /// The reranker's `sample_frames` for frame lists: `np.linspace(0, n - 1, max_frames, dtype=int)`
 /// (truncated toward zero) when there are more than `max_frames` frames.
+/// With `max_frames` 0 no frame is kept ([`sample_frame_list`] refuses that with the cause).
 pub fn frame_list_indices(frames: usize, max_frames: usize) -> Vec<usize> {
     if frames <= max_frames {
         return (0..frames).collect();
     }
-    if max_frames == 1 {
-        return vec![0];
+    if max_frames <= 1 {
+        return vec![0; max_frames];
     }
     let step = (frames - 1) as f64 / (max_frames - 1) as f64;
     (0..max_frames)
@@ -161,6 +165,38 @@ pub fn frame_list_indices(frames: usize, max_frames: usize) -> Vec<usize> {
             }
         })
         .collect()
+}
+
+/// [`frame_list_indices`] of a list of `frames` frames, refusing what would leave no frame:
+/// an empty list, or `max_frames` 0, each named as the cause.
+pub fn sample_frame_list(frames: usize, max_frames: usize) -> Result<Vec<usize>, VideoError> {
+    if frames == 0 {
+        return Err(VideoError::InvalidOptions(
+            "the frame list is empty; pass at least one frame".into(),
+        ));
+    }
+    if max_frames == 0 {
+        return Err(VideoError::InvalidOptions(format!(
+            "max_frames is 0, so none of the list's {frames} frames would be kept; use 1 or more \
+             (or leave it out for the default, 64)"
+        )));
+    }
+    Ok(frame_list_indices(frames, max_frames))
+}
+
+/// Refuses frames of `width`×`height` above `limit` pixels (the image limit,
+/// `ImageOptions::max_decoded_pixels`), read from a header before any frame is decoded.
+pub fn check_frame_pixels(width: u32, height: u32, limit: u64) -> Result<(), VideoError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limit {
+        return Err(VideoError::FrameTooLarge {
+            width,
+            height,
+            pixels,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// `(height, width)` every frame is resized to: the per-frame budget
@@ -200,7 +236,11 @@ fn tokens_at(
     total_pixels: f64,
 ) -> Result<usize, VideoError> {
     let (h, w) = frame_size(height, width, frames, total_pixels)?;
-    Ok(frames.div_ceil(FRAME_FACTOR) * (h as usize / 32) * (w as usize / 32))
+    // Saturating: a count past usize is over every limit anyway, and is reported as such.
+    Ok(frames
+        .div_ceil(FRAME_FACTOR)
+        .saturating_mul(h as usize / 32)
+        .saturating_mul(w as usize / 32))
 }
 
 /// Refuses a file's sample of more than `limit` tokens, naming the numbers.
@@ -269,6 +309,13 @@ mod tests {
             max_frames: 9,
         };
         assert_eq!(sampled_frame_count(150, 30.0, &odd).unwrap(), 8);
+        // max_frames at usize::MAX is no cap (it once wrapped to 0: "at least 2 frames").
+        let unbounded = VideoSampling {
+            fps: 1.0,
+            max_frames: usize::MAX,
+        };
+        assert_eq!(sampled_frame_count(1800, 10.0, &unbounded).unwrap(), 180);
+        assert_eq!(sampled_frame_count(24, 24.0, &unbounded).unwrap(), 4);
         // Three frames: fewer than 4, rounded down to 2.
         assert_eq!(sampled_frame_count(3, 30.0, &s).unwrap(), 2);
         assert!(matches!(
@@ -297,6 +344,14 @@ mod tests {
         assert_eq!((idx[0], idx[1], idx[63]), (0, 1, 69));
         // np.linspace(0, 69, 64, dtype=int)[32] = int(32 * 69 / 63) = 35.
         assert_eq!(idx[32], 35);
+        assert_eq!(frame_list_indices(5, 0), Vec::<usize>::new());
+        assert_eq!(frame_list_indices(5, 1), [0]);
+        assert_eq!(sample_frame_list(5, usize::MAX).unwrap(), [0, 1, 2, 3, 4]);
+        let err = sample_frame_list(5, 0).unwrap_err().to_string();
+        assert!(
+            err.contains("max_frames is 0") && err.contains("5 frames"),
+            "{err}"
+        );
         let ts = group_timestamps(&[0, 1, 2, 3, 4, 5], FRAME_LIST_FPS);
         let text: Vec<String> = ts.iter().map(|t| format!("{t:.1}")).collect();
         assert_eq!(text, ["0.2", "1.2", "2.2"]);

@@ -17,17 +17,78 @@ use libjpeg_turbo_rs::{ColorSpace, DecodeLimits, Decoder as JpegDecoder, PixelFo
 
 use super::ImageOptions;
 use super::error::ImageError;
+use crate::file::{BoundedFile, OpenError};
 
-/// Reads a file and decodes it like [`load_image`]; errors name the path.
+/// Reads a file and decodes it like [`load_image`]; errors name the path. The path must be a
+/// regular file (a FIFO, a device such as `/dev/zero` or a directory is refused before it is
+/// read) of at most [`max_file_bytes`]; its first 64 KiB are read first and the dimensions in
+/// the header checked against `opts.max_decoded_pixels`, so an oversized image is refused
+/// before the rest of the file is read.
 pub fn load_image_path(path: &Path, opts: &ImageOptions) -> Result<RgbImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_image(&bytes, opts).map_err(|e| ImageError::File {
+    let open_error = |e: OpenError| match e {
+        OpenError::Io(source) => ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        OpenError::NotRegular(kind) => ImageError::NotRegularFile {
+            path: path.to_path_buf(),
+            kind,
+        },
+        OpenError::TooLarge { size, limit } => ImageError::FileTooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        },
+    };
+    let in_file = |e: ImageError| ImageError::File {
         path: path.to_path_buf(),
         source: Box::new(e),
-    })
+    };
+    let mut file = BoundedFile::open(path, max_file_bytes(opts)).map_err(open_error)?;
+    check_header(file.header().map_err(open_error)?, opts).map_err(in_file)?;
+    let bytes = file.rest().map_err(open_error)?;
+    load_image(&bytes, opts).map_err(in_file)
+}
+
+/// The largest image file [`load_image_path`] reads: 8 bytes per pixel of
+/// `opts.max_decoded_pixels` (an uncompressed 16-bit RGBA image at the limit) plus 64 MiB of
+/// metadata; 464 MiB with the default limit.
+pub fn max_file_bytes(opts: &ImageOptions) -> u64 {
+    alloc_limit(opts)
+}
+
+/// Refuses an image whose header, read from the file's first bytes, declares more pixels than
+/// the limit. A header that the first bytes do not hold (a JPEG with large metadata first, a
+/// TIFF whose directory is at its end) passes here and is checked when the whole file is.
+fn check_header(head: &[u8], opts: &ImageOptions) -> Result<(), ImageError> {
+    let Ok(format) = image::guess_format(head) else {
+        return Ok(());
+    };
+    let be32 = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let le16 = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+    };
+    let size = match format {
+        ImageFormat::Png if head.get(12..16) == Some(b"IHDR") => be32(16).zip(be32(20)),
+        ImageFormat::Gif => le16(6).zip(le16(8)),
+        ImageFormat::Jpeg => libjpeg_turbo_rs::probe(head)
+            .ok()
+            .map(|info| (info.width as u32, info.height as u32)),
+        ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff => {
+            image::ImageReader::with_format(Cursor::new(head), format)
+                .into_dimensions()
+                .ok()
+        }
+        _ => None,
+    };
+    match size {
+        Some((w, h)) => check_pixels(u64::from(w), u64::from(h), opts),
+        None => Ok(()),
+    }
 }
 
 /// Decodes PNG, JPEG, WebP, GIF (first frame), BMP or TIFF bytes to 8-bit RGB as PIL +
@@ -103,7 +164,7 @@ fn describe_unknown(bytes: &[u8]) -> String {
 }
 
 fn check_pixels(width: u64, height: u64, opts: &ImageOptions) -> Result<(), ImageError> {
-    let pixels = width * height;
+    let pixels = width.saturating_mul(height);
     // PIL raises DecompressionBombError when pixels > 2 * MAX_IMAGE_PIXELS.
     if pixels > opts.max_decoded_pixels {
         return Err(ImageError::TooLarge {
@@ -235,6 +296,11 @@ fn decode_png(
         bytes: usize::try_from(alloc_limit(opts)).unwrap_or(usize::MAX),
     };
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    // PIL applies neither the ICC profile nor the text, and `png` would inflate an iCCP chunk
+    // (or, asked, a zTXt/iTXt one) up to the whole allocation limit: a 1.3 MB file can hold a
+    // 1.3 GB profile. Skipped, they cost only their compressed bytes, which the file size bounds.
+    decoder.set_ignore_iccp_chunk(true);
+    decoder.set_ignore_text_chunk(true);
     // IHDR only.
     let (hw, hh) = decoder.read_header_info().map_err(corrupt)?.size();
     check_pixels(u64::from(hw), u64::from(hh), opts)?;

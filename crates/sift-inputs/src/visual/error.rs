@@ -35,8 +35,10 @@ pub enum ImageError {
     /// The header announces more pixels than the decoder is allowed to allocate.
     #[error(
         "the image is {width}x{height} = {pixels} pixels, over the decoding limit of {limit} pixels \
-         (a guard against decompression bombs); downscale the image before passing it, or raise \
-         `ImageOptions::max_decoded_pixels` if the file is trusted"
+         (the model resizes every image to at most 1,843,200 pixels, and this limit guards \
+         against decompression bombs); downscale the image before passing it, or raise the \
+         limit (`--max-image-pixels`; \
+         `ImageOptions::max_decoded_pixels`) if the file is trusted"
     )]
     TooLarge {
         /// Width from the header.
@@ -73,6 +75,36 @@ pub enum ImageError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+
+    /// The path is not a regular file (a FIFO, a device such as `/dev/zero`, a directory):
+    /// refused before anything is read, since it could block or never end.
+    #[error(
+        "the image path {} is {kind}; a regular file is needed (copy the data to a file and \
+         pass that)", path.display()
+    )]
+    NotRegularFile {
+        /// The path as given.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+
+    /// The file is larger than an image at the decoding limit can be, refused before it is
+    /// read whole.
+    #[error(
+        "the image file {} is {size} bytes, over the limit of {limit} bytes (8 bytes per pixel \
+         of the decoding limit, plus 64 MiB); downscale or re-compress the image, or raise the \
+         pixel limit (`--max-image-pixels`; \
+         `ImageOptions::max_decoded_pixels`) if the file is trusted", path.display()
+    )]
+    FileTooLarge {
+        /// The path as given.
+        path: PathBuf,
+        /// The file's size in bytes (or what was read before the bound).
+        size: u64,
+        /// The bound in bytes.
+        limit: u64,
     },
 
     /// The file was read but its content failed; the path is named, the cause is inside.

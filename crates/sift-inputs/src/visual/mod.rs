@@ -8,7 +8,7 @@ mod patches;
 mod resize;
 mod resize_torch;
 
-pub use decode::{load_image, load_image_path};
+pub use decode::{load_image, load_image_path, max_file_bytes};
 pub use error::ImageError;
 pub use image::RgbImage;
 pub use patches::{ProcessorConfig, VisualInput, patchify};
@@ -22,17 +22,24 @@ pub struct ImageOptions {
     pub min_pixels: u64,
     /// Most pixels after resizing: 1800 tokens * 32^2 = 1,843,200.
     pub max_pixels: u64,
-    /// Most pixels a file may declare before it is refused undecoded. The default,
-    /// 178,956,970, is where PIL raises `DecompressionBombError` (2 * `MAX_IMAGE_PIXELS`).
+    /// Most pixels an image file, or a video file's frame, may declare: refused from its
+    /// header, before it is decoded (and an image file before it is read whole). The default
+    /// is [`DEFAULT_MAX_DECODED_PIXELS`].
     pub max_decoded_pixels: u64,
 }
+
+/// The default `max_decoded_pixels`, shared by the library, the CLI and `sift serve`: 50
+/// megapixels, about 150 MB as 8-bit RGB. The model resizes every image to at most 1,843,200
+/// pixels (and a video frame to at most 786,432), so a larger file only costs memory and time;
+/// PIL, the reference, refuses from 178,956,970 (`DecompressionBombError`).
+pub const DEFAULT_MAX_DECODED_PIXELS: u64 = 50_000_000;
 
 impl Default for ImageOptions {
     fn default() -> Self {
         ImageOptions {
             min_pixels: 4 * 32 * 32,
             max_pixels: 1800 * 32 * 32,
-            max_decoded_pixels: 178_956_970,
+            max_decoded_pixels: DEFAULT_MAX_DECODED_PIXELS,
         }
     }
 }
