@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes what a stranger can hand sift: image files, video containers, request JSON,
-# config.json, safetensors checkpoints, 4-bit models and text to tokenize.
+# config.json, model directories (config.json against its weights), safetensors checkpoints,
+# 4-bit models and text to tokenize.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]    each target for SECONDS (default 30), all by default
 #
@@ -15,7 +16,7 @@ cd "$(dirname "$0")"
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image video_container request_json model_config checkpoint q4_model tokenize)
+[ ${#targets[@]} -gt 0 ] || targets=(image video_container request_json model_config model_directory checkpoint q4_model tokenize)
 
 ../tests/golden/fetch_tokenizer.sh
 ./seed.sh

@@ -18,6 +18,7 @@ seed video_container seeds/video_container/* "$golden"/video/clips/{one_second,p
   "$golden"/video/clips/vp9.webm "$golden"/video/bad/{corrupt,zero_frames,not_a_video}.mp4
 seed request_json "$golden"/rerank/*/request.json
 seed model_config "$golden"/models/*/config.json
+seed model_directory seeds/model_directory/*
 seed checkpoint seeds/checkpoint/* "$golden"/models/untied-one-kv/model.safetensors
 seed q4_model seeds/q4_model/*
 seed tokenize seeds/tokenize/*

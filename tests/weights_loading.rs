@@ -1,8 +1,10 @@
 //! Loading weights the ways a download lays them out, and refusing broken checkpoints with a
 //! message that names the tensor (and both shapes) or the file, and says what to do.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use sift_model::{Device, ModelError, RerankerModel, ScoreTokens};
 use sift_tests::{Case, TempDir, model_dir, read_model, write_model};
 
@@ -203,12 +205,10 @@ fn an_untied_head_of_the_wrong_shape_is_named() {
     );
 }
 
-/// A 4-bit model is checked against its config.json before a shard is read (here there are
-/// none left), so a browser never downloads a model it would refuse.
-#[test]
-fn a_4bit_model_whose_tables_disagree_with_its_config_is_refused_before_any_shard_is_read() {
-    let work = TempDir::new().unwrap();
-    let q4 = work.path().join("q4");
+/// The golden model quantized into `work/q4` with its shards removed, and its manifest: a
+/// check that passes or fails on it has not read a shard.
+fn quantized_without_shards(work: &Path) -> (PathBuf, serde_json::Value) {
+    let q4 = work.join("q4");
     let tokens = tokens();
     sift_quant::quantize_model(
         &model_dir(MODEL),
@@ -216,12 +216,21 @@ fn a_4bit_model_whose_tables_disagree_with_its_config_is_refused_before_any_shar
         &[tokens.yes as usize, tokens.no as usize],
     )
     .unwrap();
-    let manifest_path = q4.join(sift_quant::MANIFEST);
-    let original: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    for entry in original["shards"].as_array().unwrap() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(q4.join(sift_quant::MANIFEST)).unwrap()).unwrap();
+    for entry in manifest["shards"].as_array().unwrap() {
         std::fs::remove_file(q4.join(entry["file"].as_str().unwrap())).unwrap();
     }
+    (q4, manifest)
+}
+
+/// A 4-bit model is checked against its config.json before a shard is read (here there are
+/// none left), so a browser never downloads a model it would refuse.
+#[test]
+fn a_4bit_model_whose_tables_disagree_with_its_config_is_refused_before_any_shard_is_read() {
+    let work = TempDir::new().unwrap();
+    let (q4, original) = quantized_without_shards(work.path());
+    let manifest_path = q4.join(sift_quant::MANIFEST);
     for name in ["model.language_model.embed_tokens.weight", "lm_head.weight"] {
         let mut manifest = original.clone();
         manifest["tensors"][name]["shape"] = serde_json::json!([2048, 63]);
@@ -232,6 +241,49 @@ fn a_4bit_model_whose_tables_disagree_with_its_config_is_refused_before_any_shar
                 "tensor {name} has shape [2048, 63], expected [2048, 64]"
             )),
             "{message}"
+        );
+    }
+}
+
+/// A 4-bit model's config.json that lies about its sizes and counts (the manifest updated to
+/// list the lying file) is refused from the manifest's shapes in milliseconds, naming the
+/// fields and the tensor, before a shard is read or anything of its sizes is built (it used to
+/// abort, allocating 103 GB for a vision width of 2^24). tests/model_directory.rs has the same
+/// lies told by a checkpoint's config, with their memory counted.
+#[test]
+fn a_4bit_model_whose_config_lies_is_refused_from_its_manifest_in_milliseconds() {
+    let work = TempDir::new().unwrap();
+    let (q4, mut manifest) = quantized_without_shards(work.path());
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(q4.join("config.json")).unwrap()).unwrap();
+    config["vision_config"]["hidden_size"] = (1 << 24).into();
+    config["text_config"]["num_hidden_layers"] = 1_000_000.into();
+    let config = config.to_string();
+    std::fs::write(q4.join("config.json"), &config).unwrap();
+    for file in manifest["files"].as_array_mut().unwrap() {
+        if file["file"] == "config.json" {
+            file["bytes"] = config.len().into();
+            file["sha256"] = sift_quant::hex(&Sha256::digest(config.as_bytes())).into();
+        }
+    }
+    std::fs::write(q4.join(sift_quant::MANIFEST), manifest.to_string()).unwrap();
+    let start = Instant::now();
+    let message = load_error(&q4);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    for part in [
+        "the 4-bit model does not match its config.json",
+        "config.json's vision_config.hidden_size is 16777216, but tensor \
+         model.visual.patch_embed.proj.weight has shape [48, 3, 2, 16, 16]",
+        "config.json's text_config.num_hidden_layers is 1000000, but the weights hold no tensor \
+         model.language_model.layers.4.*",
+    ] {
+        assert!(
+            message.contains(part),
+            "{part:?} is not named in: {message}"
         );
     }
 }

@@ -7,18 +7,19 @@ use sha2::{Digest, Sha256};
 use sift_inputs::prompt::{PromptTokenizer, SideContent, prompt_text};
 use sift_inputs::video::{SamplePlan, VideoSampling, check_sample_tokens, probe_container};
 use sift_inputs::{ImageOptions, ProcessorConfig, load_image, preprocess_image};
-use sift_model::{Device, ModelConfig, Qwen3VlModel, RerankerModel, ScoreTokens};
+use sift_model::{Device, RerankerModel, ScoreTokens};
 use sift_quant::{Manifest, TensorAssembler};
 use std::sync::LazyLock;
 
 /// A target's name (as `fuzz/run.sh` and the corpus folders give it) and its code.
 pub type Target = (&'static str, fn(&[u8]));
 
-pub const TARGETS: [Target; 7] = [
+pub const TARGETS: [Target; 8] = [
     ("image", image),
     ("video_container", video_container),
     ("request_json", request_json),
     ("model_config", model_config),
+    ("model_directory", model_directory),
     ("checkpoint", checkpoint),
     ("q4_model", q4_model),
     ("tokenize", tokenize),
@@ -52,13 +53,55 @@ pub fn request_json(bytes: &[u8]) {
     }
 }
 
-/// A model's `config.json`: parsed and validated, then its model's shapes derived from it
-/// (without allocating a weight), as a load does before reading any tensor.
+/// A model's `config.json`: parsed and validated, then checked against a golden checkpoint's
+/// weights as a load checks it, before anything of the config's sizes is built (building the
+/// network of any valid config would let a config of 2^24 layers take gigabytes): the
+/// `model_directory` target with that checkpoint's header. (A zero byte cannot be in a valid
+/// config; the config ends at the first.)
 pub fn model_config(bytes: &[u8]) {
-    if let Ok(config) = ModelConfig::from_json(&String::from_utf8_lossy(bytes)) {
-        // Parameters are created lazily: only shapes are computed here.
-        let _ = Qwen3VlModel::new(&config, false, &Device::flex());
-    }
+    let config = bytes.split(|&b| b == 0).next().unwrap_or_default();
+    let header_len = u64::from_le_bytes(GOLDEN_CHECKPOINT[..8].try_into().unwrap()) as usize;
+    let header = &GOLDEN_CHECKPOINT[8..8 + header_len];
+    model_directory(&[config, &[0], header].concat());
+}
+
+static GOLDEN_CHECKPOINT: &[u8] =
+    include_bytes!("../../tests/golden/models/untied-one-kv/model.safetensors");
+
+/// The most data a `model_directory` input's header may describe: its file is sparse, so this
+/// takes no disk, and a header may claim tensors of 2^24 × 1536 values, as a lying config does.
+const SPARSE_DATA_LIMIT: u64 = 1 << 36;
+
+/// A model directory as a download lays it out, `config.json` beside `model.safetensors`,
+/// checked as a load checks it before it builds anything of the config's sizes
+/// (`sift_model::check_model_directory`): none of a config's sizes or counts may allocate more
+/// than the weights hold. The input is `config.json`, a zero byte, then the safetensors header
+/// (JSON). The file is made of them: the header's length, the header, and a data section as
+/// long as the header describes (up to 64 GB, left sparse), so the fuzzer reaches the shapes
+/// rather than stopping at the file's length.
+pub fn model_directory(bytes: &[u8]) {
+    use std::io::Write;
+    let split = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let (config, header) = (&bytes[..split], bytes.get(split + 1..).unwrap_or_default());
+    let data_len = serde_json::from_slice::<Value>(header)
+        .ok()
+        .and_then(|header| {
+            let tensors = header.as_object()?.values();
+            tensors
+                .filter_map(|entry| entry.pointer("/data_offsets/1")?.as_u64())
+                .max()
+        })
+        .unwrap_or(0)
+        .min(SPARSE_DATA_LIMIT);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    let mut file = std::fs::File::create(dir.path().join("model.safetensors")).unwrap();
+    file.write_all(&(header.len() as u64).to_le_bytes())
+        .unwrap();
+    file.write_all(header).unwrap();
+    file.set_len(8 + header.len() as u64 + data_len).unwrap();
+    drop(file);
+    let _ = sift_model::check_model_directory(dir.path(), &Device::flex());
 }
 
 const CHECKPOINT_CONFIG: &str = include_str!("../../tests/golden/models/untied-one-kv/config.json");

@@ -8,6 +8,8 @@
 //! - `config`: the model's `config.json`: sizes, token ids, rotary settings.
 //! - `device`: the GPU to run on and what it can bind in one buffer.
 //! - `from_directory`: a model directory, Hugging Face checkpoint or sift 4-bit, read into parts.
+//! - `config_check`: `config.json` against the shapes its weights hold, before anything of its
+//!   sizes is built.
 //! - `weights`: a Hugging Face checkpoint's safetensors, checked, then read into the network.
 //! - `quantized`: a sift 4-bit model's shards, checked, then sent to the device as they arrive
 //!   ([`QuantizedLoader`]).
@@ -28,6 +30,7 @@
 
 mod attention;
 pub mod config;
+mod config_check;
 mod device;
 mod error;
 mod from_directory;
@@ -56,6 +59,7 @@ pub use device::{GpuInfo, binding_limit, gpu_info};
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub use device::{gpu_device, hardware_gpu_present};
 pub use error::ModelError;
+pub use from_directory::check_model_directory;
 pub use input::ModelInput;
 pub use network::{Qwen3VlModel, checkpoint_tensors};
 pub use prefix::Prefix;

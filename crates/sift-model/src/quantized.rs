@@ -19,6 +19,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use sift_quant::{Encoding, Manifest, StoredValues, TensorAssembler, TensorEntry, q4};
 
 use crate::config::ModelConfig;
+use crate::config_check::check_config_against;
 use crate::error::ModelError;
 use crate::host_table::HostTable;
 use crate::network::{ModelParts, Qwen3VlModel};
@@ -302,19 +303,21 @@ impl QuantizedLoader {
 
 /// Checks every tensor's shape against what `config.json` implies, before a shard is read: a
 /// model whose files disagree with its config is refused by name instead of after a download.
-fn check_shapes(
+pub(crate) fn check_shapes(
     manifest: &Manifest,
     config: &ModelConfig,
     device: &Device,
 ) -> Result<(), ModelError> {
-    let mut expected = expected_shapes(&Qwen3VlModel::new(config, false, device));
-    let table = config.token_table_shape().to_vec();
-    expected.insert(TABLE.into(), table.clone());
     let found = manifest
         .tensors
         .iter()
         .map(|(name, entry)| (name.clone(), entry.shape.clone()))
         .collect();
+    // Before the network is built: its sizes and counts must be the manifest's.
+    check_config_against(config, &found, "the 4-bit model", QUANTIZED_FIX)?;
+    let mut expected = expected_shapes(&Qwen3VlModel::new(config, false, device));
+    let table = config.token_table_shape().to_vec();
+    expected.insert(TABLE.into(), table.clone());
     let mut problems = shape_problems(&expected, &found, &[HEAD]);
     match manifest.tensors.get(HEAD) {
         Some(head) if head.shape != table => problems.push(format!(
@@ -326,12 +329,11 @@ fn check_shapes(
         }
         _ => {}
     }
-    mismatch(
-        "the 4-bit model",
-        problems,
-        "Re-create it with `sift quantize` from the original model.",
-    )
+    mismatch("the 4-bit model", problems, QUANTIZED_FIX)
 }
+
+/// What to do about a 4-bit model that does not match its `config.json`.
+const QUANTIZED_FIX: &str = "Re-create it with `sift quantize` from the original model.";
 
 /// Uploads a weight into the device's persistent pool: exact-fit buffers for data that lives
 /// as long as the model, instead of pages sized for activations.

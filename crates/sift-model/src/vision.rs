@@ -5,7 +5,7 @@
 use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -276,9 +276,10 @@ impl VisionModel {
         debug_assert_eq!(kernel[1..].iter().product::<usize>(), patch_dim);
         Self {
             patch_embed: PatchEmbed {
+                // Unallocated until weights fill them, like every other parameter.
                 proj: PatchEmbedProj {
-                    weight: Param::from_tensor(Tensor::zeros(kernel, device)),
-                    bias: Param::from_tensor(Tensor::zeros([c.hidden_size], device)),
+                    weight: Initializer::Zeros.init(kernel, device),
+                    bias: Initializer::Zeros.init([c.hidden_size], device),
                 },
             },
             pos_embed: EmbeddingConfig::new(c.num_position_embeddings, c.hidden_size).init(device),

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::{
@@ -20,6 +20,10 @@ use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorInfo};
 
 use crate::error::ModelError;
+
+/// What to do about a checkpoint that does not match its `config.json`.
+pub(crate) const CHECKPOINT_FIX: &str =
+    "Check that config.json and the safetensors files come from the same model.";
 
 /// Checkpoint names carry this prefix; the network's module paths do not.
 pub(crate) const PREFIX: &str = "model.";
@@ -179,7 +183,11 @@ impl Checkpoint {
                 .and_then(|m| m.as_object())
                 .ok_or_else(|| bad_file(&index, "it has no \"weight_map\" object"))?;
             let files: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
-            files.into_iter().map(|f| dir.join(f)).collect()
+            let roots = shard_roots(dir);
+            files
+                .into_iter()
+                .map(|file| shard_path(dir, &index, file, &roots))
+                .collect::<Result<_, _>>()?
         } else if single.exists() {
             vec![single]
         } else {
@@ -207,18 +215,27 @@ impl Checkpoint {
         Ok(Self { shards })
     }
 
+    /// Every tensor of the checkpoint with its shape, by name.
+    pub(crate) fn tensor_shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.metadata.tensors())
+            .map(|(name, info)| (name, info.shape.clone()))
+            .collect()
+    }
+
     fn find(&self, name: &str) -> Option<(&Shard, &TensorInfo)> {
         self.shards
             .iter()
             .find_map(|s| s.metadata.info(name).map(|info| (s, info)))
     }
 
-    /// Every tensor of the checkpoint with its shape.
-    fn shapes(&self) -> BTreeMap<String, (Vec<usize>, Dtype)> {
+    /// Every tensor of the checkpoint with its dtype.
+    fn dtypes(&self) -> BTreeMap<String, Dtype> {
         self.shards
             .iter()
             .flat_map(|s| s.metadata.tensors())
-            .map(|(name, info)| (name, (info.shape.clone(), info.dtype)))
+            .map(|(name, info)| (name, info.dtype))
             .collect()
     }
 
@@ -229,13 +246,8 @@ impl Checkpoint {
         expected: &BTreeMap<String, Vec<usize>>,
         also_allowed: &[&str],
     ) -> Result<(), ModelError> {
-        let found = self.shapes();
-        let shapes = found
-            .iter()
-            .map(|(n, (s, _))| (n.clone(), s.clone()))
-            .collect();
-        let mut problems = shape_problems(expected, &shapes, also_allowed);
-        for (name, (_, dtype)) in &found {
+        let mut problems = shape_problems(expected, &self.tensor_shapes(), also_allowed);
+        for (name, dtype) in &self.dtypes() {
             if expected.contains_key(name)
                 && !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
             {
@@ -244,11 +256,7 @@ impl Checkpoint {
                 ));
             }
         }
-        mismatch(
-            "the checkpoint",
-            problems,
-            "Check that config.json and the safetensors files come from the same model.",
-        )
+        mismatch("the checkpoint", problems, CHECKPOINT_FIX)
     }
 
     /// Loads every tensor `net` expects, converted to f32, into `device`'s persistent pool
@@ -338,6 +346,51 @@ impl Checkpoint {
             })
             .collect()
     }
+}
+
+/// Where the shards an index names may be, canonical: the model directory, and for a snapshot
+/// of the Hugging Face cache (`…/snapshots/REVISION`, whose files are links into the
+/// repository's `blobs/`), those blobs.
+fn shard_roots(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let blobs = dir
+        .parent()
+        .filter(|parent| parent.file_name() == Some("snapshots".as_ref()))
+        .and_then(|snapshots| snapshots.parent()?.join("blobs").canonicalize().ok());
+    std::iter::once(dir).chain(blobs).collect()
+}
+
+/// The path of the shard `name` that `index` names, refused unless it stays inside `roots`
+/// ([`shard_roots`]): a relative name without `..`, and, if it exists, a file whose canonical
+/// path (links followed) is inside. A shard that does not exist is reported as missing later.
+fn shard_path(
+    dir: &Path,
+    index: &Path,
+    name: &str,
+    roots: &[PathBuf],
+) -> Result<PathBuf, ModelError> {
+    let relative = Path::new(name);
+    let plain = !name.is_empty()
+        && relative
+            .components()
+            .all(|part| matches!(part, Component::Normal(_)));
+    let path = dir.join(relative);
+    let inside = plain
+        && path.canonicalize().map_or(true, |target| {
+            roots.iter().any(|root| target.starts_with(root))
+        });
+    if !inside {
+        return Err(ModelError::Weights(format!(
+            "{} names the shard {name:?}, which is outside the model directory {}: refused. An \
+             index may only name files inside its own directory; download the model again from \
+             where it is published.",
+            index.display(),
+            dir.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// Fills `bytes` from `file` (at `path`) at `offset`.

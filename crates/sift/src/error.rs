@@ -27,6 +27,22 @@ pub enum LoadError {
          tokenizer belongs to another model; use the model's own tokenizer.json"
     )]
     TokenizerMismatch { tokens: usize, vocab: usize },
+    #[error(
+        "{processor} has {setting} {processor_value}, but {config} has {field} {config_value}: \
+         the preprocessor's patches would not fit the model's vision tower, so no image or video \
+         could be read. Use the model's own preprocessor_config.json (without one, sift takes \
+         the reference's defaults: patch_size 16, temporal_patch_size 2, merge_size 2)"
+    )]
+    ProcessorMismatch {
+        /// The preprocessor's settings: the file, or that it is absent.
+        processor: String,
+        setting: &'static str,
+        processor_value: usize,
+        /// The model's `config.json`.
+        config: String,
+        field: &'static str,
+        config_value: usize,
+    },
 }
 
 impl LoadError {

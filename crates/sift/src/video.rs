@@ -5,6 +5,6 @@
 //! [`VideoSource::Sampled`](crate::VideoSource::Sampled): scored as the file itself would be.
 
 pub use sift_inputs::video::{
-    ContainerInfo, FrameCollector, SamplePlan, check_sample_tokens, group_timestamps,
-    probe_container,
+    ContainerInfo, FrameCollector, SamplePlan, check_frame_pixels, check_sample_tokens,
+    group_timestamps, probe_container,
 };

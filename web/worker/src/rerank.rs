@@ -16,6 +16,7 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         max_frames: job.max_frames,
     };
     let max_tokens = reranker.options().max_visual_tokens;
+    let max_frame_pixels = reranker.options().image.max_decoded_pixels;
     let mut query_videos = Vec::new();
     let query = read_side(
         inbox,
@@ -25,6 +26,7 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         VideoBudget {
             sampling: &sampling,
             max_tokens,
+            max_frame_pixels,
         },
         &mut query_videos,
     )
@@ -58,6 +60,7 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
                 VideoBudget {
                     sampling: &sampling,
                     max_tokens,
+                    max_frame_pixels,
                 },
                 &mut videos,
             )
@@ -147,6 +150,8 @@ fn ranking_so_far(scores: &[Option<Result<f32, String>>]) -> Vec<usize> {
 struct VideoBudget<'a> {
     sampling: &'a VideoSampling,
     max_tokens: usize,
+    /// Most pixels of one frame, as for image files (`ImageOptions::max_decoded_pixels`).
+    max_frame_pixels: u64,
 }
 
 /// A side's content: texts as typed, images as their bytes, videos sampled from their
@@ -197,6 +202,7 @@ async fn read_video(
     videos: &mut Vec<VideoSample>,
 ) -> Result<sift::VideoFrames, VideoError> {
     let info = probe(&media.file)?;
+    sift::video::check_frame_pixels(info.width, info.height, budget.max_frame_pixels)?;
     let plan = sift::video::SamplePlan::new(info.frame_times.len(), info.fps, budget.sampling)?;
     // Refuse an oversized sample before the page seeks and draws a single frame.
     sift::video::check_sample_tokens(
