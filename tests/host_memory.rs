@@ -34,7 +34,7 @@ fn an_8b_shaped_model_loads_with_a_host_peak_under_2_gb() {
     let tokenizer = std::fs::read(sift_tests::tokenizer_dir().join("tokenizer.json")).unwrap();
     std::fs::write(dir.join("tokenizer.json"), &tokenizer).unwrap();
     let model_config = sift_model::ModelConfig::from_json(&config).unwrap();
-    let tensors = sift_model::checkpoint_tensors(&model_config, &sift::Device::flex());
+    let tensors = sift_model::checkpoint_tensors(&model_config, &sift::Device::flex()).unwrap();
     let head_rows = sift::quantize::head_rows(&tokenizer).unwrap();
     let mut writer = QuantizedWriter::create(dir, Conversion::new(&head_rows), &tensors).unwrap();
     for (name, shape) in &tensors {

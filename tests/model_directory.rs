@@ -371,3 +371,19 @@ fn a_preprocessor_config_given_in_parts_that_disagrees_is_refused_naming_both() 
         ],
     );
 }
+
+#[test]
+fn a_config_alone_is_planned_only_within_the_tensor_bound() {
+    // The page plans a 4-bit model from config.json before any weight exists, so there are no
+    // headers to check the config against: the count of tensors it describes is bounded.
+    let plan = |layers: u64| {
+        let mut config = golden_config();
+        config["text_config"]["num_hidden_layers"] = json!(layers);
+        let bytes = config.to_string().into_bytes();
+        move || sift::quantize::planned_manifest(&bytes, [0, 1], &Device::flex())
+    };
+    let message = refused_quickly("a planned config of 2^24 layers", plan(1 << 24));
+    assert_names(&message, &["16777216 text layers", "65536"]);
+    // The golden config itself is planned.
+    plan(2)().unwrap();
+}

@@ -264,6 +264,26 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// The tensors of the network this config describes, its token table aside: what building
+    /// it creates, counted without building it.
+    pub fn tensor_count(&self) -> u64 {
+        let t = &self.text_config;
+        let v = &self.vision_config;
+        // q, k, v, o (and their biases), q_norm, k_norm, gate, up, down and two norms.
+        let per_layer = 11 + if t.attention_bias { 4 } else { 0 };
+        // Two layer norms, qkv, proj, fc1 and fc2, each with a weight and a bias.
+        let per_block = 12;
+        // A layer norm and two linear layers, each with a weight and a bias.
+        let per_merger = 6;
+        let text = t.num_hidden_layers as u64 * per_layer + 1;
+        let mergers = 1 + v.deepstack_visual_indexes.len() as u64;
+        // The patch embedding (weight and bias) and the position grid.
+        let vision = 3 + v.depth as u64 * per_block + mergers * per_merger;
+        text + vision
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

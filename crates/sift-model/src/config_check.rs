@@ -118,24 +118,6 @@ fn carriers(config: &ModelConfig) -> Vec<(&'static str, Vec<Dim>)> {
     ]
 }
 
-/// The parameters of the network `config` describes, its token table aside: what building it
-/// creates, counted without building it.
-pub(crate) fn parameter_count(config: &ModelConfig) -> u64 {
-    let t = &config.text_config;
-    let v = &config.vision_config;
-    // q, k, v, o (and their biases), q_norm, k_norm, gate, up, down and two norms.
-    let per_layer = 11 + if t.attention_bias { 4 } else { 0 };
-    // Two layer norms, qkv, proj, fc1 and fc2, each with a weight and a bias.
-    let per_block = 12;
-    // A layer norm and two linear layers, each with a weight and a bias.
-    let per_merger = 6;
-    let text = t.num_hidden_layers as u64 * per_layer + 1;
-    let mergers = 1 + v.deepstack_visual_indexes.len() as u64;
-    // The patch embedding (weight and bias) and the position grid.
-    let vision = 3 + v.depth as u64 * per_block + mergers * per_merger;
-    text + vision
-}
-
 /// Refuses `config` unless the tensors `found` (by checkpoint name, with their shapes) carry
 /// its sizes and hold every layer, block and merger it counts; `what` names the weights
 /// ("the checkpoint") and `fix` says what to do, in the message.
@@ -204,7 +186,7 @@ pub(crate) fn check_config_against(
     }
     // A network has no more parameters than the weights have tensors: its size stays within
     // what the headers (already in memory) take.
-    let parameters = parameter_count(config);
+    let parameters = config.tensor_count();
     if counted && parameters > found.len() as u64 {
         problems.push(format!(
             "config.json describes a network of {parameters} tensors, but the weights hold {}",
@@ -256,7 +238,7 @@ mod tests {
                 let config = ModelConfig::from_json(&json.to_string()).unwrap();
                 let net = Qwen3VlModel::new(&config, false, &Device::flex());
                 assert_eq!(
-                    parameter_count(&config),
+                    config.tensor_count(),
                     expected_shapes(&net).len() as u64,
                     "{model}, attention_bias {bias}"
                 );
@@ -284,7 +266,7 @@ mod tests {
         assert!(
             message.contains(&format!(
                 "config.json describes a network of {} tensors, but the weights hold {}",
-                parameter_count(&config),
+                config.tensor_count(),
                 found.len()
             )),
             "{message}"

@@ -61,7 +61,7 @@ pub use device::{gpu_device, hardware_gpu_present};
 pub use error::ModelError;
 pub use from_directory::check_model_directory;
 pub use input::ModelInput;
-pub use network::{Qwen3VlModel, checkpoint_tensors};
+pub use network::{MAX_CHECKPOINT_TENSORS, Qwen3VlModel, checkpoint_tensors};
 pub use prefix::Prefix;
 pub use projection::Projection;
 pub use quantized::{QuantizedLoader, Requirements, is_quantized, q4_scale_dtype, q4_tensor_data};

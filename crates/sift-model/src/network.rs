@@ -6,15 +6,35 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
+use crate::error::ModelError;
 use crate::host_table::HostTable;
 use crate::projection::Projection;
 use crate::text::TextModel;
 use crate::vision::VisionModel;
 use crate::weights;
 
+/// Most tensors a checkpoint planned from a config alone may hold: far above the 8B's (about
+/// 800), far below what a damaged config can claim (a million layers is eleven million).
+pub const MAX_CHECKPOINT_TENSORS: u64 = 1 << 16;
+
 /// The tensors, by checkpoint name with their shapes, that a Hugging Face checkpoint of
-/// `config` holds: what a converter or a synthetic model has to write.
-pub fn checkpoint_tensors(config: &ModelConfig, device: &Device) -> Vec<(String, Vec<usize>)> {
+/// `config` holds: what a converter or a synthetic model has to write. Planned from the config
+/// alone (no weights to check it against), so a config counting more than
+/// [`MAX_CHECKPOINT_TENSORS`] tensors is refused before its network is built.
+pub fn checkpoint_tensors(
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<Vec<(String, Vec<usize>)>, ModelError> {
+    let count = config.tensor_count();
+    if count > MAX_CHECKPOINT_TENSORS {
+        let (t, v) = (&config.text_config, &config.vision_config);
+        return Err(ModelError::Config(format!(
+            "config.json describes a network of {count} tensors ({} text layers, a vision depth              of {}, {} DeepStack indexes), more than any Qwen3-VL reranker has (at most              {MAX_CHECKPOINT_TENSORS} are planned); the config is damaged or belongs to another              model: use the model's own config.json",
+            t.num_hidden_layers,
+            v.depth,
+            v.deepstack_visual_indexes.len()
+        )));
+    }
     let net = Qwen3VlModel::new(config, true, device);
     let mut tensors: Vec<_> = weights::expected_shapes(&net).into_iter().collect();
     if !config.tied_embeddings() {
@@ -22,7 +42,7 @@ pub fn checkpoint_tensors(config: &ModelConfig, device: &Device) -> Vec<(String,
         tensors.push(("lm_head.weight".into(), vec![t.vocab_size, t.hidden_size]));
         tensors.sort();
     }
-    tensors
+    Ok(tensors)
 }
 
 /// `Qwen3VLModel`: the vision tower and the text decoder, named as in the checkpoint.

@@ -60,7 +60,7 @@ pub fn planned_manifest(
         .map_err(|e| ModelError::Config(format!("config.json is not UTF-8: {e}")))?;
     let config = ModelConfig::from_json(config)?;
     let tensors = SourceTensor::laid_out(
-        &sift_model::checkpoint_tensors(&config, device),
+        &sift_model::checkpoint_tensors(&config, device)?,
         Dtype::BF16,
     );
     let mut conversion = Conversion::new(&head_rows);
