@@ -373,12 +373,17 @@ fn special_tokens_in_text_cannot_escape_max_length() {
 mod video {
     use super::*;
     use ffmpeg_next as ffmpeg;
-    use sift_inputs::video::{VideoSampling, read_video, read_video_bounded};
+    use sift_inputs::video::{VideoSampling, read_video};
 
     fn video_error(path: &Path) -> VideoError {
         let path = path.to_path_buf();
         within_seconds(&format!("video {}", path.display()), move || {
-            read_video(&path, &VideoSampling::default(), usize::MAX)
+            read_video(
+                &path,
+                &VideoSampling::default(),
+                usize::MAX,
+                DEFAULT_MAX_DECODED_PIXELS,
+            )
         })
         .unwrap_err()
     }
@@ -469,8 +474,8 @@ mod video {
             assert!(err.to_string().contains("--max-image-pixels"), "{err}");
             // The limit is the caller's: under a lower one, a smaller size is refused too.
             mjpeg_video(&path, 640, 480);
-            let err = read_video_bounded(&path, &VideoSampling::default(), usize::MAX, 300_000)
-                .unwrap_err();
+            let err =
+                read_video(&path, &VideoSampling::default(), usize::MAX, 300_000).unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -497,12 +502,29 @@ mod video {
             max_frames,
         };
         let clip = golden.join("clips/h264.mp4");
-        let huge = read_video(&clip, &sampling(usize::MAX), usize::MAX).unwrap();
-        let large = read_video(&clip, &sampling(1 << 40), usize::MAX).unwrap();
+        let huge = read_video(
+            &clip,
+            &sampling(usize::MAX),
+            usize::MAX,
+            DEFAULT_MAX_DECODED_PIXELS,
+        )
+        .unwrap();
+        let large = read_video(
+            &clip,
+            &sampling(1 << 40),
+            usize::MAX,
+            DEFAULT_MAX_DECODED_PIXELS,
+        )
+        .unwrap();
         assert_eq!(huge.indices, large.indices);
         let ten_hours = golden.join("bad/ten_hours.mp4");
         let err = within_seconds("ten hours, max_frames 2^64 - 1", move || {
-            read_video(&ten_hours, &sampling(usize::MAX), 32_768)
+            read_video(
+                &ten_hours,
+                &sampling(usize::MAX),
+                32_768,
+                DEFAULT_MAX_DECODED_PIXELS,
+            )
         })
         .unwrap_err();
         assert!(

@@ -7,6 +7,9 @@ use std::time::Instant;
 
 use sift_inputs::video::{VideoError, VideoSampling, read_video};
 
+/// The pixel limit the library applies by default.
+const PIXELS: u64 = sift_inputs::DEFAULT_MAX_DECODED_PIXELS;
+
 fn bad(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/golden/video/bad")
@@ -14,7 +17,7 @@ fn bad(name: &str) -> PathBuf {
 }
 
 fn error_of(name: &str) -> VideoError {
-    let err = read_video(&bad(name), &VideoSampling::default(), usize::MAX).unwrap_err();
+    let err = read_video(&bad(name), &VideoSampling::default(), usize::MAX, PIXELS).unwrap_err();
     println!("{name}: {err}");
     err
 }
@@ -79,7 +82,7 @@ fn bad_sampling_options_are_refused() {
             max_frames: 1,
         },
     ] {
-        let err = read_video(&path, &sampling, usize::MAX).unwrap_err();
+        let err = read_video(&path, &sampling, usize::MAX, PIXELS).unwrap_err();
         assert!(matches!(err, VideoError::InvalidOptions(_)), "{err}");
     }
 }
@@ -94,7 +97,13 @@ fn ten_hour_video_is_sampled_like_the_reference_without_decoding_it_all() {
     let text = std::fs::read_to_string(bad("ten_hours.json")).unwrap();
     let expected: TenHours = serde_json::from_str(&text).unwrap();
     let start = Instant::now();
-    let video = read_video(&bad("ten_hours.mp4"), &VideoSampling::default(), usize::MAX).unwrap();
+    let video = read_video(
+        &bad("ten_hours.mp4"),
+        &VideoSampling::default(),
+        usize::MAX,
+        PIXELS,
+    )
+    .unwrap();
     println!(
         "ten_hours.mp4: 64 of 36000 frames, {} decoded, in {:?}",
         video.decoded_frames,
@@ -118,7 +127,7 @@ fn a_sample_over_the_token_limit_is_refused_before_decoding() {
         fps: 1.0,
         max_frames: 100_000,
     };
-    let err = read_video(&bad("ten_hours.mp4"), &sampling, 32_768).unwrap_err();
+    let err = read_video(&bad("ten_hours.mp4"), &sampling, 32_768, PIXELS).unwrap_err();
     assert!(
         matches!(err, VideoError::TooManyTokens { frames: 36_000, tokens, limit: 32_768, .. } if tokens > 32_768),
         "{err}"

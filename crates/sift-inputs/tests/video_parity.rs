@@ -80,7 +80,13 @@ fn read_file(path: &Path, expected: &Expected) -> VideoFrames {
         fps: expected.fps.expect("file cases name their fps"),
         max_frames: expected.max_frames,
     };
-    sift_inputs::video::read_video(path, &sampling, usize::MAX).unwrap()
+    sift_inputs::video::read_video(
+        path,
+        &sampling,
+        usize::MAX,
+        sift_inputs::DEFAULT_MAX_DECODED_PIXELS,
+    )
+    .unwrap()
 }
 
 #[cfg(not(feature = "video"))]

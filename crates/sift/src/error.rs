@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use sift_inputs::ImageError;
 use sift_inputs::prompt::{PromptTokenizer, TokenizerError};
 use sift_inputs::video::VideoError;
+use sift_inputs::{ImageError, ProcessorConfig};
 use sift_model::{ModelConfig, ModelError};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,58 @@ impl LoadError {
             return Err(Self::TokenizerMismatch { tokens, vocab });
         }
         Ok(())
+    }
+
+    /// Refuses a preprocessor whose patches are not the vision tower's: every image and video
+    /// would fail to fit its grid. The messages name both files; a preprocessor file that is
+    /// not `found` is named as absent, its defaults compared.
+    pub(crate) fn check_processor(
+        processor: &ProcessorConfig,
+        processor_path: &str,
+        found: bool,
+        config: &ModelConfig,
+        config_path: &str,
+    ) -> Result<(), Self> {
+        let v = &config.vision_config;
+        let pairs = [
+            (
+                "patch_size",
+                processor.patch_size,
+                "vision_config.patch_size",
+                v.patch_size,
+            ),
+            (
+                "temporal_patch_size",
+                processor.temporal_patch_size,
+                "vision_config.temporal_patch_size",
+                v.temporal_patch_size,
+            ),
+            (
+                "merge_size",
+                processor.merge_size,
+                "vision_config.spatial_merge_size",
+                v.spatial_merge_size,
+            ),
+        ];
+        match pairs
+            .into_iter()
+            .find(|(_, ours, _, theirs)| ours != theirs)
+        {
+            Some((setting, processor_value, field, config_value)) => Err(Self::ProcessorMismatch {
+                processor: match found {
+                    true => processor_path.to_string(),
+                    false => format!(
+                        "{processor_path} is absent, so the reference's defaults apply; the default"
+                    ),
+                },
+                setting,
+                processor_value,
+                config: config_path.to_string(),
+                field,
+                config_value,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

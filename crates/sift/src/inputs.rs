@@ -7,8 +7,7 @@ use std::borrow::Cow;
 use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
 use sift_inputs::prompt::{DEFAULT_INSTRUCTION, PromptTokenizer, SideContent, prompt_text};
 use sift_inputs::video::{
-    VideoError, VideoFrames, VideoSampling, read_video_bounded, sample_frame_list,
-    video_from_frames,
+    VideoError, VideoFrames, VideoSampling, read_video, sample_frame_list, video_from_frames,
 };
 use sift_inputs::{ImageError, ProcessorConfig, RgbImage, load_image, load_image_path};
 use sift_model::{ModelConfig, ModelError, ModelInput, VisualItem, VisualKind};
@@ -184,7 +183,7 @@ impl PairReader<'_> {
         sampling: &VideoSampling,
     ) -> Result<Cow<'a, VideoFrames>, VideoError> {
         match &video.source {
-            VideoSource::Path(path) => read_video_bounded(
+            VideoSource::Path(path) => read_video(
                 path,
                 &video.sampling(sampling),
                 self.options.max_visual_tokens,

@@ -12,7 +12,7 @@ use sift_quant::{FileEntry, Manifest, QuantError};
 use crate::device::device_name;
 use crate::error::LoadError;
 use crate::options::RerankOptions;
-use crate::reranker::{Reranker, absent_processor, check_processor};
+use crate::reranker::Reranker;
 
 /// The files a model needs besides its weights, as bytes; each is checked against the
 /// manifest's size and sha256.
@@ -85,11 +85,13 @@ impl Loading {
         };
         let tokenizer = PromptTokenizer::from_bytes(&files.tokenizer)?;
         let config = ModelConfig::from_json(&String::from_utf8_lossy(&files.config))?;
-        let processor_name = match files.preprocessor_config {
-            Some(_) => "preprocessor_config.json".to_string(),
-            None => absent_processor("preprocessor_config.json"),
-        };
-        check_processor(&processor, processor_name, &config, "config.json".into())?;
+        LoadError::check_processor(
+            &processor,
+            "preprocessor_config.json",
+            files.preprocessor_config.is_some(),
+            &config,
+            "config.json",
+        )?;
         LoadError::check_vocabulary(&tokenizer, &config)?;
         let tokens = ScoreTokens {
             yes: tokenizer.yes_id,

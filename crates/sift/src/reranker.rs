@@ -52,15 +52,12 @@ impl Reranker {
             .ok()
             .and_then(|json| ModelConfig::from_json(&json).ok())
         {
-            let processor_name = match processor_found {
-                true => processor_path.display().to_string(),
-                false => absent_processor(&processor_path.display().to_string()),
-            };
-            check_processor(
+            LoadError::check_processor(
                 &processor,
-                processor_name,
+                &processor_path.display().to_string(),
+                processor_found,
                 &config,
-                config_path.display().to_string(),
+                &config_path.display().to_string(),
             )?;
         }
         let (device, device_name) = device_for(options.backend)?;
@@ -272,58 +269,6 @@ impl Reranker {
             self.crashed.store(true, Ordering::Relaxed);
             DocError::Crashed(panic_message(panic.as_ref()))
         })?
-    }
-}
-
-/// How messages name a `preprocessor_config.json` that is absent.
-pub(crate) fn absent_processor(path: &str) -> String {
-    format!("{path} is absent, so the reference's defaults apply; the default")
-}
-
-/// Refuses a preprocessor whose patches are not the vision tower's: every image and video
-/// would fail to fit its grid. `processor_name` and `config_name` name the two files.
-pub(crate) fn check_processor(
-    processor: &ProcessorConfig,
-    processor_name: String,
-    config: &ModelConfig,
-    config_name: String,
-) -> Result<(), LoadError> {
-    let v = &config.vision_config;
-    let pairs = [
-        (
-            "patch_size",
-            processor.patch_size,
-            "vision_config.patch_size",
-            v.patch_size,
-        ),
-        (
-            "temporal_patch_size",
-            processor.temporal_patch_size,
-            "vision_config.temporal_patch_size",
-            v.temporal_patch_size,
-        ),
-        (
-            "merge_size",
-            processor.merge_size,
-            "vision_config.spatial_merge_size",
-            v.spatial_merge_size,
-        ),
-    ];
-    match pairs
-        .into_iter()
-        .find(|(_, ours, _, theirs)| ours != theirs)
-    {
-        Some((setting, processor_value, field, config_value)) => {
-            Err(LoadError::ProcessorMismatch {
-                processor: processor_name,
-                setting,
-                processor_value,
-                config: config_name,
-                field,
-                config_value,
-            })
-        }
-        None => Ok(()),
     }
 }
 

@@ -24,8 +24,8 @@ pub use sampling::{
 
 use crate::prompt::VideoPlaceholder;
 use crate::visual::{
-    DEFAULT_MAX_DECODED_PIXELS, ImageError, ProcessorConfig, RgbImage, VisualInput, patchify,
-    resize_bicubic_antialias_torch, resize_bicubic_pil, smart_resize,
+    ImageError, ProcessorConfig, RgbImage, VisualInput, patchify, resize_bicubic_antialias_torch,
+    resize_bicubic_pil, smart_resize,
 };
 use sampling::check_tokens;
 
@@ -57,21 +57,10 @@ pub struct PreparedVideo {
 /// decoding (so a 4K video never holds more than one full-size frame). Only the frames that are
 /// needed are decoded: the decoder seeks to the keyframe before each one. A sample of more
 /// than `max_tokens` video tokens is refused from the file's header, before decoding, and so
-/// are frames over [`DEFAULT_MAX_DECODED_PIXELS`] pixels ([`read_video_bounded`] takes the
-/// limit).
+/// are frames of more than `max_frame_pixels` pixels (the image limit,
+/// `ImageOptions::max_decoded_pixels`). The path must be a regular file: a FIFO, a device or a
+/// directory is refused before FFmpeg opens it.
 pub fn read_video(
-    path: &Path,
-    sampling: &VideoSampling,
-    max_tokens: usize,
-) -> Result<VideoFrames, VideoError> {
-    read_video_bounded(path, sampling, max_tokens, DEFAULT_MAX_DECODED_PIXELS)
-}
-
-/// [`read_video`] with frames of more than `max_frame_pixels` pixels (the image limit,
-/// `ImageOptions::max_decoded_pixels`) refused from the file's header, before any is decoded.
-/// The path must be a regular file: a FIFO, a device or a directory is refused before FFmpeg
-/// opens it.
-pub fn read_video_bounded(
     path: &Path,
     sampling: &VideoSampling,
     max_tokens: usize,
