@@ -22,3 +22,4 @@ seed model_directory seeds/model_directory/*
 seed checkpoint seeds/checkpoint/* "$golden"/models/untied-one-kv/model.safetensors
 seed q4_model seeds/q4_model/*
 seed tokenize seeds/tokenize/*
+seed batch seeds/batch/*

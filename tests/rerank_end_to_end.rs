@@ -371,6 +371,42 @@ fn documents_scored_in_one_pass_equal_whole_pairs() {
     eprintln!("worst |one pass - whole|: {worst:.2e}");
 }
 
+/// The least memory budget a model loads with (room for the query, one document and one
+/// decoding, each at its limit) scores every document in a pass of its own, with the scores
+/// of the default budget; one byte less does not load, and says what to change.
+#[test]
+fn a_budget_with_room_for_one_document_scores_one_per_pass() {
+    let model = downloaded_model();
+    let case = RerankCase::load("image");
+    let request = case_request(&case);
+    let options = |memory_budget| RerankOptions {
+        max_length: case.max_length,
+        memory_budget,
+        ..RerankOptions::default()
+    };
+    let least = match Reranker::load(model.path(), options(0)) {
+        Err(sift::LoadError::OverMemoryBudget { needs, .. }) => needs,
+        other => panic!("a budget of 0 bytes: {:?}", other.map(|_| ())),
+    };
+    let err = Reranker::load(model.path(), options(least - 1))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("--memory-budget"), "{err}");
+    let tight = Reranker::load(model.path(), options(least)).unwrap();
+    let query = tight.prepare_query(&request);
+    let mut passes = 0;
+    let got = tight.score_documents(&query, &request.documents, |_| {
+        passes += 1;
+        true
+    });
+    assert_eq!(passes, request.documents.len());
+    let expected = case_reranker(model.path(), &case, RerankOptions::default()).score(&request);
+    for (got, expected) in got.iter().zip(&expected) {
+        let (got, expected) = (got.as_ref().unwrap().score, *expected.as_ref().unwrap());
+        assert!((got - expected).abs() <= 1e-5, "{got} vs {expected}");
+    }
+}
+
 /// f16 precision (linear layers and attention) keeps every golden score within `F16_BOUND` of
 /// f32 (the largest difference measured, about twice over: docs/performance.md), and it does
 /// change the scores, so the f16 path ran.

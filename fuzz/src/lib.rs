@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 /// A target's name (as `fuzz/run.sh` and the corpus folders give it) and its code.
 pub type Target = (&'static str, fn(&[u8]));
 
-pub const TARGETS: [Target; 8] = [
+pub const TARGETS: [Target; 9] = [
     ("image", image),
     ("video_container", video_container),
     ("request_json", request_json),
@@ -23,6 +23,7 @@ pub const TARGETS: [Target; 8] = [
     ("checkpoint", checkpoint),
     ("q4_model", q4_model),
     ("tokenize", tokenize),
+    ("batch", batch),
 ];
 
 /// Image bytes of any format sift sniffs, decoded and preprocessed as a document's image is:
@@ -43,6 +44,49 @@ pub fn video_container(bytes: &[u8]) {
     let sampling = VideoSampling::default();
     if SamplePlan::new(info.frame_times.len(), info.fps, &sampling).is_ok() {
         let _ = check_sample_tokens(info.height, info.width, sampling.max_frames, 32_768);
+    }
+}
+
+/// A `sift rerank --batch` input, read as the batch reads it, and the same bytes as a results
+/// file to resume. The first byte sets the longest line (1 to 64 bytes), the second the read
+/// buffer (1 to 16 bytes), so that lines cross buffers and bounds; the rest is the input. The
+/// lines must be what splitting the input at `\n` gives (without a `\r` before it), a line over
+/// the bound `TooLong`, every byte consumed; each line that fits is read as a request.
+pub fn batch(bytes: &[u8]) {
+    use sift::batch::{Line, LineReader, parse_line, read_done_lines};
+    let [max, capacity, input @ ..] = bytes else {
+        return;
+    };
+    let max = 1 + usize::from(max % 64);
+    let mut reader = LineReader::new(
+        std::io::BufReader::with_capacity(1 + usize::from(capacity % 16), input),
+        max,
+    );
+    let read: Vec<Line> = std::iter::from_fn(|| reader.next_line().expect("in memory")).collect();
+    let mut expected: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    if expected.last().is_some_and(|last| last.is_empty()) {
+        expected.pop();
+    }
+    let expected: Vec<Line> = expected
+        .into_iter()
+        .map(|line| match line.len() > max {
+            true => Line::TooLong,
+            false => Line::Complete(line.strip_suffix(b"\r").unwrap_or(line).to_vec()),
+        })
+        .collect();
+    assert_eq!(read, expected, "the lines read");
+    assert_eq!(reader.consumed(), input.len() as u64, "bytes consumed");
+    for line in read {
+        if let Line::Complete(line) = line {
+            let _ = parse_line(&line, std::path::Path::new("/nonexistent"));
+        }
+    }
+    if let Ok(done) = read_done_lines(input) {
+        let whole = done.whole_bytes as usize;
+        assert!(
+            whole == 0 || input[whole - 1] == b'\n',
+            "whole lines end at a newline"
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! with nothing lost to a bad line, a crashed forward pass, Ctrl-C or a kill.
 //!
 //! - Lines are read one at a time as they arrive (from a file, or from stdin with `--batch -`),
-//!   each at most [`MAX_LINE_BYTES`]: a longer line is that request's error and is skipped
+//!   each at most [`MAX_LINE_BYTES`] (`sift::batch` reads them): a longer line is that request's error and is skipped
 //!   without being held, so a line without an end cannot take the host's memory.
 //! - Request N is the Nth line of the input. A blank line counts but gives no result. Every
 //!   result carries `"line": N`, and the request's top-level `"id"` if it has one.
@@ -15,7 +15,6 @@
 //!   batch stops, says how many requests were done and how to resume, and exits with 130 or 143.
 //!   A second signal stops at once.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -26,13 +25,10 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use sift::{Request, Reranker};
+use sift::Reranker;
+use sift::batch::{self, Line, LineReader, MAX_LINE_BYTES, ResultsFileError};
 
 use crate::interrupt::{self, Signal};
-
-/// The longest input line (one request) read, in bytes: 64 MiB. Requests name their images and
-/// videos by path, so a real request is far below it.
-pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// What `--batch` was given.
 pub struct Batch<'a> {
@@ -177,100 +173,6 @@ pub fn run(
     Ok(ExitCode::from(signal.exit_code()))
 }
 
-/// One input line, as the reader hands it over.
-#[derive(Debug, PartialEq)]
-enum Line {
-    /// The line's bytes, without its `\n` (or `\r\n`).
-    Complete(Vec<u8>),
-    /// A line over the bound; what was read of it is dropped and the rest is skipped.
-    TooLong,
-}
-
-/// Reads lines of at most `max` bytes one at a time, never holding more than `max` bytes of a
-/// longer line (whose end may never come).
-struct LineReader<R> {
-    input: R,
-    max: usize,
-    /// The last line was too long and its end has not been read yet.
-    in_long_line: bool,
-    /// Bytes read from the input so far.
-    consumed: u64,
-}
-
-impl<R: BufRead> LineReader<R> {
-    fn new(input: R, max: usize) -> Self {
-        Self {
-            input,
-            max,
-            in_long_line: false,
-            consumed: 0,
-        }
-    }
-
-    /// The next line, or `None` at the end of the input. A last line without `\n` is a line.
-    fn next_line(&mut self) -> io::Result<Option<Line>> {
-        if std::mem::take(&mut self.in_long_line) {
-            self.skip_rest_of_line()?;
-        }
-        let mut line = Vec::new();
-        loop {
-            let (used, found_end, too_long) = match self.input.fill_buf() {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok([]) => return Ok((!line.is_empty()).then(|| Line::Complete(without_cr(line)))),
-                Ok(available) => {
-                    let end = available.iter().position(|&b| b == b'\n');
-                    let take = end.unwrap_or(available.len());
-                    let too_long = line.len() + take > self.max;
-                    if !too_long {
-                        line.extend_from_slice(&available[..take]);
-                    }
-                    (take + usize::from(end.is_some()), end.is_some(), too_long)
-                }
-            };
-            self.consume(used);
-            if too_long {
-                self.in_long_line = !found_end;
-                return Ok(Some(Line::TooLong));
-            }
-            if found_end {
-                return Ok(Some(Line::Complete(without_cr(line))));
-            }
-        }
-    }
-
-    /// Reads up to and past the next `\n` (or to the end of the input), keeping nothing.
-    fn skip_rest_of_line(&mut self) -> io::Result<()> {
-        loop {
-            let (used, found_end) = match self.input.fill_buf() {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok([]) => return Ok(()),
-                Ok(available) => match available.iter().position(|&b| b == b'\n') {
-                    Some(end) => (end + 1, true),
-                    None => (available.len(), false),
-                },
-            };
-            self.consume(used);
-            if found_end {
-                return Ok(());
-            }
-        }
-    }
-
-    fn consume(&mut self, bytes: usize) {
-        self.input.consume(bytes);
-        self.consumed += bytes as u64;
-    }
-}
-
-fn without_cr(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    line
-}
-
 /// Where the requests come from; stdin is locked on the reader's own thread.
 enum Source {
     Stdin,
@@ -297,7 +199,7 @@ fn spawn_reader(source: Source, events: mpsc::Sender<Event>) -> mpsc::Sender<()>
         for () in wanted {
             let read = lines.next_line();
             let last = !matches!(read, Ok(Some(_)));
-            let read = read.map(|line| (line, lines.consumed));
+            let read = read.map(|line| (line, lines.consumed()));
             if events.send(Event::Read(read)).is_err() || last {
                 break;
             }
@@ -362,27 +264,14 @@ fn answer(
     number: u64,
     top_n: Option<usize>,
 ) -> Value {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let reason = format!(
-                "not UTF-8 text (invalid byte at offset {})",
-                e.valid_up_to()
-            );
-            return failed(number, None, reason);
-        }
-    };
-    let (text, id) = match take_id(text) {
-        Ok(split) => split,
-        Err(reason) => return failed(number, None, reason),
-    };
-    match Request::from_json(&text, base) {
+    let read = batch::parse_line(bytes, base);
+    match read.request {
         Ok(request) => labelled(
             sift::results_json(&reranker.score(&request), top_n),
             number,
-            id,
+            read.id,
         ),
-        Err(e) => failed(number, id, e.to_string()),
+        Err(reason) => failed(number, read.id, reason),
     }
 }
 
@@ -406,22 +295,6 @@ fn labelled(mut result: Value, number: u64, id: Option<Value>) -> Value {
     result
 }
 
-/// Takes the request's top-level `"id"` (a string or a number) out of it, since the library
-/// refuses fields it does not know: the request without it, and the id. Text that is not a JSON
-/// object is left as it is, for the library to say what is wrong with it.
-fn take_id(text: &str) -> Result<(Cow<'_, str>, Option<Value>), String> {
-    let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(text) else {
-        return Ok((Cow::Borrowed(text), None));
-    };
-    match fields.remove("id") {
-        None => Ok((Cow::Borrowed(text), None)),
-        Some(id @ (Value::String(_) | Value::Number(_))) => {
-            Ok((Cow::Owned(Value::Object(fields).to_string()), Some(id)))
-        }
-        Some(other) => Err(format!("\"id\" must be a string or a number, not {other}")),
-    }
-}
-
 /// Writes one result line whole: a single `write_all` of the line and its `\n`, then a flush,
 /// so that no kill leaves part of a line (a formatted write could reach the file in pieces).
 fn write_line(out: &mut dyn Write, result: &Value) -> io::Result<()> {
@@ -443,41 +316,23 @@ fn open_results(path: &Path) -> Result<(File, HashSet<u64>), String> {
         .create(true)
         .open(path)
         .map_err(context)?;
-    let mut done = HashSet::new();
-    let mut whole_bytes = 0u64;
-    let mut reader = BufReader::new(&file);
-    let mut line = Vec::new();
-    for number in 1.. {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(context)?;
-        if read == 0 || line.last() != Some(&b'\n') {
-            break;
-        }
-        whole_bytes += read as u64;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let answered = serde_json::from_slice::<Value>(&line)
-            .ok()
-            .and_then(|result| result.get("line").and_then(Value::as_u64))
-            .ok_or_else(|| {
-                format!(
-                    "--resume {name}: its line {number} is not a result of `sift rerank --batch` \
-                     (it has no \"line\"); give --resume the file a batch wrote its results to"
-                )
-            })?;
-        done.insert(answered);
-    }
+    let done = batch::read_done_lines(BufReader::new(&file)).map_err(|e| match e {
+        ResultsFileError::Io(e) => context(e),
+        ResultsFileError::NotAResult { line } => format!(
+            "--resume {name}: its line {line} is not a result of `sift rerank --batch` (it has \
+             no \"line\"); give --resume the file a batch wrote its results to"
+        ),
+    })?;
     let length = file.metadata().map_err(context)?.len();
-    if length > whole_bytes {
-        file.set_len(whole_bytes).map_err(context)?;
+    if length > done.whole_bytes {
+        file.set_len(done.whole_bytes).map_err(context)?;
         eprintln!(
             "--resume {name}: dropped its last line, cut short ({} bytes without a newline); \
              that request is scored again",
-            length - whole_bytes
+            length - done.whole_bytes
         );
     }
-    Ok((file, done))
+    Ok((file, done.lines))
 }
 
 /// The batch's progress on stderr: by bytes of the input file (with an ETA), or a count of
@@ -495,87 +350,4 @@ fn progress_bar(input_bytes: Option<u64>) -> ProgressBar {
     }
     bar.set_message("0 requests");
     bar
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(input: &[u8], max: usize) -> Vec<Line> {
-        let mut reader = LineReader::new(input, max);
-        std::iter::from_fn(|| reader.next_line().unwrap()).collect()
-    }
-
-    fn complete(text: &str) -> Line {
-        Line::Complete(text.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn lines_end_at_newlines_and_blank_ones_count() {
-        assert_eq!(
-            lines(b"a\r\n\nbc\n  \nlast", 100),
-            [
-                complete("a"),
-                complete(""),
-                complete("bc"),
-                complete("  "),
-                complete("last")
-            ]
-        );
-        assert_eq!(lines(b"a\n", 100), [complete("a")]);
-        assert!(lines(b"", 100).is_empty());
-    }
-
-    /// A line of exactly the bound is read; one byte more is an error, its rest skipped, and
-    /// the next line read whole, through a buffer smaller than the lines.
-    #[test]
-    fn a_line_over_the_bound_is_skipped_and_the_next_one_read() {
-        let input = b"12345\n123456789\nok\n123456";
-        let mut reader = LineReader::new(BufReader::with_capacity(2, &input[..]), 5);
-        let got: Vec<Line> = std::iter::from_fn(|| reader.next_line().unwrap()).collect();
-        assert_eq!(
-            got,
-            [
-                complete("12345"),
-                Line::TooLong,
-                complete("ok"),
-                Line::TooLong
-            ]
-        );
-        assert_eq!(reader.consumed, input.len() as u64);
-    }
-
-    /// An endless line without `\n` is refused as soon as it passes the bound, without waiting
-    /// for an end that never comes (a reader that held the whole line would never return).
-    #[test]
-    fn an_endless_line_is_refused_at_the_bound() {
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = LineReader::new(BufReader::new(io::repeat(b'x')), 1 << 20);
-            let line = reader.next_line().unwrap();
-            sender.send((line, reader.consumed)).unwrap();
-        });
-        let (line, consumed) = receiver
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("the reader held on to an endless line");
-        assert_eq!(line, Some(Line::TooLong));
-        assert!(consumed <= (1 << 20) + 8192, "read {consumed} bytes");
-    }
-
-    #[test]
-    fn an_id_is_taken_out_of_the_request() {
-        let (text, id) = take_id(r#"{"id": "a-1", "query": {"text": "q"}}"#).unwrap();
-        assert_eq!(id, Some(json!("a-1")));
-        assert_eq!(text, r#"{"query":{"text":"q"}}"#);
-        let (_, id) = take_id(r#"{"id": 7, "documents": []}"#).unwrap();
-        assert_eq!(id, Some(json!(7)));
-        let plain = r#"{"query": {"text": "q"}}"#;
-        assert_eq!(take_id(plain).unwrap(), (Cow::Borrowed(plain), None));
-        assert_eq!(
-            take_id("not json").unwrap(),
-            (Cow::Borrowed("not json"), None)
-        );
-        let err = take_id(r#"{"id": [1], "query": {}}"#).unwrap_err();
-        assert!(err.contains("\"id\" must be a string or a number"), "{err}");
-    }
 }

@@ -29,6 +29,19 @@ pub struct ModelOptions {
     /// anyway).
     #[arg(long, value_name = "PIXELS", default_value_t = sift::ImageOptions::default().max_decoded_pixels)]
     pub max_image_pixels: u64,
+    /// Most host memory one request's inputs may hold at once, in bytes or as 3GiB, 512MiB
+    /// (the default is 3GiB): the model
+    /// refuses to load with limits whose worst case is over it, and documents are read for a
+    /// forward pass only while it holds.
+    #[arg(long, value_name = "BYTES", default_value_t = sift::DEFAULT_MEMORY_BUDGET, value_parser = parse_bytes)]
+    pub memory_budget: u64,
+}
+
+/// A size as people write it ("3GiB", "512 MB", "1000000"), through bytesize.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{e}; write a size such as 3GiB, 512MiB or 1000000"))
 }
 
 impl ModelOptions {
@@ -43,6 +56,7 @@ impl ModelOptions {
                 max_decoded_pixels: self.max_image_pixels,
                 ..sift::ImageOptions::default()
             },
+            memory_budget: self.memory_budget,
             ..RerankOptions::default()
         }
     }

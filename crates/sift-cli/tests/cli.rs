@@ -455,6 +455,36 @@ fn bad_requests_are_refused_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }
 
+/// `--memory-budget` takes sizes as people write them; a budget under the limits' worst case
+/// refuses to load, naming the flags to change, and a size that is not one says how to write it.
+#[test]
+fn a_memory_budget_below_the_limits_is_refused_by_name() {
+    let model = downloaded_model();
+    let case = RerankCase::load("text");
+    let run = |budget: &str| {
+        sift(&[
+            "rerank",
+            "--model",
+            path(model.path()),
+            "--memory-budget",
+            budget,
+            path(&case.request_path()),
+        ])
+    };
+    let out = run("1GiB");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("over the memory budget of 1.0 GiB")
+            && stderr.contains("--max-image-pixels"),
+        "{stderr}"
+    );
+    let out = run("lots");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("such as 3GiB"));
+    stdout_json(&run("4 GiB"));
+}
+
 /// `sift bench` on a model directory: one measurement per workload and document count, each
 /// with the prompt length of the workload (timings themselves are not checked: they are what
 /// the command reports, not what a test can assert).

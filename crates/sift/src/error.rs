@@ -8,6 +8,8 @@ use sift_inputs::video::VideoError;
 use sift_inputs::{ImageError, ProcessorConfig};
 use sift_model::{ModelConfig, ModelError};
 
+use crate::memory::human;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
@@ -42,6 +44,21 @@ pub enum LoadError {
         config: String,
         field: &'static str,
         config_value: usize,
+    },
+    #[error(
+        "the limits let one request hold {} of inputs, over the memory budget of {} \
+         (--memory-budget; RerankOptions::memory_budget): a query and a document at the \
+         visual-token limit take {} each (--max-visual-tokens; \
+         RerankOptions::max_visual_tokens), and an image at the pixel limit {} while it is \
+         decoded (--max-image-pixels; ImageOptions::max_decoded_pixels). Raise the budget, \
+         or lower those limits",
+        human(*needs), human(*budget), human(*pair), human(*decoding)
+    )]
+    OverMemoryBudget {
+        needs: u64,
+        pair: u64,
+        decoding: u64,
+        budget: u64,
     },
 }
 

@@ -64,19 +64,23 @@
 //! The modules beyond the root serve hosts that do part of the work themselves:
 //! [`quantize`](mod@quantize) converts a checkpoint as its bytes arrive, [`video`] plans and collects the
 //! frames a browser's `<video>` element decodes, [`model_input`] shows what the model reads
-//! (for comparing with the reference), and `bench` (feature `bench`) times the model.
+//! (for comparing with the reference), [`batch`] reads JSON Lines batches as `sift rerank --batch`
+//! does, and `bench` (feature `bench`) times the model.
 //!
 //! The files, in the order a request flows through them: `request` (what a request holds),
-//! `options`, `inputs` (sides read into token ids and pixels, within the limits), `prefix`
+//! `options`, `inputs` (sides read into token ids and pixels, within the limits), `memory`
+//! (the budget of what a request's inputs hold), `prefix`
 //! (the prompt's shared beginning), `passes` (documents packed into forward passes),
 //! `reranker` (loading and scoring), `parts` (a 4-bit model loaded piece by piece),
 //! `ranking` (results best first), `error`, `device`.
 
+pub mod batch;
 #[cfg(all(feature = "bench", not(target_family = "wasm")))]
 pub mod bench;
 mod device;
 mod error;
 mod inputs;
+mod memory;
 pub mod model_input;
 mod options;
 mod parts;
@@ -92,7 +96,7 @@ pub use error::{DocError, LoadError};
 pub use inputs::PreparedQuery;
 pub use options::{
     Backend, DEFAULT_BATCH_BYTES, DEFAULT_MAX_VISUAL_TOKENS, DEFAULT_MAX_VISUALS_PER_SIDE,
-    Precision, RerankOptions,
+    DEFAULT_MEMORY_BUDGET, Precision, RerankOptions,
 };
 pub use parts::{Loading, ModelFiles};
 pub use quantize::quantize;

@@ -58,6 +58,13 @@ pub struct RerankOptions {
     /// at most), while the pass's widest activation (an MLP's inner layer) stays within this
     /// many bytes and the GPU's binding limit; a document larger than that is computed alone.
     pub batch_bytes: u64,
+    /// Most bytes of host memory one request's inputs may hold at once (default
+    /// [`DEFAULT_MEMORY_BUDGET`], 3 GiB; `--memory-budget`): its query's, the forward pass's
+    /// documents' and the document being read with its decoding. Loading refuses limits whose
+    /// worst case does not fit (a query and a document at `max_visual_tokens`, an image at
+    /// `image.max_decoded_pixels` being decoded), and a pass reads another document only while
+    /// the worst case of one more still fits.
+    pub memory_budget: u64,
 }
 
 /// The default `max_visuals_per_side`.
@@ -71,6 +78,11 @@ pub const DEFAULT_MAX_VISUAL_TOKENS: usize = 32_768;
 /// pass of the 2B model; peak GPU memory a few times this.
 pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
 
+/// The default `memory_budget`: the default limits' worst case (2.65 GiB: a query and a
+/// document of 32,768 visual tokens, 806 MB each, and a 50 MP image being decoded, 1.23 GB)
+/// with room to spare.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 3 << 30;
+
 impl Default for RerankOptions {
     fn default() -> Self {
         Self {
@@ -82,6 +94,7 @@ impl Default for RerankOptions {
             max_visuals_per_side: DEFAULT_MAX_VISUALS_PER_SIDE,
             reuse_prefix: true,
             batch_bytes: DEFAULT_BATCH_BYTES,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }

@@ -11,6 +11,7 @@ use sift_quant::{FileEntry, Manifest, QuantError};
 
 use crate::device::device_name;
 use crate::error::LoadError;
+use crate::memory::InputMemory;
 use crate::options::RerankOptions;
 use crate::reranker::Reranker;
 
@@ -83,6 +84,7 @@ impl Loading {
             }
             None => ProcessorConfig::default(),
         };
+        InputMemory::of(&options, &processor).check()?;
         let tokenizer = PromptTokenizer::from_bytes(&files.tokenizer)?;
         let config = ModelConfig::from_json(&String::from_utf8_lossy(&files.config))?;
         LoadError::check_processor(

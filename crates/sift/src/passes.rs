@@ -6,6 +6,7 @@ use sift_model::{ModelError, ModelInput, Prefix, RerankerModel};
 
 use crate::error::DocError;
 use crate::inputs::{PairReader, PreparedQuery};
+use crate::memory::{InputMemory, input_bytes};
 use crate::ranking::Scored;
 use crate::request::Content;
 
@@ -25,22 +26,25 @@ pub(crate) struct Passes<'a> {
 impl<'a> Passes<'a> {
     /// `documents` read as they are needed and grouped into passes, each one forward pass
     /// after the shared prefix: documents join while the pass's widest activation fits
-    /// [`limit`](Self::limit), 32 at most. A document that cannot be read stays in its place
-    /// with its error.
+    /// [`limit`](Self::limit), 32 at most, and another is read only while the request's
+    /// memory budget holds the worst case of one more ([`InputMemory`]). A document that
+    /// cannot be read stays in its place with its error.
     pub fn of(
         &'a self,
         query: &'a PreparedQuery,
         documents: &'a [Content],
     ) -> impl Iterator<Item = Vec<Result<ModelInput, DocError>>> + 'a {
         let limit = self.limit();
+        let memory = InputMemory::of(self.reader.options, self.reader.processor);
         let mut read = documents
             .iter()
             .map(|document| self.reader.document(query, document))
             .peekable();
         std::iter::from_fn(move || {
             let mut pass = Vec::new();
-            let (mut inputs, mut tokens, mut patches) = (0, 0, 0);
-            while let Some(next) = read.peek() {
+            let (mut inputs, mut tokens, mut patches, mut held) = (0, 0, 0, 0);
+            while pass.is_empty() || memory.room_for_another(held) {
+                let Some(next) = read.peek() else { break };
                 if let Ok(input) = next {
                     let with = (
                         tokens + input.input_ids.len(),
@@ -53,6 +57,7 @@ impl<'a> Passes<'a> {
                     }
                     inputs += 1;
                     (tokens, patches) = with;
+                    held += input_bytes(input);
                 }
                 pass.push(read.next().expect("peeked"));
             }

@@ -13,6 +13,7 @@ use crate::device::device_for;
 use crate::error::{DocError, LoadError};
 use crate::inputs::{PairReader, PreparedQuery};
 use crate::options::{Precision, RerankOptions};
+use crate::memory::InputMemory;
 use crate::passes::Passes;
 use crate::ranking::Scored;
 use crate::request::{Content, Request};
@@ -45,6 +46,7 @@ impl Reranker {
         } else {
             ProcessorConfig::default()
         };
+        InputMemory::of(&options, &processor).check()?;
         // Before the weights are read. A config.json that cannot be read or parsed is reported
         // by the model's loader, which reads it again.
         let config_path = model_dir.join("config.json");
