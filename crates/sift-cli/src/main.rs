@@ -11,6 +11,7 @@ mod output;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -145,6 +146,35 @@ struct ServeArgs {
     /// With --allow-remote-media, also fetch from loopback and private addresses.
     #[arg(long, requires = "allow_remote_media")]
     allow_private_media: bool,
+    /// Most pixels of all the images and sampled video frames of one request.
+    #[arg(long, value_name = "PIXELS", default_value_t = sift_serve::Limits::default().max_request_pixels)]
+    max_request_pixels: u64,
+    /// Connections open at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = sift_serve::ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Bytes of request bodies held at once over all requests; a body that does not fit gets 503.
+    #[arg(long, default_value_t = sift_serve::ConnectionLimits::default().max_body_bytes_total)]
+    max_body_bytes_total: usize,
+    /// Seconds to send a request's header; also the most a kept-alive connection stays idle.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = seconds(sift_serve::ConnectionLimits::default().header_timeout))]
+    header_timeout: u64,
+    /// Seconds to send a request's body; then 408.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = seconds(sift_serve::ConnectionLimits::default().body_timeout))]
+    body_timeout: u64,
+    /// Seconds from a request's arrival to its answer, queue included; then 504.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = seconds(sift_serve::ConnectionLimits::default().request_timeout))]
+    request_timeout: u64,
+    /// Seconds the requests in flight get to finish after Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = seconds(sift_serve::ConnectionLimits::default().shutdown_timeout))]
+    shutdown_timeout: u64,
+    /// An origin whose pages may call the server (CORS), e.g. https://app.example.com, or * for
+    /// any; repeat for several.
+    #[arg(long, value_name = "ORIGIN")]
+    cors_origin: Vec<String>,
+}
+
+fn seconds(duration: std::time::Duration) -> u64 {
+    duration.as_secs()
 }
 
 fn main() -> ExitCode {
@@ -172,6 +202,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_image_pixels: args.model_options.max_image_pixels,
         max_video_frames: args.max_video_frames,
         max_media_per_item: args.max_media_per_item,
+        max_request_pixels: args.max_request_pixels,
     };
     let options = limits.apply(args.model_options.rerank_options());
     eprintln!("loading {} ...", args.model);
@@ -188,6 +219,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         },
         max_queue: args.max_queue,
         api_key: args.api_key,
+        connections: sift_serve::ConnectionLimits {
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_secs(args.header_timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
+            max_body_bytes_total: args.max_body_bytes_total,
+            request_timeout: Duration::from_secs(args.request_timeout),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        },
+        cors_origins: args.cors_origin,
     };
     let server = sift_serve::Server::new(reranker, serve_options)?;
     sift_serve::run(std::net::SocketAddr::new(args.host, args.port), server)

@@ -5,6 +5,9 @@
 //! value or a list; images and videos as data URIs, URLs or paths) or vLLM's `content` list of
 //! `{"type": "text" | "image_url" | "video_url", ...}` parts.
 
+use std::path::Path;
+
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sift::{Content, DocError, ImageError, Request, Scored, VideoError, VideoSampling};
@@ -20,8 +23,17 @@ pub struct RerankBody {
     pub model: Option<String>,
     pub query: Value,
     pub documents: Vec<Value>,
-    pub top_n: Option<usize>,
+    /// vLLM's meaning: 0 or none for all; negative is refused.
+    pub top_n: Option<i64>,
     pub return_documents: Option<bool>,
+    /// Cohere v1: the fields of object documents to rank on, in order.
+    pub rank_fields: Option<Vec<String>>,
+    /// Cohere v2: tokens kept of each document.
+    pub max_tokens_per_doc: Option<i64>,
+    /// Cohere v1: long documents split into chunks, scored by their best; sift does not chunk.
+    pub max_chunks_per_doc: Option<Value>,
+    /// vLLM: tokens kept of each prompt (-1: the model's limit).
+    pub truncate_prompt_tokens: Option<i64>,
     /// sift's name; SGLang's is `instruct`.
     #[serde(alias = "instruct")]
     pub instruction: Option<String>,
@@ -39,6 +51,11 @@ pub struct TeiBody {
     pub raw_scores: bool,
     #[serde(default)]
     pub return_text: bool,
+    /// Cut a text over the model's limit (true), or refuse it (false, TEI's default).
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    /// Which end a cut removes: `right` (sift's and TEI's default) or `left`.
+    pub truncation_direction: Option<String>,
 }
 
 /// `POST /score` in vLLM's shape: one query against each document, or pairs of equal lists.
@@ -54,6 +71,136 @@ pub struct ScoreBody {
     pub instruction: Option<String>,
     pub fps: Option<f64>,
     pub max_frames: Option<usize>,
+    pub truncate_prompt_tokens: Option<i64>,
+}
+
+/// The tokens after the cut that every prompt keeps (the reranker's answer template).
+pub const PROMPT_SUFFIX_TOKENS: usize = 5;
+
+/// How a request asks for long prompts to be cut, in its API's terms. sift cuts every prompt at
+/// the server's `--max-length` and cannot cut one request's shorter, so a request's own limit is
+/// honoured where it changes nothing (no prompt reaches it, checked on the scored prompts'
+/// lengths) and answered with an error that says so where it would.
+pub enum Truncation {
+    /// The server's own cut (TEI `truncate: true`, vLLM `-1`, or no field).
+    Server,
+    /// At most this many tokens per prompt (vLLM `truncate_prompt_tokens`) or per document
+    /// (Cohere `max_tokens_per_doc`, checked on the whole prompt, which holds the document).
+    Within { tokens: usize, field: &'static str },
+    /// No cut at all: a text that reaches the server's limit is refused (TEI's default).
+    Refuse { limit: usize },
+}
+
+impl RerankBody {
+    pub fn truncation(&self, max_length: usize) -> Result<Truncation, ApiError> {
+        if self.max_chunks_per_doc.is_some() {
+            return Err(ApiError::bad_request(
+                "max_chunks_per_doc is not supported: sift scores each document whole, cut at the \
+                 server's --max-length tokens, instead of in chunks; leave the field out",
+            ));
+        }
+        if let Some(tokens) = self.max_tokens_per_doc {
+            if self.truncate_prompt_tokens.is_some() {
+                return Err(ApiError::bad_request(
+                    "give max_tokens_per_doc (Cohere) or truncate_prompt_tokens (vLLM), not both",
+                ));
+            }
+            let tokens = usize::try_from(tokens)
+                .ok()
+                .filter(|&t| t > 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "max_tokens_per_doc {tokens} is not a positive number of tokens"
+                    ))
+                })?;
+            return Ok(Truncation::Within {
+                tokens,
+                field: "max_tokens_per_doc",
+            });
+        }
+        Truncation::vllm(self.truncate_prompt_tokens, max_length)
+    }
+}
+
+impl TeiBody {
+    pub fn truncation(&self, max_length: usize) -> Result<Truncation, ApiError> {
+        if !self.truncate.unwrap_or(false) {
+            return Ok(Truncation::Refuse {
+                limit: max_length + PROMPT_SUFFIX_TOKENS,
+            });
+        }
+        match self.truncation_direction.as_deref() {
+            None => Ok(Truncation::Server),
+            Some(d) if d.eq_ignore_ascii_case("right") => Ok(Truncation::Server),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "truncation_direction \"{other}\" is not supported: sift cuts the end of a long \
+                 text (\"right\"); send \"right\" or leave the field out"
+            ))),
+        }
+    }
+}
+
+impl Truncation {
+    /// vLLM's `truncate_prompt_tokens`: -1 is the model's limit; above it, an error (as vLLM).
+    pub fn vllm(tokens: Option<i64>, max_length: usize) -> Result<Self, ApiError> {
+        let limit = max_length + PROMPT_SUFFIX_TOKENS;
+        match tokens {
+            None | Some(-1) => Ok(Self::Server),
+            Some(t) if t < 1 => Err(ApiError::bad_request(format!(
+                "truncate_prompt_tokens {t} is neither -1 (the model's limit) nor a positive \
+                 number of tokens"
+            ))),
+            Some(t) if t as u64 > limit as u64 => Err(ApiError::bad_request(format!(
+                "truncate_prompt_tokens {t} is over the server's prompt limit of {limit} tokens \
+                 (--max-length {max_length} and the {PROMPT_SUFFIX_TOKENS}-token suffix); give \
+                 at most {limit}, or -1"
+            ))),
+            Some(t) => Ok(Self::Within {
+                tokens: t as usize,
+                field: "truncate_prompt_tokens",
+            }),
+        }
+    }
+
+    /// Checks the scored prompts' lengths against the request's own limit.
+    pub fn check(&self, scores: &[Scored], label: &str) -> Result<(), ApiError> {
+        let longest = scores.iter().enumerate().max_by_key(|(_, s)| s.tokens);
+        let Some((index, scored)) = longest else {
+            return Ok(());
+        };
+        match *self {
+            Self::Server => Ok(()),
+            Self::Within { tokens, field } if scored.tokens > tokens => {
+                Err(ApiError::bad_request(format!(
+                    "{label} {index}'s prompt has {} tokens, over {field} {tokens}; sift cuts \
+                     every prompt at the server's --max-length and cannot cut one request's \
+                     shorter: leave {field} out, shorten the document, or run a server with a \
+                     lower --max-length",
+                    scored.tokens
+                )))
+            }
+            Self::Within { .. } => Ok(()),
+            Self::Refuse { limit } if scored.tokens >= limit => Err(ApiError::too_large(format!(
+                "{label} {index} reaches the server's limit of {limit} tokens per prompt \
+                 (--max-length and the {PROMPT_SUFFIX_TOKENS}-token suffix), and truncate is \
+                 false; send \"truncate\": true to cut it, or shorten it"
+            ))),
+            Self::Refuse { .. } => Ok(()),
+        }
+    }
+}
+
+/// vLLM's `top_n`: 0 or none for all documents.
+pub fn top_n(top_n: Option<i64>) -> Result<Option<usize>, ApiError> {
+    match top_n {
+        None | Some(0) => Ok(None),
+        Some(n) => usize::try_from(n).map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "top_n {n} is negative; give the number of best documents to return, or 0 or \
+                 nothing for all"
+            ))
+        }),
+    }
 }
 
 /// Parses a JSON body, naming what is wrong with it.
@@ -111,10 +258,21 @@ pub fn check_documents(count: usize, limits: &Limits) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Which fields of an object a query or document is read from.
+#[derive(Clone, Copy)]
+pub enum Fields<'a> {
+    /// The query: `text`, `image`, `video`, `content`, and no others.
+    Query,
+    /// A document: those, with any others echoed but not scored (Cohere's object documents), or
+    /// else the fields `rank_fields` names.
+    Document(Option<&'a [String]>),
+}
+
 /// Reads one query or document (`at` names it in errors: "the query", "document 3").
 pub async fn read_item(
     value: &Value,
     at: &str,
+    fields_read: Fields<'_>,
     sampling: &VideoSampling,
     media: &mut MediaReader<'_>,
 ) -> Result<Content, ApiError> {
@@ -122,33 +280,30 @@ pub async fn read_item(
     match value {
         Value::String(text) => content.texts.push(text.clone()),
         Value::Object(fields) => {
-            for (key, field) in fields {
-                match key.as_str() {
-                    "text" => {
-                        for text in strings(field, at, "text")? {
-                            content.texts.push(text);
+            if let Fields::Document(Some(rank_fields)) = fields_read {
+                read_rank_fields(fields, rank_fields, at, sampling, media, &mut content).await?;
+            } else {
+                let mut unknown = Vec::new();
+                for (key, field) in fields {
+                    match key.as_str() {
+                        "text" | "image" | "video" | "content" => {
+                            read_field(key, field, at, sampling, media, &mut content).await?;
                         }
+                        other => unknown.push(other),
                     }
-                    "image" => {
-                        for image in strings(field, at, "image")? {
-                            content.images.push(media.image(&image, at).await?);
-                        }
-                    }
-                    "video" => {
-                        for video in strings(field, at, "video")? {
-                            content
-                                .videos
-                                .push(media.video(&video, sampling, at).await?);
-                        }
-                    }
-                    "content" => read_parts(field, at, sampling, media, &mut content).await?,
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "{at} has an unknown field \"{other}\"; a query or document is a \
-                             string or an object with \"text\", \"image\", \"video\" or \
-                             \"content\""
-                        )));
-                    }
+                }
+                let empty = content.texts.is_empty()
+                    && content.images.is_empty()
+                    && content.videos.is_empty();
+                if let Some(other) = unknown.first()
+                    && (matches!(fields_read, Fields::Query) || empty)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "{at} has an unknown field \"{other}\"; a query or document is a string \
+                         or an object with \"text\", \"image\", \"video\" or \"content\" (a \
+                         document's other fields are echoed, or ranked on when named in \
+                         rank_fields)"
+                    )));
                 }
             }
         }
@@ -163,16 +318,93 @@ pub async fn read_item(
     Ok(content)
 }
 
+/// One of a query's or document's own fields: `text`, `image`, `video` or `content`.
+async fn read_field(
+    key: &str,
+    field: &Value,
+    at: &str,
+    sampling: &VideoSampling,
+    media: &mut MediaReader<'_>,
+    content: &mut Content,
+) -> Result<(), ApiError> {
+    match key {
+        "image" => {
+            for image in strings(field, at, key)? {
+                content.images.push(media.image(&image, at).await?);
+            }
+        }
+        "video" => {
+            for video in strings(field, at, key)? {
+                content
+                    .videos
+                    .push(media.video(&video, sampling, at).await?);
+            }
+        }
+        "content" => read_parts(field, at, sampling, media, content).await?,
+        _ => content.texts.extend(strings(field, at, key)?),
+    }
+    Ok(())
+}
+
+/// Cohere's `rank_fields`: the named fields of an object document, in the order named. One
+/// field is ranked on as its value; several as one text of `name: value` lines. `image`,
+/// `video` and `content` are read as media, as in a document of sift's own shape.
+async fn read_rank_fields(
+    fields: &serde_json::Map<String, Value>,
+    rank_fields: &[String],
+    at: &str,
+    sampling: &VideoSampling,
+    media: &mut MediaReader<'_>,
+    content: &mut Content,
+) -> Result<(), ApiError> {
+    let mut lines = Vec::new();
+    for name in rank_fields {
+        let Some(field) = fields.get(name) else {
+            continue;
+        };
+        let text = match (name.as_str(), field) {
+            ("image" | "video" | "content", _) => {
+                read_field(name, field, at, sampling, media, content).await?;
+                continue;
+            }
+            (_, Value::String(text)) => text.clone(),
+            (_, Value::Number(_) | Value::Bool(_)) => field.to_string(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "{at}: the rank field \"{name}\" is not a string, number or boolean; rank \
+                     on text fields only"
+                )));
+            }
+        };
+        lines.push(if rank_fields.len() == 1 {
+            text
+        } else {
+            format!("{name}: {text}")
+        });
+    }
+    if lines.is_empty() && content.images.is_empty() && content.videos.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{at} has none of the rank_fields {rank_fields:?}; give each document at least one"
+        )));
+    }
+    if !lines.is_empty() {
+        content.texts.push(lines.join("\n"));
+    }
+    Ok(())
+}
+
 /// Reads a list of queries or documents, named `{label} {i}` in errors.
 pub async fn read_items(
     values: &[Value],
     label: &str,
+    rank_fields: Option<&[String]>,
     sampling: &VideoSampling,
     media: &mut MediaReader<'_>,
 ) -> Result<Vec<Content>, ApiError> {
     let mut items = Vec::with_capacity(values.len());
     for (i, value) in values.iter().enumerate() {
-        items.push(read_item(value, &format!("{label} {i}"), sampling, media).await?);
+        let at = format!("{label} {i}");
+        items.push(read_item(value, &at, Fields::Document(rank_fields), sampling, media).await?);
     }
     Ok(items)
 }
@@ -286,14 +518,22 @@ pub fn request(
 }
 
 /// The scores, or the error naming every document that failed: 413 over a limit, 415 an
-/// unreadable format, 500 the model itself, else 422.
-pub fn scores(results: Vec<Result<Scored, DocError>>) -> Result<Vec<Scored>, ApiError> {
+/// unreadable format, 500 the model itself, else 422. The media root's place on the server's
+/// disk is left out of the messages.
+pub fn scores(
+    results: Vec<Result<Scored, DocError>>,
+    media_root: Option<&Path>,
+) -> Result<Vec<Scored>, ApiError> {
     let mut failures = Vec::new();
     let mut codes = Vec::new();
     for (index, result) in results.iter().enumerate() {
         if let Err(error) = result {
             codes.push(doc_status(error));
             let mut message = error.to_string();
+            if let Some(root) = media_root {
+                let root = format!("{}{}", root.display(), std::path::MAIN_SEPARATOR);
+                message = message.replace(&root, "");
+            }
             if is_image_too_large(error) {
                 message.push_str(" (the server's limit: --max-image-pixels)");
             }
@@ -306,15 +546,15 @@ pub fn scores(results: Vec<Result<Scored, DocError>>) -> Result<Vec<Scored>, Api
             .map(|r| r.expect("no failures"))
             .collect());
     };
-    // The model's own failure wins: it is the server's fault, not the request's.
-    let status = if codes.contains(&500) { 500 } else { first };
+    let status = |code| StatusCode::from_u16(code).expect("a valid status");
+    // The query's failure is every document's: one message. (An image over the pixel limit never
+    // gets here: the media reader refuses it from its header.)
     if let Some(Err(DocError::Query(_))) = results.first() {
         let (_, message) = failures.swap_remove(0);
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            message,
-        ));
+        return Err(ApiError::new(status(first), message));
     }
+    // The model's own failure wins: it is the server's fault, not the request's.
+    let code = if codes.contains(&500) { 500 } else { first };
     let summary = failures
         .iter()
         .map(|(i, m)| format!("document {i}: {m}"))
@@ -323,7 +563,7 @@ pub fn scores(results: Vec<Result<Scored, DocError>>) -> Result<Vec<Scored>, Api
     Err(ApiError {
         documents: failures,
         ..ApiError::new(
-            axum::http::StatusCode::from_u16(status).expect("a valid status"),
+            status(code),
             format!("no scores, since documents failed (fix or remove them): {summary}"),
         )
     })
@@ -412,12 +652,11 @@ pub fn tei_response(texts: &[String], scores: &[Scored], body: &TeiBody) -> Valu
     sift::rank(&ranked)
         .into_iter()
         .map(|i| {
-            let p = f64::from(scores[i].score).clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON);
             // TEI's raw score is the logit before the sigmoid.
             let score = if body.raw_scores {
-                json!((p / (1.0 - p)).ln())
+                scores[i].logit
             } else {
-                json!(scores[i].score)
+                scores[i].score
             };
             let mut result = json!({ "index": i, "score": score });
             if body.return_text {

@@ -1,6 +1,8 @@
 //! What one request may ask for. Each limit is checked before any work is queued, and a request
 //! over one gets a 413 that names the limit, its flag and the value found.
 
+use std::time::Duration;
+
 /// The server's limits; the defaults suit a 2B model on one GPU.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -21,6 +23,9 @@ pub struct Limits {
     pub max_video_frames: usize,
     /// Images and videos in the query or in one document (`--max-media-per-item`).
     pub max_media_per_item: usize,
+    /// Pixels of all the images and sampled video frames of one request, from their headers
+    /// (`--max-request-pixels`): decoding and resizing them holds the model's thread.
+    pub max_request_pixels: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +37,7 @@ impl Default for Limits {
             max_image_pixels: sift::ImageOptions::default().max_decoded_pixels,
             max_video_frames: 64,
             max_media_per_item: 8,
+            max_request_pixels: 100_000_000,
         }
     }
 }
@@ -42,5 +48,41 @@ impl Limits {
     pub fn apply(&self, mut options: sift::RerankOptions) -> sift::RerankOptions {
         options.image.max_decoded_pixels = self.max_image_pixels;
         options
+    }
+}
+
+/// What one connection, and all of them together, may hold and for how long: slow or stalled
+/// clients are cut off, and the server's memory and file descriptors stay bounded.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections open at once (`--max-connections`); more are answered 503 and closed at once.
+    /// Lowered at start-up, with a warning, to what the open-file limit allows.
+    pub max_connections: usize,
+    /// Time to send a request's header, counted from when the server waits for it, so also the
+    /// time a kept-alive connection may stay idle (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// Time to send a request's whole body (`--body-timeout`); then 408.
+    pub body_timeout: Duration,
+    /// Bytes of request bodies held at once, over all requests (`--max-body-bytes-total`); a
+    /// body that does not fit gets 503 with Retry-After.
+    pub max_body_bytes_total: usize,
+    /// Time from a request's arrival to its answer, queue included (`--request-timeout`); then
+    /// 504, and its scoring stops before the next pass.
+    pub request_timeout: Duration,
+    /// Time the requests in flight get to finish after Ctrl-C or SIGTERM
+    /// (`--shutdown-timeout`); then their connections are closed and the server exits.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(60),
+            max_body_bytes_total: 256 << 20,
+            request_timeout: Duration::from_secs(120),
+            shutdown_timeout: Duration::from_secs(30),
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::io::{Cursor, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
@@ -69,14 +69,57 @@ pub struct MediaReader<'a> {
     pub policy: &'a MediaPolicy,
     pub limits: &'a Limits,
     pub temp_files: Vec<TempPath>,
+    /// Pixels of the request's images and sampled video frames so far.
+    pixels: u64,
 }
 
-impl MediaReader<'_> {
+impl<'a> MediaReader<'a> {
+    pub fn new(policy: &'a MediaPolicy, limits: &'a Limits) -> Self {
+        Self {
+            policy,
+            limits,
+            temp_files: Vec::new(),
+            pixels: 0,
+        }
+    }
+
+    /// An image, its size read from its header and held to the limits before it is queued.
+    /// A header that cannot be read is left for the library's decoder to name.
     pub async fn image(&mut self, reference: &str, at: &str) -> Result<ImageSource, ApiError> {
-        Ok(match self.read(reference, Kind::Image, at).await? {
+        let media = self.read(reference, Kind::Image, at).await?;
+        let size = match &media {
+            Media::Bytes(bytes) => imagesize::blob_size(bytes),
+            Media::File(path) => imagesize::size(path),
+        };
+        if let Ok(size) = size {
+            let pixels = (size.width as u64).saturating_mul(size.height as u64);
+            if pixels > self.limits.max_image_pixels {
+                return Err(ApiError::too_large(format!(
+                    "{at}: an image of {}x{} = {pixels} pixels, over the server's limit of {} \
+                     pixels per image (--max-image-pixels); downscale it",
+                    size.width, size.height, self.limits.max_image_pixels
+                )));
+            }
+            self.count_pixels(pixels, at)?;
+        }
+        Ok(match media {
             Media::Bytes(bytes) => ImageSource::Bytes(bytes),
             Media::File(path) => ImageSource::Path(path),
         })
+    }
+
+    /// Adds to the request's pixels, refusing the request past `--max-request-pixels`.
+    fn count_pixels(&mut self, pixels: u64, at: &str) -> Result<(), ApiError> {
+        self.pixels = self.pixels.saturating_add(pixels);
+        let limit = self.limits.max_request_pixels;
+        if self.pixels > limit {
+            return Err(ApiError::too_large(format!(
+                "{at}: the request's images and video frames add up to over {limit} pixels, the \
+                 server's limit per request (--max-request-pixels); send fewer or smaller images \
+                 per request, or fewer video frames (max_frames)"
+            )));
+        }
+        Ok(())
     }
 
     /// A video, its container checked (MP4, MOV, WebM or Matroska), its frame size and the
@@ -115,6 +158,8 @@ impl MediaReader<'_> {
                 info.width, info.height, self.limits.max_image_pixels
             )));
         }
+        let frames = info.frame_times.len().min(sampling.max_frames) as u64;
+        self.count_pixels(pixels.saturating_mul(frames), at)?;
         let path = match media {
             Media::File(path) => path,
             Media::Bytes(bytes) => {
@@ -164,7 +209,9 @@ impl MediaReader<'_> {
         self.local(Path::new(path), kind, at).map(Media::File)
     }
 
-    /// A path inside the media root, after resolving `..` and links.
+    /// A path inside the media root, after resolving `..` and links. A path that leads out of
+    /// the root is refused before the file system is asked, so that the answer is the same
+    /// whether something exists there or not; no answer shows where the root is.
     fn local(&self, path: &Path, kind: Kind, at: &str) -> Result<PathBuf, ApiError> {
         let Some(root) = &self.policy.root else {
             return Err(ApiError::forbidden(format!(
@@ -176,27 +223,40 @@ impl MediaReader<'_> {
         };
         let outside = || {
             ApiError::forbidden(format!(
-                "{at}: \"{}\" is outside the media root {}; give a path inside it",
-                path.display(),
-                root.display()
-            ))
-        };
-        let joined = root.join(path);
-        let resolved = joined.canonicalize().map_err(|e| {
-            ApiError::bad_request(format!(
-                "{at}: cannot open \"{}\" under the media root: {e}",
+                "{at}: \"{}\" is outside the media root; give a path relative to the media \
+                 root, inside it",
                 path.display()
             ))
-        })?;
-        // `root` is canonical (checked at start-up), so this also catches links leading out.
+        };
+        // `root` is canonical (made so at start-up); `..` is resolved here by name, then links
+        // by canonicalize, whose answer is checked again.
+        let mut joined = PathBuf::new();
+        for component in root.join(path).components() {
+            match component {
+                Component::ParentDir => {
+                    joined.pop();
+                }
+                Component::CurDir => {}
+                other => joined.push(other),
+            }
+        }
+        if !joined.starts_with(root) {
+            return Err(outside());
+        }
+        let missing = || {
+            ApiError::bad_request(format!(
+                "{at}: there is no {} file \"{}\" in the media root; give the path of a file \
+                 inside it, relative to it",
+                kind.name(),
+                path.display()
+            ))
+        };
+        let resolved = joined.canonicalize().map_err(|_| missing())?;
         if !resolved.starts_with(root) {
             return Err(outside());
         }
         if !resolved.is_file() {
-            return Err(ApiError::bad_request(format!(
-                "{at}: \"{}\" is not a file",
-                path.display()
-            )));
+            return Err(missing());
         }
         Ok(resolved)
     }
@@ -264,7 +324,8 @@ fn fetch(url: &str, policy: &MediaPolicy, at: &str) -> Result<Vec<u8>, ApiError>
         ureq::Error::Transport(t) => {
             if t.to_string().contains(PRIVATE_REFUSED) {
                 ApiError::forbidden(format!(
-                    "{at}: {url} resolves to a loopback or private address, which this server \
+                    "{at}: {url} resolves only to addresses that are not public (loopback, \
+                     private, link-local or another special-purpose block), which this server \
                      does not fetch from; start it with --allow-private-media to allow that"
                 ))
             } else {
@@ -287,7 +348,7 @@ fn fetch(url: &str, policy: &MediaPolicy, at: &str) -> Result<Vec<u8>, ApiError>
     Ok(bytes)
 }
 
-const PRIVATE_REFUSED: &str = "resolves only to loopback or private addresses";
+const PRIVATE_REFUSED: &str = "resolves only to addresses that are not public";
 
 /// Resolves host names and drops loopback, private, link-local and other non-public addresses,
 /// so a fetch (redirects included) cannot reach the server's own network.
@@ -312,35 +373,107 @@ impl ureq::Resolver for PublicOnly {
     }
 }
 
+/// Whether a fetch may go to `ip`: a unicast address that IANA's special-purpose registries
+/// mark globally reachable, or that no entry of theirs covers (the most specific entry
+/// decides). IPv4 addresses written in IPv6 (mapped, compatible, NAT64) are judged by the IPv4
+/// address they carry, since that is where the packets go.
 fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                // Carrier-grade NAT, 100.64.0.0/10.
-                || (a == 100 && (64..128).contains(&b))
-                || a == 0)
+            !v4.is_multicast() && globally_reachable(u32::from(v4).into(), 32, IPV4_SPECIAL)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            let bits = u128::from(v6);
+            let carried_v4 = match bits >> 32 {
+                // ::ffff:a.b.c.d (mapped), 64:ff9b::a.b.c.d (NAT64's well-known prefix).
+                0xffff | 0x0064_ff9b_0000_0000_0000_0000 => Some(bits as u32),
+                // ::a.b.c.d (compatible, deprecated); :: and ::1 are themselves in the table.
+                0 if bits > 1 => Some(bits as u32),
+                _ => None,
+            };
+            match carried_v4 {
+                Some(v4) => is_public(IpAddr::V4(v4.into())),
+                None => !v6.is_multicast() && globally_reachable(bits, 128, IPV6_SPECIAL),
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // Unique local fc00::/7 and link-local fe80::/10.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
         }
     }
 }
+
+/// Whether the most specific entry of `table` covering `address` (its top `width` bits used)
+/// says globally reachable; true where none covers it.
+fn globally_reachable(address: u128, width: u32, table: &[(u128, u32, bool)]) -> bool {
+    table
+        .iter()
+        .filter(|&&(net, prefix, _)| {
+            let shift = width - prefix;
+            prefix == 0 || (address >> shift) == (net >> shift)
+        })
+        .max_by_key(|&&(_, prefix, _)| prefix)
+        .is_none_or(|&(_, _, global)| global)
+}
+
+const fn v4(a: u8, b: u8, c: u8, d: u8) -> u128 {
+    u32::from_be_bytes([a, b, c, d]) as u128
+}
+
+/// IANA IPv4 Special-Purpose Address Registry (iana-ipv4-special-registry, as of 2025): block,
+/// prefix length, "Globally Reachable". The deprecated 6to4 relay block (192.88.99.0/24, "N/A")
+/// and the reserved 240.0.0.0/4 are not reachable for a fetch.
+const IPV4_SPECIAL: &[(u128, u32, bool)] = &[
+    (v4(0, 0, 0, 0), 8, false),          // "This network", RFC 791
+    (v4(10, 0, 0, 0), 8, false),         // Private-Use, RFC 1918
+    (v4(100, 64, 0, 0), 10, false),      // Shared Address Space (carrier NAT), RFC 6598
+    (v4(127, 0, 0, 0), 8, false),        // Loopback, RFC 1122
+    (v4(169, 254, 0, 0), 16, false),     // Link Local, RFC 3927
+    (v4(172, 16, 0, 0), 12, false),      // Private-Use, RFC 1918
+    (v4(192, 0, 0, 0), 24, false),       // IETF Protocol Assignments, RFC 6890
+    (v4(192, 0, 0, 9), 32, true),        // Port Control Protocol Anycast, RFC 7723
+    (v4(192, 0, 0, 10), 32, true),       // Traversal Using Relays around NAT Anycast, RFC 8155
+    (v4(192, 0, 2, 0), 24, false),       // Documentation (TEST-NET-1), RFC 5737
+    (v4(192, 31, 196, 0), 24, true),     // AS112-v4, RFC 7535
+    (v4(192, 52, 193, 0), 24, true),     // AMT, RFC 7450
+    (v4(192, 88, 99, 0), 24, false),     // Deprecated 6to4 Relay Anycast, RFC 7526
+    (v4(192, 168, 0, 0), 16, false),     // Private-Use, RFC 1918
+    (v4(192, 175, 48, 0), 24, true),     // Direct Delegation AS112 Service, RFC 7534
+    (v4(198, 18, 0, 0), 15, false),      // Benchmarking, RFC 2544
+    (v4(198, 51, 100, 0), 24, false),    // Documentation (TEST-NET-2), RFC 5737
+    (v4(203, 0, 113, 0), 24, false),     // Documentation (TEST-NET-3), RFC 5737
+    (v4(240, 0, 0, 0), 4, false),        // Reserved, RFC 1112
+    (v4(255, 255, 255, 255), 32, false), // Limited Broadcast, RFC 919
+];
+
+/// IANA IPv6 Special-Purpose Address Registry (iana-ipv6-special-registry, as of 2025), as
+/// above. Teredo (2001::/32) and 6to4 (2002::/16) are "N/A" there, tunnels to addresses the
+/// server cannot check: not reachable for a fetch; so are the deprecated site-local fec0::/10
+/// and the IPv4-compatible ::/96 that RFC 4291 deprecated (judged by their IPv4 address above).
+const IPV6_SPECIAL: &[(u128, u32, bool)] = &[
+    (0, 128, false),                                        // Unspecified, RFC 4291
+    (1, 128, false),                                        // Loopback, RFC 4291
+    (0xffff_0000_0000, 96, false),                          // IPv4-mapped, RFC 4291
+    (0x0064_ff9b_0000_0000_0000_0000_0000_0000, 96, true),  // IPv4-IPv6 Translat., RFC 6052
+    (0x0064_ff9b_0001_0000_0000_0000_0000_0000, 48, false), // Local-Use IPv4/IPv6, RFC 8215
+    (0x0100_0000_0000_0000_0000_0000_0000_0000, 64, false), // Discard-Only, RFC 6666
+    (0x0100_0000_0000_0001_0000_0000_0000_0000, 64, false), // Dummy IPv6 Prefix, RFC 9780
+    (0x2001_0000_0000_0000_0000_0000_0000_0000, 23, false), // IETF Protocol Assignments, RFC 2928
+    (0x2001_0000_0000_0000_0000_0000_0000_0000, 32, false), // TEREDO, RFC 4380 (N/A)
+    (0x2001_0001_0000_0000_0000_0000_0000_0001, 128, true), // PCP Anycast, RFC 7723
+    (0x2001_0001_0000_0000_0000_0000_0000_0002, 128, true), // TURN Anycast, RFC 8155
+    (0x2001_0001_0000_0000_0000_0000_0000_0003, 128, true), // DNS-SD SRP Anycast, RFC 9665
+    (0x2001_0002_0000_0000_0000_0000_0000_0000, 48, false), // Benchmarking, RFC 5180
+    (0x2001_0003_0000_0000_0000_0000_0000_0000, 32, true),  // AMT, RFC 7450
+    (0x2001_0004_0112_0000_0000_0000_0000_0000, 48, true),  // AS112-v6, RFC 7535
+    (0x2001_0010_0000_0000_0000_0000_0000_0000, 28, false), // Deprecated ORCHID, RFC 4843
+    (0x2001_0020_0000_0000_0000_0000_0000_0000, 28, true),  // ORCHIDv2, RFC 7343
+    (0x2001_0030_0000_0000_0000_0000_0000_0000, 28, true),  // Drone Remote ID, RFC 9374
+    (0x2001_0db8_0000_0000_0000_0000_0000_0000, 32, false), // Documentation, RFC 3849
+    (0x2002_0000_0000_0000_0000_0000_0000_0000, 16, false), // 6to4, RFC 3056 (N/A)
+    (0x2620_004f_8000_0000_0000_0000_0000_0000, 48, true),  // Direct Delegation AS112, RFC 7534
+    (0x3fff_0000_0000_0000_0000_0000_0000_0000, 20, false), // Documentation, RFC 9637
+    (0x5f00_0000_0000_0000_0000_0000_0000_0000, 16, false), // Segment Routing SIDs, RFC 9602
+    (0xfc00_0000_0000_0000_0000_0000_0000_0000, 7, false),  // Unique-Local, RFC 4193
+    (0xfe80_0000_0000_0000_0000_0000_0000_0000, 10, false), // Link-Local Unicast, RFC 4291
+    (0xfec0_0000_0000_0000_0000_0000_0000_0000, 10, false), // Site-local, deprecated by RFC 3879
+];
 
 #[cfg(test)]
 mod tests {
@@ -360,10 +493,41 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::1.1.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "224.0.0.1",
+            "2001:db8::1",
+            "2001:2::1",
+            "2001::1",
+            "2002:7f00:1::1",
+            "3fff::1",
+            "5f00::1",
+            "100::1",
+            "fec0::1",
+            "ff02::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for ip in [
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::1.1.1.1",
+            "192.0.0.9",
+            "198.20.0.1",
+            "2001:1::1",
+            "2001:4:112::1",
+            "2620:4f:8000::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

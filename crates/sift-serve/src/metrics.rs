@@ -1,4 +1,5 @@
-//! Prometheus metrics at `GET /metrics`: requests, documents, tokens, latency, queue depth.
+//! Prometheus metrics at `GET /metrics`: requests, documents, tokens, latency, queue depth,
+//! connections, and the process's own (CPU, memory, open files) on Linux.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -14,6 +15,8 @@ pub struct Metrics {
     pub tokens: IntCounter,
     pub queue_depth: IntGauge,
     pub scoring: IntGauge,
+    pub open_connections: IntGauge,
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -57,6 +60,13 @@ impl Metrics {
         .expect("valid metric");
         let scoring = IntGauge::new("sift_scoring", "1 while the model scores a request")
             .expect("valid metric");
+        let open_connections =
+            IntGauge::new("sift_open_connections", "HTTP connections open").expect("valid metric");
+        let connections_refused = IntCounter::new(
+            "sift_connections_refused_total",
+            "Connections answered 503 and closed because --max-connections were open",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -65,9 +75,17 @@ impl Metrics {
             Box::new(tokens.clone()),
             Box::new(queue_depth.clone()),
             Box::new(scoring.clone()),
+            Box::new(open_connections.clone()),
+            Box::new(connections_refused.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metric names are unique");
         Self {
             registry,
             requests,
@@ -77,6 +95,8 @@ impl Metrics {
             tokens,
             queue_depth,
             scoring,
+            open_connections,
+            connections_refused,
         }
     }
 

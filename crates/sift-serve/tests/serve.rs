@@ -309,6 +309,18 @@ fn every_api_shape_answers_in_its_own_shape() {
     assert_eq!(list[0]["text"], texts[best]);
     assert_eq!(list[0]["score"].as_f64().unwrap() as f32, expected[best]);
     assert!(list[0]["score"].as_f64() >= list[1]["score"].as_f64());
+    // raw_scores: the logit, whose sigmoid is the score.
+    let (status, raw) = server.post(
+        "/rerank",
+        &json!({"query": QUERY, "texts": texts, "raw_scores": true}),
+    );
+    assert_eq!(status, 200, "{raw}");
+    for result in raw.as_array().unwrap() {
+        let index = result["index"].as_u64().unwrap() as usize;
+        let logit = result["score"].as_f64().unwrap();
+        let sigmoid = 1.0 / (1.0 + (-logit).exp());
+        assert!((sigmoid - f64::from(expected[index])).abs() < 1e-6, "{raw}");
+    }
 
     let (status, models) = server.get("/v1/models");
     assert_eq!(status, 200);
@@ -378,6 +390,7 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
             max_documents: 3,
             max_text_chars: 100,
             max_image_pixels: 2_000,
+            max_request_pixels: 3_000,
             ..Limits::default()
         },
         media: MediaPolicy {
@@ -444,6 +457,22 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
         (doc(json!("x".repeat(101))), 413, "--max-text-chars"),
         (doc(json!({"image": "red.png"})), 413, "--max-image-pixels"),
         (
+            json!({"query": {"image": "red.png"}, "documents": ["a"]}),
+            413,
+            "--max-image-pixels",
+        ),
+        (
+            doc(json!({"image": [tiny.clone(), tiny.clone()]})),
+            413,
+            "--max-request-pixels",
+        ),
+        (
+            doc(json!({"image": "/etc/nonexistent"})),
+            403,
+            "outside the media root",
+        ),
+        (doc(json!({"image": "absent.png"})), 400, "no image file"),
+        (
             json!({"query": QUERY, "max_frames": 100000, "documents": [{"video": "x.mp4"}]}),
             413,
             "--max-video-frames",
@@ -458,6 +487,16 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
             assert!(message.contains(needle), "{needle:?} not in {message:?}");
         }
     }
+    // Whether a path outside the root exists does not show, nor where the root is.
+    let outside = |path: &str| {
+        let (status, answer) = server.post("/v1/rerank", &doc(json!({ "image": path })));
+        let message = answer["error"]["message"].as_str().unwrap().to_string();
+        let root = media_root.canonicalize().unwrap();
+        assert!(!message.contains(root.to_str().unwrap()), "{message}");
+        (status, message.replace(path, "PATH"))
+    };
+    assert_eq!(outside("/etc/shadow"), outside("/etc/nonexistent"));
+    assert_eq!(outside("../../../etc/shadow"), outside("../../../etc/none"));
     let (status, answer) = server.post_raw("/v1/rerank", "{\"query\": ", &[]);
     assert_eq!(status, 400);
     assert!(
@@ -554,6 +593,22 @@ fn remote_media_is_fetched_only_when_allowed_and_never_from_private_addresses_by
             .unwrap()
             .contains("--allow-private-media")
     );
+    // Addresses of the IANA special-purpose blocks, however written, are refused before any
+    // connection is tried (so nothing is sent to them).
+    for host in [
+        "[::ffff:127.0.0.1]",
+        "[::127.0.0.1]",
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b:1::808:808]",
+        "198.18.0.1",
+        "240.0.0.1",
+        "[fd00::1]",
+    ] {
+        let body =
+            json!({"query": QUERY, "documents": [{"image": format!("http://{host}/a.png")}]});
+        let (status, answer) = public_only.post("/v1/rerank", &body);
+        assert_eq!(status, 403, "{host}: {answer}");
+    }
     public_only.stop();
 
     let private_too = TestServer::start(ServeOptions {
@@ -692,5 +747,223 @@ fn a_full_queue_answers_503_and_a_client_that_leaves_cancels_its_work() {
     });
     assert_eq!(in_flight.0, 200, "{}", in_flight.1);
     assert_eq!(in_flight.1["results"].as_array().unwrap().len(), 200);
+    server.stop();
+}
+
+/// A PNG of `width`×`height` pixels as far as its header goes (no pixel data): enough for the
+/// server's size check, which reads only the header.
+fn png_header(width: u32, height: u32) -> String {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    bytes.extend_from_slice(&width.to_be_bytes());
+    bytes.extend_from_slice(&height.to_be_bytes());
+    bytes.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// The corners of each API shape: vLLM's top_n, each server's truncation field, Cohere v1's
+/// object documents with rank_fields, TEI's /info and error shape, X-Request-Id, CORS, the
+/// per-request pixel budget, and the process's metrics.
+#[test]
+fn each_api_shape_answers_exactly_in_its_corners() {
+    let texts = ["A text about red paintings.", "Stock prices fell."];
+    let long = "red paint ".repeat(200);
+    let server = TestServer::start_with(
+        ServeOptions {
+            cors_origins: vec!["https://app.example".into()],
+            ..ServeOptions::default()
+        },
+        RerankOptions {
+            max_length: 64,
+            ..RerankOptions::default()
+        },
+    );
+    let count = |answer: &Value| answer["results"].as_array().unwrap().len();
+
+    // vLLM's top_n: 0 means all; negative is refused.
+    let (status, all) = server.post(
+        "/rerank",
+        &json!({"query": QUERY, "documents": texts, "top_n": 0}),
+    );
+    assert_eq!((status, count(&all)), (200, 2), "{all}");
+    let (status, answer) = server.post(
+        "/rerank",
+        &json!({"query": QUERY, "documents": texts, "top_n": -1}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("top_n -1")
+    );
+
+    // Truncation fields: honoured where they change nothing, refused where sift would have to
+    // cut shorter than --max-length, never ignored.
+    let with = |field: &str, value: Value, documents: Value| {
+        let mut body = json!({"query": QUERY, "documents": documents});
+        body[field] = value;
+        server.post("/v2/rerank", &body)
+    };
+    for (field, value, documents, want) in [
+        (
+            "max_tokens_per_doc",
+            json!(4096),
+            json!([long.clone()]),
+            200,
+        ),
+        ("max_tokens_per_doc", json!(4), json!(texts), 400),
+        ("max_tokens_per_doc", json!(0), json!(texts), 400),
+        (
+            "truncate_prompt_tokens",
+            json!(-1),
+            json!([long.clone()]),
+            200,
+        ),
+        (
+            "truncate_prompt_tokens",
+            json!(69),
+            json!([long.clone()]),
+            200,
+        ),
+        (
+            "truncate_prompt_tokens",
+            json!(68),
+            json!([long.clone()]),
+            400,
+        ),
+        ("truncate_prompt_tokens", json!(70), json!(texts), 400),
+        ("max_chunks_per_doc", json!(10), json!(texts), 400),
+    ] {
+        let (status, answer) = with(field, value.clone(), documents);
+        assert_eq!(status, want, "{field} {value}: {answer}");
+        if want == 400 {
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains(field), "{message}");
+        }
+    }
+
+    // Cohere v1's object documents: other fields echoed; rank_fields chooses what is ranked.
+    let documents = json!([
+        {"title": "Paintings", "text": texts[0], "id": 7},
+        {"title": "Markets", "text": texts[1], "id": 8},
+    ]);
+    let (status, plain) = server.post(
+        "/v1/rerank",
+        &json!({"query": QUERY, "documents": documents}),
+    );
+    assert_eq!(status, 200, "{plain}");
+    let (status, ranked) = server.post(
+        "/v1/rerank",
+        &json!({"query": QUERY, "documents": documents, "rank_fields": ["title", "text"]}),
+    );
+    assert_eq!(status, 200, "{ranked}");
+    let expected = {
+        let model = downloaded_model();
+        let options = RerankOptions {
+            max_length: 64,
+            ..RerankOptions::default()
+        };
+        let reranker = Reranker::load(model.path(), options).unwrap();
+        let plain = scores_of(&reranker, QUERY, texts.map(Content::text).to_vec());
+        let fields = [
+            format!("title: Paintings\ntext: {}", texts[0]),
+            format!("title: Markets\ntext: {}", texts[1]),
+        ];
+        let ranked = scores_of(&reranker, QUERY, fields.iter().map(Content::text).collect());
+        (plain, ranked)
+    };
+    assert_eq!(scores_by_index(&plain), expected.0);
+    assert_eq!(scores_by_index(&ranked), expected.1);
+    let first = ranked["results"][0]["index"].as_u64().unwrap() as usize;
+    assert_eq!(ranked["results"][0]["document"], documents[first]);
+
+    // TEI: truncate honoured (cut) or, as TEI's default, a text over the limit refused in TEI's
+    // error shape; /info in TEI's fields.
+    let tei = |extra: Value| {
+        let mut body = json!({"query": QUERY, "texts": [texts[0], long.clone()]});
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        server.post("/rerank", &body)
+    };
+    let (status, answer) = tei(json!({"truncate": true}));
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = tei(json!({}));
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error_type"], "Validation");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"truncate\": true")
+    );
+    let (status, answer) = tei(json!({"truncate": true, "truncation_direction": "Left"}));
+    assert_eq!((status, &answer["error_type"]), (400, &json!("Validation")));
+    let (status, answer) = server.post("/rerank", &json!({"query": QUERY, "texts": []}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no documents"));
+    let (status, info) = server.get("/info");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["max_input_length"], 69);
+    assert!(info["model_type"]["reranker"].is_object(), "{info}");
+
+    // X-Request-Id: echoed, or made.
+    let response = ureq::post(&server.url("/v1/rerank"))
+        .set("X-Request-Id", "trace-42")
+        .send_string(&json!({"query": QUERY, "documents": texts}).to_string())
+        .unwrap();
+    assert_eq!(response.header("x-request-id"), Some("trace-42"));
+    let answer: Value = serde_json::from_str(&response.into_string().unwrap()).unwrap();
+    assert_eq!(answer["id"], "rerank-trace-42");
+    let made = ureq::get(&server.url("/health")).call().unwrap();
+    assert!(made.header("x-request-id").is_some_and(|id| id.len() >= 32));
+
+    // CORS: a browser's preflight is answered for the allowed origin only, before the key.
+    // The allowed origin's header, if the preflight answers one.
+    let preflight = |origin: &str| {
+        let response = ureq::request("OPTIONS", &server.url("/v1/rerank"))
+            .set("Origin", origin)
+            .set("Access-Control-Request-Method", "POST")
+            .set(
+                "Access-Control-Request-Headers",
+                "content-type,authorization",
+            )
+            .call();
+        match response {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                r.header("access-control-allow-origin").map(str::to_string)
+            }
+            Err(e) => panic!("OPTIONS: {e}"),
+        }
+    };
+    assert_eq!(
+        preflight("https://app.example").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(preflight("https://elsewhere.example"), None);
+
+    // Three 7000×7000 images (a request of a few hundred bytes) are refused from their headers
+    // at once, instead of holding the model.
+    let big = png_header(7000, 7000);
+    let started = Instant::now();
+    let (status, answer) = server.post(
+        "/v1/rerank",
+        &json!({"query": QUERY, "documents": [{"image": [big.clone(), big.clone(), big]}]}),
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("--max-request-pixels"), "{message}");
+
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        metrics.contains("process_resident_memory_bytes"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sift_open_connections"));
     server.stop();
 }

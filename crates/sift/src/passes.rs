@@ -157,8 +157,10 @@ fn scored_pair(
     score: Result<sift_model::Score, DocError>,
     input: &ModelInput,
 ) -> Result<Scored, DocError> {
+    let score = score?;
     Ok(Scored {
-        score: score?.score,
+        score: score.score,
+        logit: score.logit,
         tokens: input.input_ids.len(),
     })
 }

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
     pub score: f32,
+    /// `logit_yes − logit_no`, whose sigmoid is `score`: exact where `score` saturates at 0 or
+    /// 1 in f32 (TEI's `raw_scores`).
+    pub logit: f32,
     /// Tokens in the (query, document) prompt, visual tokens included.
     pub tokens: usize,
 }
