@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use sift::bench::{
-    AttentionKernels, Formats, ModelSize, Q4Kernels, WeightStyle, Workload, attention_measurements,
-    time_workload, use_attention_kernels, use_flash_attention, use_q4_kernels, write_random_model,
+    AttentionKernels, FlashAttention, Formats, ModelSize, Q4Kernels, WeightStyle, Workload,
+    attention_measurements, time_workload, use_attention_kernels, use_flash_attention,
+    use_q4_kernels, write_random_model,
 };
 use sift::{Precision, RerankOptions, Reranker};
 
@@ -65,10 +66,11 @@ pub struct BenchArgs {
     /// kernel for all, or burn's dequantize then matmul for all, the baseline.
     #[arg(long, value_enum, default_value_t = Q4Kernels::Measured)]
     q4_kernel: Q4Kernels,
-    /// Attention without a mask (the vision tower's) on GPUs through sift's flash kernel, or
-    /// (`false`) through the kernels `--attention` chooses, the baseline.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    flash_attention: bool,
+    /// Which attention goes through sift's flash kernel on GPUs: none (every one through the
+    /// kernels `--attention` chooses, the baseline), the attention without a mask (the vision
+    /// tower's), or all of it (the decoder's causal attention too).
+    #[arg(long, value_enum, default_value_t = FlashAttention::Unmasked)]
+    flash_attention: FlashAttention,
     #[command(flatten)]
     model_options: ModelOptions,
 }
@@ -157,9 +159,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         Q4Kernels::Fused => ", sift's 4-bit kernel",
         Q4Kernels::Dequantize => ", 4-bit weights dequantized",
     });
-    if !args.flash_attention {
-        label.push_str(", no flash attention");
-    }
+    label.push_str(match args.flash_attention {
+        FlashAttention::Unmasked => "",
+        FlashAttention::Off => ", no flash attention",
+        FlashAttention::All => ", flash attention in the decoder too",
+    });
     if !args.json {
         println!(
             "{label} on {}, loaded in {load_s:.1} s; {} timed request(s) per row after one unmeasured",

@@ -20,7 +20,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::quantization::ScaleDtype;
 use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, TensorData};
 use sift_model::kernels;
-use sift_model::kernels::{Q4Kernels, use_q4_kernels};
+use sift_model::kernels::{FlashAttention, Q4Kernels, use_flash_attention, use_q4_kernels};
 use sift_model::{Projection, q4_tensor_data};
 
 /// Milliseconds per call of `run` after three calls that compile and tune its kernels, and its
@@ -69,6 +69,7 @@ fn main() {
     if std::env::var_os("SIFT_KERNELS").is_some() {
         q4_products(&device);
         flash_attention(&device);
+        causal_flash_attention(&device);
         return;
     }
 
@@ -338,7 +339,7 @@ fn flash_attention(device: &Device) {
         let formula =
             || softmax((q.clone() * scale).matmul(k.clone().swap_dims(2, 3)), 3).matmul(v.clone());
         let flash = || {
-            kernels::flash_attention(&q, &k, &v, scale as f32)
+            kernels::flash_attention(&q, &k, &v, scale as f32, false)
                 .expect("the flash kernel runs on GPUs")
         };
         let want = formula();
@@ -363,6 +364,69 @@ fn flash_attention(device: &Device) {
             flash,
         );
     }
+}
+
+/// The 2B decoder's causal attention (16 query heads over 8 key heads, head_dim 128) in f32: an
+/// image pair whole (850 tokens), and 16 text documents of 230 tokens after a 35-token prefix:
+/// burn's op and the formula on key heads repeated (as `attention` gives them), sift's flash
+/// kernel on the key heads themselves (first checked against the formula).
+fn causal_flash_attention(device: &Device) {
+    use_flash_attention(FlashAttention::All);
+    for (batch, len, past) in [(1, 850, 0), (16, 230, 35)] {
+        let (heads, key_heads, d) = (16, 8, 128);
+        let keys = past + len;
+        // Half of the score matrix is seen.
+        let flop = 2.0 * (batch * heads * len * keys * d) as f64;
+        let q = random([batch, heads, len, d], device);
+        let [k, v] = [0; 2].map(|_| random([batch, key_heads, keys, d], device));
+        let repeat = |t: &Tensor<4>| {
+            t.clone()
+                .unsqueeze_dim::<5>(2)
+                .expand([batch, key_heads, heads / key_heads, keys, d])
+                .reshape([batch, heads, keys, d])
+        };
+        let (kr, vr) = (repeat(&k), repeat(&v));
+        let scale = (d as f64).powf(-0.5);
+        let shape = format!("{batch}×{heads}/{key_heads}×{len} after {past}×{d}");
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: true,
+        };
+        let formula = || {
+            let scores = (q.clone() * scale).matmul(kr.clone().swap_dims(2, 3));
+            let future =
+                Tensor::<2, burn::tensor::Bool>::tril_mask([len, keys], past as i64, device)
+                    .unsqueeze::<4>()
+                    .expand([batch, heads, len, keys]);
+            softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3).matmul(vr.clone())
+        };
+        let flash = || {
+            kernels::flash_attention(&q, &k, &v, scale as f32, true)
+                .expect("the flash kernel runs on GPUs")
+        };
+        let worst: f32 = (flash() - formula()).abs().max().into_scalar();
+        println!("  causal flash attention {shape}: differs from the formula by {worst:.2e}");
+        report(
+            &format!("causal attention f32, burn's op {shape}"),
+            flop,
+            device,
+            || attention(q.clone(), kr.clone(), vr.clone(), None, None, options),
+        );
+        report(
+            &format!("causal attention f32, formula {shape}"),
+            flop,
+            device,
+            formula,
+        );
+        report(
+            &format!("causal attention f32, sift's flash kernel {shape}"),
+            flop,
+            device,
+            flash,
+        );
+    }
+    use_flash_attention(FlashAttention::default());
 }
 
 /// One image's vision attention (16 heads, 3072 patches, head_dim 64) in f16, laid out as

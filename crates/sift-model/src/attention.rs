@@ -67,9 +67,11 @@ impl AttentionPrecision {
 }
 
 /// `softmax(q·kᵀ / √d [+ causal mask]) · v` for `q` of shape `[batch, heads, len, head_dim]`
-/// and `k`, `v` of shape `[batch, heads, keys, head_dim]` with `keys ≥ len`. With `causal`,
-/// the queries are the last `len` of the keys' positions and query `i` sees keys
-/// `0..=keys - len + i`: a whole prompt (`keys == len`), or tokens after a reused prefix.
+/// and `k`, `v` of shape `[batch, key_heads, keys, head_dim]` with `keys ≥ len` and
+/// `key_heads` dividing `heads` (grouped-query attention: key head `g` serves query heads
+/// `g·rep .. (g+1)·rep`). With `causal`, the queries are the last `len` of the keys' positions
+/// and query `i` sees keys `0..=keys - len + i`: a whole prompt (`keys == len`), or tokens
+/// after a reused prefix.
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -77,21 +79,36 @@ pub fn attention(
     causal: bool,
     precision: AttentionPrecision,
 ) -> Tensor<4> {
-    // Without a mask, on GPUs: sift's flash kernel, whole (it writes no score matrix), in f32.
-    // Not for f16 attention in SPIR-V builds, where burn's op has tensor-core flash kernels
-    // (1.6 ms per vision layer where they launch, against 2.3 for sift's in f32 through WGSL;
+    // On GPUs, sift's flash kernel where chosen (`kernels::use_flash_attention`): whole (it
+    // writes no score matrix), in f32, reading each key head for its query heads. Not for f16
+    // attention in SPIR-V builds, where burn's op has tensor-core flash kernels (1.6 ms per
+    // vision layer where they launch, against 2.3 for sift's in f32 through WGSL;
     // docs/performance.md): that choice stays with the measurement per class of shapes.
     let tensor_cores = cfg!(feature = "vulkan") && precision == AttentionPrecision::F16;
-    if !causal && !tensor_cores {
+    if !tensor_cores {
         let scale = (q.dims()[3] as f32).powf(-0.5);
-        if let Some(out) = crate::kernels::flash_attention(&q, &k, &v, scale) {
+        if let Some(out) = crate::kernels::flash_attention(&q, &k, &v, scale, causal) {
             return out.cast(DType::F32);
         }
     }
+    let heads = q.dims()[1];
+    let [k, v] = [k, v].map(|t| repeat_heads(t, heads));
     let budget = score_budget(&q.device());
     attention_in_chunks(q, k, v, causal, precision, budget, |chunk| {
         Kernel::for_chunk(chunk, causal, precision)
     })
+}
+
+/// `[batch, key_heads, keys, head_dim]` with each key head repeated for the query heads it
+/// serves: `[batch, heads, keys, head_dim]`.
+fn repeat_heads(t: Tensor<4>, heads: usize) -> Tensor<4> {
+    let [batch, key_heads, keys, head_dim] = t.dims();
+    if key_heads == heads {
+        return t;
+    }
+    t.unsqueeze_dim::<5>(2)
+        .expand([batch, key_heads, heads / key_heads, keys, head_dim])
+        .reshape([batch, heads, keys, head_dim])
 }
 
 /// `count` consecutive segments of `length` rows from `start`, computed as one batch: a video's

@@ -107,14 +107,6 @@ impl TextAttention {
             keys: rope::apply_rotary(k, rotary),
             values: v,
         };
-        // Grouped-query attention: KV head g serves query heads g·rep .. (g+1)·rep.
-        let rep = heads / kv_heads;
-        let repeat = |t: Tensor<4>| {
-            let [batch, _, keys, _] = t.dims();
-            t.unsqueeze_dim::<5>(2)
-                .expand([batch, kv_heads, rep, keys, head_dim])
-                .reshape([batch, heads, keys, head_dim])
-        };
         let precision = AttentionPrecision::of(&self.q_proj);
         // Segments of one length side by side form one batch. A segment's queries are the
         // last of the keys it sees: the past's, then its own.
@@ -133,7 +125,7 @@ impl TextAttention {
             };
             let device = q.device();
             let out = profile::stage("decoder attention", &device, || {
-                attention(run.batch(&q), repeat(k), repeat(v), true, precision)
+                attention(run.batch(&q), k, v, true, precision)
             });
             run.unbatch(out)
         };

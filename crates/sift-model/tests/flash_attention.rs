@@ -1,11 +1,12 @@
-//! sift's flash attention kernel against `softmax(q·kᵀ · scale) · v` written out with burn's
-//! ops, in f32, at head widths of both models' towers (64, 72) and the kernel's limit (128),
-//! with queries and keys that fill no whole block: on wgpu (lavapipe: `.ci/test
+//! sift's flash attention kernel against `softmax(q·kᵀ · scale [+ causal mask]) · v` written
+//! out with burn's ops, in f32, at head widths of both models' towers (64, 72) and the kernel's
+//! limit (128, the decoders'), with queries and keys that fill no whole block, and causal with
+//! grouped key heads, whole or after a past (the decoder's): on wgpu (lavapipe: `.ci/test
 //! --native-gpu`) and in a browser on WebGPU (`wasm-bindgen-test`, from
 //! `web/worker/tests/flash_attention.rs`, which includes this file so that it builds with the
 //! worker's dependencies). On the CPU backend the kernel does not run, which is checked too.
 
-use sift_model::kernels::flash_attention;
+use sift_model::kernels::{FlashAttention, flash_attention, use_flash_attention};
 use sift_model::{Device, Tensor};
 
 /// The comparison, where a GPU runs the kernel: natively with the `wgpu` feature (a feature
@@ -14,7 +15,7 @@ use sift_model::{Device, Tensor};
 mod comparison {
     use super::*;
     use burn::tensor::activation::softmax;
-    use burn::tensor::{DType, TensorData};
+    use burn::tensor::{Bool, DType, TensorData};
 
     /// Deterministic values of order 1, some large enough that a softmax without its running
     /// maximum would overflow.
@@ -44,25 +45,50 @@ mod comparison {
     }
 
     /// The largest difference between the kernel and the formula, per shape
-    /// `[batch, heads, queries, keys, head_dim]`, and the largest output.
-    pub(super) async fn compare(device: &Device) -> Vec<([usize; 5], f32, f32)> {
+    /// `[batch, heads, key_heads, queries, keys, head_dim, causal]`, and the largest output.
+    pub(super) async fn compare(device: &Device) -> Vec<([usize; 7], f32, f32)> {
+        use_flash_attention(FlashAttention::All);
         let mut results = Vec::new();
-        for [batch, heads, queries, keys, head_dim] in [
-            [1, 2, 1, 1, 64],
-            [2, 3, 37, 37, 64],
-            [1, 2, 100, 100, 72],
-            [3, 1, 65, 130, 128],
-            [1, 16, 200, 200, 64],
+        for [batch, heads, key_heads, queries, keys, head_dim, causal] in [
+            [1, 2, 2, 1, 1, 64, 0],
+            [2, 3, 3, 37, 37, 64, 0],
+            [1, 2, 2, 100, 100, 72, 0],
+            [3, 1, 1, 65, 130, 128, 0],
+            [1, 16, 16, 200, 200, 64, 0],
+            // Causal, grouped key heads: a whole prompt, queries after a past of 35 keys (more
+            // than a block), and a workgroup whose last query is past the end.
+            [1, 4, 2, 70, 70, 128, 1],
+            [2, 4, 1, 45, 80, 128, 1],
+            [1, 2, 2, 1, 17, 64, 1],
         ] {
-            let tensor = |len: usize, seed: u64| {
+            let causal = causal == 1;
+            let tensor = |heads: usize, len: usize, seed: u64| {
                 let shape = [batch, heads, len, head_dim];
                 Tensor::<4>::from_data(TensorData::new(values(shape, seed), shape), device)
             };
-            let (q, k, v) = (tensor(queries, 1), tensor(keys, 2), tensor(keys, 3));
+            let q = tensor(heads, queries, 1);
+            let (k, v) = (tensor(key_heads, keys, 2), tensor(key_heads, keys, 3));
+            let repeat = |t: &Tensor<4>| {
+                t.clone()
+                    .unsqueeze_dim::<5>(2)
+                    .expand([batch, key_heads, heads / key_heads, keys, head_dim])
+                    .reshape([batch, heads, keys, head_dim])
+            };
             let scale = (head_dim as f32).powf(-0.5);
-            let formula =
-                softmax((q.clone() * scale).matmul(k.clone().swap_dims(2, 3)), 3).matmul(v.clone());
-            let flash = flash_attention(&q, &k, &v, scale).expect("the kernel runs on GPUs");
+            let scores = (q.clone() * scale).matmul(repeat(&k).swap_dims(2, 3));
+            let scores = match causal {
+                true => {
+                    let offset = (keys - queries) as i64;
+                    let future = Tensor::<2, Bool>::tril_mask([queries, keys], offset, device)
+                        .unsqueeze::<4>()
+                        .expand([batch, heads, queries, keys]);
+                    scores.mask_fill(future, f32::NEG_INFINITY)
+                }
+                false => scores,
+            };
+            let formula = softmax(scores, 3).matmul(repeat(&v));
+            let flash =
+                flash_attention(&q, &k, &v, scale, causal).expect("the kernel runs on GPUs");
             assert_eq!(flash.dtype(), DType::F32);
             let (want, got) = (host(formula).await, host(flash).await);
             let worst = got
@@ -70,19 +96,28 @@ mod comparison {
                 .zip(&want)
                 .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
             let largest = want.iter().fold(0f32, |a, w| a.max(w.abs()));
-            results.push(([batch, heads, queries, keys, head_dim], worst, largest));
+            let shape = [
+                batch,
+                heads,
+                key_heads,
+                queries,
+                keys,
+                head_dim,
+                causal as usize,
+            ];
+            results.push((shape, worst, largest));
         }
         results
     }
 
     /// Both in f32, summed in different orders: within 1e-5 of outputs of order 10. A wrong
     /// block, key or maximum misses by the outputs' own size.
-    pub(super) fn check(results: &[([usize; 5], f32, f32)]) -> String {
+    pub(super) fn check(results: &[([usize; 7], f32, f32)]) -> String {
         for &(shape, worst, largest) in results {
             assert!(
                 largest > 1.0 && worst <= 1e-5 * largest.max(1.0),
-                "[batch, heads, queries, keys, head_dim] = {shape:?}: the flash kernel differs from \
-                 the formula by {worst} (outputs up to {largest})"
+                "[batch, heads, key_heads, queries, keys, head_dim, causal] = {shape:?}: the flash \
+                 kernel differs from the formula by {worst} (outputs up to {largest})"
             );
         }
         format!("compared: {results:?}")
@@ -98,7 +133,9 @@ mod native {
     fn the_flash_kernel_does_not_run_on_the_cpu_backend() {
         let device = Device::flex();
         let t = Tensor::<4>::zeros([1, 1, 4, 8], &device);
-        assert!(flash_attention(&t, &t, &t, 1.0).is_none());
+        use_flash_attention(FlashAttention::All);
+        assert!(flash_attention(&t, &t, &t, 1.0, false).is_none());
+        assert!(flash_attention(&t, &t, &t, 1.0, true).is_none());
     }
 
     #[cfg(feature = "wgpu")]

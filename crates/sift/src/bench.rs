@@ -12,7 +12,7 @@ use serde_json::json;
 use sift_model::{Device, ModelConfig};
 use sift_quant::{Conversion, QuantError, QuantizedWriter};
 
-pub use sift_model::kernels::{Q4Kernels, use_flash_attention, use_q4_kernels};
+pub use sift_model::kernels::{FlashAttention, Q4Kernels, use_flash_attention, use_q4_kernels};
 pub use sift_model::{AttentionKernels, attention_measurements, use_attention_kernels};
 
 use crate::{Content, DocError, ImageSource, Request, Reranker, RgbImage, Video, VideoSource};

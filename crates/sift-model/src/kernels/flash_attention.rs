@@ -1,9 +1,11 @@
-//! `softmax(q·kᵀ · scale) · v` without a score matrix: each invocation keeps one query's row,
-//! its output and its softmax's running maximum and sum in registers, and the workgroup walks
-//! the keys in blocks staged in shared memory (FlashAttention's online softmax). For the
-//! vision tower's attention (no mask, head_dim up to 128), where the written-out formula keeps
-//! a `[heads, L, L]` score matrix: 604 MB per layer for one image, cut into 64 MB chunks in
-//! browsers.
+//! `softmax(q·kᵀ · scale [+ causal mask]) · v` without a score matrix: each invocation keeps
+//! one query's row, its output and its softmax's running maximum and sum in registers, and the
+//! workgroup walks the keys in blocks staged in shared memory (FlashAttention's online
+//! softmax). For the vision tower's attention (no mask, head_dim up to 128), where the
+//! written-out formula keeps a `[heads, L, L]` score matrix: 604 MB per layer for one image,
+//! cut into 64 MB chunks in browsers; and for the decoder's (causal, after a past, grouped
+//! query heads read from their key head without a repeated copy), where the blocks past a
+//! workgroup's last visible key are never read.
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
@@ -29,19 +31,27 @@ fn keys_per_block(head_dim: usize) -> u32 {
 /// records every op; direct in browsers).
 #[backend_extension(Cube, Fusion: cfg(feature = "wgpu"))]
 pub trait FlashAttentionOps: Backend {
-    /// `q [B, H, L, D]`, `k`, `v` `[B, H, S, D]`: `[B, H, L, D]` in `q`'s float type, computed
-    /// in f32.
+    /// `q [B, H, L, D]`, `k`, `v` `[B, G, S, D]` with `G` dividing `H` (query head `h` reads
+    /// key head `h / (H / G)`) and, if `causal`, `S ≥ L` (query `i` sees keys
+    /// `0..=S - L + i`): `[B, H, L, D]` in `q`'s float type, computed in f32.
     #[fusion(dtype = q, shape = q)]
     fn flash_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> FloatTensor<Self>;
 }
 
 impl FlashAttentionOps for CubeBackend {
-    fn flash_attention(q: CubeTensor, k: CubeTensor, v: CubeTensor, scale: f32) -> CubeTensor {
+    fn flash_attention(
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        scale: f32,
+        causal: bool,
+    ) -> CubeTensor {
         let [q, k, v] = [q, k, v].map(into_contiguous);
         let [batch, heads, queries, head_dim] = q.meta.shape().dims::<4>();
         let output = empty_device_dtype(
@@ -63,6 +73,7 @@ impl FlashAttentionOps for CubeBackend {
             scale,
             head_dim,
             block as usize,
+            causal,
             dtype_to_storage_type(q.dtype),
         );
         output
@@ -80,18 +91,34 @@ fn flash_attention_kernel<F: Float>(
     scale: f32,
     #[comptime] head_dim: usize,
     #[comptime] block: usize,
+    #[comptime] causal: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let quads = head_dim / 4;
     let queries = q.shape(2);
     let keys = k.shape(2);
+    // Workgroup row `group` is query head `group % heads` of batch `group / heads`.
+    let heads = q.shape(1);
+    let key_heads = k.shape(1);
     let group = CUBE_POS_Y as usize;
+    let key_group = (group / heads) * key_heads + (group % heads) / (heads / key_heads);
     let threads = CUBE_DIM_X as usize;
     let thread = UNIT_POS_X as usize;
-    let query = CUBE_POS_X as usize * threads + thread;
+    let first_query = CUBE_POS_X as usize * threads;
+    let query = first_query + thread;
     let q_base = (group * queries + query) * head_dim;
-    let kv_base = group * keys * head_dim;
+    let kv_base = key_group * keys * head_dim;
     let active = query < queries;
+    // Causal: query `i` sees keys up to `keys - queries + i`, so the workgroup needs none past
+    // its last query's.
+    let mut last_query = first_query + threads - 1;
+    if last_query >= queries {
+        last_query = queries - 1;
+    }
+    let mut seen_keys = keys;
+    if causal {
+        seen_keys = keys - queries + last_query + 1;
+    }
 
     // The query's row (scaled) and its output, four dimensions to an element.
     let mut row = Array::<Quad>::new(quads);
@@ -114,7 +141,7 @@ fn flash_attention_kernel<F: Float>(
 
     let mut key_block = Shared::<[Quad]>::new_slice(block * quads);
     let mut value_block = Shared::<[Quad]>::new_slice(block * quads);
-    let blocks = (keys + block - 1) / block;
+    let blocks = (seen_keys + block - 1) / block;
     for b in 0..blocks {
         let first = b * block;
         // Stage the block's keys and values, four dimensions per element.
@@ -148,8 +175,13 @@ fn flash_attention_kernel<F: Float>(
                 + partial.extract(1usize)
                 + partial.extract(2usize)
                 + partial.extract(3usize);
-            // Keys past the end weigh nothing.
+            // Keys past the end, or after the query's own position, weigh nothing. Key 0 is
+            // seen by every query, so the first block sets a real maximum and the masked keys'
+            // weights are 0.
             if first + j >= keys {
+                s = f32::new(-3.0e38);
+            }
+            if causal && first + j > keys - queries + query {
                 s = f32::new(-3.0e38);
             }
             scores[j] = s;

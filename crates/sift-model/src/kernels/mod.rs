@@ -14,7 +14,6 @@ mod q4_matmul;
 type Quad = cubecl::prelude::Vector<f32, cubecl::prelude::Const<4>>;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Tensor;
 
@@ -92,36 +91,66 @@ fn on_gpu(device: &burn::tensor::Device) -> bool {
     matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_))
 }
 
-static FLASH_ATTENTION: AtomicBool = AtomicBool::new(true);
+/// Which attention sift's flash kernel computes on GPUs (`sift bench --flash-attention`);
+/// the rest goes through `attention`'s other kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum FlashAttention {
+    /// None.
+    Off,
+    /// Attention without a mask (the vision towers'), where it measured 1.5–2.2× faster than
+    /// burn's kernels (docs/performance.md).
+    #[default]
+    Unmasked,
+    /// Also the decoder's causal attention, grouped query heads read from their key head
+    /// (not measured on a GPU yet, so not the default).
+    All,
+}
 
-/// Sets whether this process computes attention without a mask through sift's flash kernel on
-/// GPUs (`sift bench --flash-attention`); otherwise through `attention`'s other kernels.
-pub fn use_flash_attention(on: bool) {
-    FLASH_ATTENTION.store(on, Ordering::Relaxed);
+static FLASH_ATTENTION: Mutex<FlashAttention> = Mutex::new(FlashAttention::Unmasked);
+
+/// Sets which attention this process computes through sift's flash kernel on GPUs.
+pub fn use_flash_attention(flash: FlashAttention) {
+    *FLASH_ATTENTION.lock().unwrap_or_else(|e| e.into_inner()) = flash;
+}
+
+fn flash_for(causal: bool) -> bool {
+    match *FLASH_ATTENTION.lock().unwrap_or_else(|e| e.into_inner()) {
+        FlashAttention::Off => false,
+        FlashAttention::Unmasked => !causal,
+        FlashAttention::All => true,
+    }
 }
 
 /// The widest head the flash kernel takes: its registers hold a query row and its output.
 const FLASH_HEAD_DIM: usize = 128;
 
-/// `softmax(q·kᵀ · scale) · v` without a mask for `q [B, H, L, D]`, `k`, `v` `[B, H, S, D]`, in
-/// `q`'s float type, computed in f32, through sift's flash kernel; `None` where it does not run
-/// (the CPU backend, heads wider than 128 or not a multiple of 4 wide, or switched off).
+/// `softmax(q·kᵀ · scale [+ causal mask]) · v` for `q [B, H, L, D]`, `k`, `v` `[B, G, S, D]`
+/// with `G` dividing `H` (grouped-query attention: query head `h` reads key head
+/// `h / (H / G)`) and, if `causal`, `S ≥ L` (the queries are the last `L` positions of the
+/// keys), in `q`'s float type, computed in f32, through sift's flash kernel; `None` where it
+/// does not run (the CPU backend, heads wider than 128 or not a multiple of 4 wide, or not
+/// chosen by [`use_flash_attention`]).
 pub fn flash_attention(
     q: &Tensor<4>,
     k: &Tensor<4>,
     v: &Tensor<4>,
     scale: f32,
+    causal: bool,
 ) -> Option<Tensor<4>> {
+    let [_, heads, queries, head_dim] = q.dims();
+    let [_, key_heads, keys, _] = k.dims();
+    debug_assert!(key_heads > 0 && heads.is_multiple_of(key_heads));
+    debug_assert!(!causal || keys >= queries);
+    if !flash_for(causal) || head_dim > FLASH_HEAD_DIM || !head_dim.is_multiple_of(4) {
+        return None;
+    }
     #[cfg(any(feature = "wgpu", feature = "webgpu"))]
     {
         use burn::backend::Dispatch;
         use flash_attention::FlashAttentionOps;
 
-        if !on_gpu(&q.device())
-            || !FLASH_ATTENTION.load(Ordering::Relaxed)
-            || q.dims()[3] > FLASH_HEAD_DIM
-            || !q.dims()[3].is_multiple_of(4)
-        {
+        if !on_gpu(&q.device()) {
             return None;
         }
         Some(Tensor::from_dispatch(Dispatch::flash_attention(
@@ -129,18 +158,12 @@ pub fn flash_attention(
             k.clone().into_dispatch(),
             v.clone().into_dispatch(),
             scale,
+            causal,
         )))
     }
     #[cfg(not(any(feature = "wgpu", feature = "webgpu")))]
     {
-        let _ = (
-            q,
-            k,
-            v,
-            scale,
-            FLASH_ATTENTION.load(Ordering::Relaxed),
-            FLASH_HEAD_DIM,
-        );
+        let _ = (v, scale);
         None
     }
 }
