@@ -1,13 +1,20 @@
 // End-to-end test of the browser app, through the page only, in headless Chromium on WebGPU
 // (SwiftShader). It serves dist/ and a tiny 4-bit model on 127.0.0.1, then: loads the model
-// with visible progress; adds a text, an image and a VP9 video document and a text+image query;
-// reranks and checks every score against native `sift rerank` on the same 4-bit model and
-// files; reloads and gets the model from the browser's storage with no request for it; damages
-// a stored shard and sees it fetched again; removes a document and reranks; crashes the worker
-// mid-run and sees the page recover with its inputs intact; converts the same model from a
-// hub-style server (sharded checkpoint, files behind redirects) in the page, cut off and
-// resumed, into the bytes `sift quantize` writes, and scores with it. Screenshots of the real
-// page go to docs/screenshots/.
+// with visible progress and a storage line from what the page stored; adds a text+image query
+// and texts, a document of a text and an image, an image and a VP9 video (shown by a poster
+// frame); corrects settings it cannot use; reranks and checks every score against native
+// `sift rerank` on the same 4-bit model and files, shown with the digits that order them, with
+// the run's time; on a phone, the results first and Rerank in reach; removes documents after
+// and during a run (ranking, status and export follow); reloads mid-rerank (said, and run
+// again) and gets the model from the browser's storage with no request for it; damages a
+// stored shard and sees it fetched again; cuts text at a length limit as native does; a query
+// image that cannot be read (said once, by the query); bad files, each with its error in the
+// page's words, across its row; the query video's sampling note under it alone; converts the
+// same model from a hub-style server (sharded checkpoint, files behind redirects) in the page,
+// cut off and resumed, into the bytes `sift quantize` writes, and scores with it; crashes the
+// worker mid-run and sees the page recover with its inputs intact; on the next visit, the model
+// used last (converted, or a picked folder) loads by itself. Screenshots of the real page
+// (desktop and phone) go to docs/screenshots/.
 //
 // usage: node tests/web/e2e.mjs   (after the `trunk build`s of .ci/test)
 // env:   SIFT_BIN (default target/debug/sift), DIST (default dist), DIST_SUB (default dist-sub,
@@ -105,25 +112,57 @@ const media = {
   queryImage: ['rerank/mixed/tiny.png', 'tiny.png'],
   image: ['rerank/mixed/sky.jpg', 'sky.jpg'],
   video: ['video/clips/vp9.webm', 'vp9.webm'],
+  corrupt: ['bad_inputs/corrupt.jpg', 'corrupt.jpg'],
+  empty: ['bad_inputs/empty.png', 'empty.png'],
+  wide: ['bad_inputs/wide_201_to_1.png', 'wide_201_to_1.png'],
+  pdf: ['bad_inputs/notes.pdf', 'notes.pdf'],
 };
 for (const [from, name] of Object.values(media)) {
   fs.copyFileSync(path.join(golden, from), path.join(files, name));
 }
 const file = (key) => path.join(files, media[key][1]);
+// Not a video at all, under a video's name.
+const brokenVideo = path.join(files, 'broken.mp4');
+fs.writeFileSync(brokenVideo, Buffer.from('this is no video, only text under a video name\n'.repeat(40)));
+// sky.jpg (300x200) tagged "rotate 90°" (EXIF orientation 6): the model, like the reference,
+// reads it as stored, landscape; a browser left to itself shows it portrait.
+const rotated = path.join(files, 'rotated.jpg');
+{
+  const jpeg = fs.readFileSync(file('image'));
+  const tiff = Buffer.from([0x4d, 0x4d, 0, 0x2a, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'binary'), tiff]);
+  const marker = Buffer.from([0xff, 0xe1, 0, 0]);
+  marker.writeUInt16BE(payload.length + 2, 2);
+  fs.writeFileSync(rotated, Buffer.concat([jpeg.subarray(0, 2), marker, payload, jpeg.subarray(2)]));
+}
 const queryText = 'a blue sky over green plants';
 const docText = 'Green plants need light to grow.';
-// The documents in the order the page adds them: text, then the picked files by name.
+// Natively 8.7e-5 below docText's score: both 0.3193 at 4 decimals.
+const closeText = 'Clouds drift in the sky.';
+// Long enough to be cut at 128 tokens (its score moves), where the other documents are not.
+const longText = Array(8).fill('Plants turn sunlight, water and air into sugar and oxygen; this is '
+  + 'photosynthesis, and it happens in the green parts of leaves.').join(' ');
+const mixedText = 'A clear day in the garden.';
+const maxLength = 128;
+// The documents in the order the page adds them: the texts, the text+image document, then the
+// picked files by name.
 const request = {
   query: { text: queryText, image: 'tiny.png' },
-  documents: [{ text: docText }, { image: 'sky.jpg' }, { video: 'vp9.webm' }],
+  documents: [{ text: docText }, { text: closeText }, { text: longText }, { text: mixedText, image: 'sky.jpg' },
+    { image: 'sky.jpg' }, { video: 'vp9.webm' }],
 };
 fs.writeFileSync(path.join(files, 'request.json'), JSON.stringify(request));
-const native = JSON.parse(
-  execFileSync(siftBin, ['rerank', '--model', modelDir, path.join(files, 'request.json')]).toString(),
-);
-const nativeScore = Object.fromEntries(native.results.map((r) => [r.index, r.score]));
-log(`native scores: ${JSON.stringify(nativeScore)}`);
+const nativeScores = (...extra) => Object.fromEntries(JSON.parse(execFileSync(siftBin,
+  ['rerank', '--model', modelDir, ...extra, path.join(files, 'request.json')]).toString())
+  .results.map((r) => [r.index, r.score]));
+const nativeScore = nativeScores();
+const nativeCut = nativeScores('--max-length', String(maxLength));
+log(`native scores: ${JSON.stringify(nativeScore)}; at --max-length ${maxLength}: ${JSON.stringify(nativeCut)}`);
 const videoGolden = JSON.parse(fs.readFileSync(path.join(golden, 'video/vp9/expected.json')));
+// Bytes of the quantized model's files, as the page should report them stored.
+const modelBytes = fs.readdirSync(modelDir).reduce((sum, f) => sum + fs.statSync(path.join(modelDir, f)).size, 0);
+// What the CLI says and the page must not: positions instead of names, flags, command lines.
+const cliWording = /image \d+ of the|video \d+ of the|ffmpeg|\bAVI\b|frame images|--max|`|Options::|IN -c:v/;
 
 // ---------------------------------------------------------------- servers
 const types = {
@@ -229,6 +268,14 @@ async function shoot(name) {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
+// The same page on a phone, then back on the desktop.
+async function shootPhone(name) {
+  await page.setViewportSize(phone);
+  await shoot(name);
+  await page.setViewportSize(desktop);
+}
+const desktop = { width: 1280, height: 900 };
+const phone = { width: 390, height: 844 };
 
 /// The scored results as the page shows them: kind, score, error, video sampling.
 async function results() {
@@ -237,20 +284,75 @@ async function results() {
     kind: row.dataset.kind,
     state: row.dataset.state,
     score: row.dataset.score === '' ? null : Number(row.dataset.score),
+    shown: row.querySelector('[data-testid="score"]')?.textContent ?? null,
     error: row.querySelector('[data-testid="doc-error"]')?.textContent ?? null,
     video: [...row.querySelectorAll('[data-testid="video-sample"]')].map((v) => ({
+      video: Number(v.dataset.video),
       indices: v.dataset.indices.split(',').map(Number),
       timestamps: v.dataset.timestamps.split(','),
     })),
   })));
 }
-async function rerankAndWait(timeout = 900_000) {
-  await byTestId('rerank').click();
+async function waitDone(timeout = 900_000) {
   await page.waitForSelector('[data-testid="run-status"][data-running="false"]', { timeout });
   return results();
 }
+async function rerankAndWait(timeout = 900_000) {
+  await byTestId('rerank').click();
+  return waitDone(timeout);
+}
 async function waitReady(timeout = 600_000) {
   await page.waitForSelector('[data-testid="model-status"][data-state="ready"]', { timeout });
+}
+async function docIds() {
+  return page.$$eval('[data-testid="doc"]', (d) => d.map((x) => Number(x.dataset.id)));
+}
+/// The export the page downloads, parsed.
+async function exported() {
+  const [download] = await Promise.all([page.waitForEvent('download'), byTestId('export').click()]);
+  return JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
+}
+/// A run's page scores against native ones: `nativeIndex` maps a page id to its request index.
+function compare(got, nativeIndex, expected, what) {
+  for (const row of got) {
+    const index = nativeIndex.get(row.id);
+    assert.ok(index !== undefined, `${what}: document ${row.id} is one of the request's`);
+    assert.equal(row.state, 'scored', `${what}, document ${index}: ${row.error}`);
+    const tolerance = row.kind === 'video' ? 1e-2 : 1e-4;
+    const diff = Math.abs(row.score - expected[index]);
+    log(`${what}, ${row.kind} ${index}: page ${row.score}, native ${expected[index]}, difference ${diff.toExponential(2)}`);
+    assert.ok(diff <= tolerance, `${what}: ${row.kind} ${index} score ${row.score} vs native ${expected[index]}`);
+  }
+}
+async function removeDoc(id) {
+  await page.locator(`[data-testid="doc"][data-id="${id}"] [data-testid="remove-doc"]`).click();
+}
+/// The mean brightness (0-255) of the poster frame of the video in `selector`, or null.
+async function posterBrightness(selector) {
+  await page.waitForSelector(`${selector} video[poster]`, { timeout: 60_000 });
+  return page.$eval(`${selector} video[poster]`, async (video) => {
+    const img = new Image();
+    img.src = video.getAttribute('poster');
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext('2d');
+    context.drawImage(img, 0, 0);
+    const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0;
+    for (let i = 0; i < data.length; i += 4) sum += data[i] + data[i + 1] + data[i + 2];
+    return sum / (data.length / 4) / 3;
+  });
+}
+async function openSettings() {
+  await page.$eval('[data-testid="query"] details', (d) => { d.open = true; });
+}
+/// Types `value` in a settings box and leaves it, as a person does.
+async function setSetting(id, value) {
+  await openSettings();
+  await byTestId(id).fill(value);
+  await byTestId(id).press('Tab');
 }
 
 try {
@@ -266,6 +368,7 @@ try {
   assert.equal(await byTestId('f16').isDisabled(), !gpuHasF16, 'the f16 choice follows shader-f16');
   if (!gpuHasF16) assert.match(await byTestId('f16-choice').textContent(), /no f16 arithmetic/);
   await shoot('empty');
+  await shootPhone('empty-phone');
 
   section('loading the model: progress, then a download cut short, then resumed');
   throttle = 2 * 1024 * 1024;
@@ -275,6 +378,7 @@ try {
   await page.waitForFunction(() => /left/.test(document.querySelector('[data-testid="progress"]')?.textContent ?? ''),
     null, { timeout: 60_000 });
   await shoot('loading');
+  await shootPhone('loading-phone');
   const manifest = JSON.parse(fs.readFileSync(path.join(modelDir, 'sift-q4.json')));
   const shard = manifest.shards[0].file;
   await page.waitForFunction((name) => document.querySelector('[data-testid="progress"]')?.textContent.includes(name),
@@ -290,47 +394,118 @@ try {
   assert.ok(!resumed.some((p) => p.endsWith('tokenizer.json')), 'files stored before the cut are not fetched again');
   assert.ok(resumed.some((p) => p.endsWith(shard)), 'the cut file is fetched again');
 
-  section('the query and three documents');
+  section('the storage line counts what the page stored');
+  // The line before the load's end counted the files stored so far; it follows the load.
+  await page.waitForFunction((mb) => {
+    const stored = document.querySelector('[data-testid="storage"]')?.textContent.match(/models ([\d.]+) MB/);
+    return stored && Math.abs(Number(stored[1]) - mb) < 0.2;
+  }, modelBytes / 1e6, { timeout: 30_000 }).catch(() => {});
+  const storageLine = await byTestId('storage').textContent();
+  log(`storage: ${storageLine}`);
+  const storedMb = Number(storageLine.match(/models ([\d.]+) MB/)?.[1]);
+  assert.ok(Math.abs(storedMb - modelBytes / 1e6) < 0.2, `the stored model's ${modelBytes} bytes: ${storageLine}`);
+
+  section('the query and six documents: texts, a text with an image, an image, a video');
   await byTestId('query-text').fill(queryText);
   await byTestId('query-image-input').setInputFiles(file('queryImage'));
-  await byTestId('doc-text').fill(docText);
+  for (const text of [docText, closeText, longText]) {
+    await byTestId('doc-text').fill(text);
+    await byTestId('add-text').click();
+  }
+  await byTestId('doc-text').fill(mixedText);
+  await byTestId('attach-input').setInputFiles(file('image'));
+  assert.equal(await byTestId('add-text').textContent(), 'Add document', 'an attachment makes a document of parts');
   await byTestId('add-text').click();
   await byTestId('doc-files').setInputFiles([file('image'), file('video')]);
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 3);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 6);
   const kinds = await page.$$eval('[data-testid="doc"]', (d) => d.map((x) => x.dataset.kind));
-  assert.deepEqual(kinds, ['text', 'image', 'video']);
+  assert.deepEqual(kinds, ['text', 'text', 'text', 'mixed', 'image', 'video']);
+  const mixedParts = await page.$$eval('[data-testid="doc"][data-kind="mixed"] .preview', (p) => p.map((x) => x.dataset.part));
+  assert.deepEqual(mixedParts, ['text', 'image'], 'the mixed document shows its parts');
+  const ids = await docIds();
+  const nativeIndex = new Map(ids.map((id, index) => [id, index]));
+  const brightness = await posterBrightness('[data-testid="doc"][data-kind="video"]');
+  log(`the video document's poster frame: mean brightness ${brightness.toFixed(1)}`);
+  assert.ok(brightness > 20, 'the video document shows a frame, not a black box');
+  await byTestId('documents').screenshot({ path: path.join(shots, 'mixed.png') });
+  await page.setViewportSize(phone);
+  await byTestId('documents').screenshot({ path: path.join(shots, 'mixed-phone.png') });
+  await page.setViewportSize(desktop);
+
+  section('settings the page cannot use are corrected on screen');
+  await setSetting('fps', '0');
+  assert.equal(await byTestId('fps').inputValue(), '1', 'fps 0 shows the 1 used');
+  assert.match(await byTestId('settings-note').textContent(), /above 0/);
+  await setSetting('max-frames', '7');
+  assert.equal(await byTestId('max-frames').inputValue(), '6', 'an odd Most frames shows the even count used');
+  assert.match(await byTestId('settings-note').textContent(), /pairs/);
+  await setSetting('max-frames', '64');
 
   section('rerank, and every score against native sift rerank');
   let got = await rerankAndWait();
   await shoot('results');
-  await page.setViewportSize({ width: 390, height: 844 });
-  await shoot('phone');
-  await page.setViewportSize({ width: 1280, height: 900 });
-  const ids = await page.$$eval('[data-testid="doc"]', (d) => d.map((x) => Number(x.dataset.id)));
-  for (const [index, id] of ids.entries()) {
-    const row = got.find((r) => r.id === id);
-    assert.ok(row, `document ${index} has a result`);
-    assert.equal(row.state, 'scored', `document ${index}: ${row.error}`);
-    const tolerance = row.kind === 'video' ? 1e-2 : 1e-4;
-    const diff = Math.abs(row.score - nativeScore[index]);
-    log(`${row.kind}: page ${row.score}, native ${nativeScore[index]}, difference ${diff.toExponential(2)}`);
-    assert.ok(diff <= tolerance, `${row.kind} score ${row.score} vs native ${nativeScore[index]}`);
-  }
-  const video = got.find((r) => r.kind === 'video').video[0];
-  assert.deepEqual(video.indices, videoGolden.frames_indices, 'the sampled frames are the reference\'s');
-  assert.deepEqual(video.timestamps.map((t) => `<${Number(t).toFixed(1)} seconds>`), videoGolden.timestamps,
+  compare(got, nativeIndex, nativeScore, 'first run');
+  assert.equal(got.length, 6);
+  const video = got.find((r) => r.kind === 'video').video;
+  assert.equal(video.length, 1, 'the video document has its own sampling note');
+  assert.deepEqual(video[0].indices, videoGolden.frames_indices, 'the sampled frames are the reference\'s');
+  assert.deepEqual(video[0].timestamps.map((t) => `<${Number(t).toFixed(1)} seconds>`), videoGolden.timestamps,
     'the video\'s timestamps are the reference\'s');
   const ranked = got.filter((r) => r.state === 'scored').map((r) => r.score);
   assert.deepEqual(ranked, [...ranked].sort((a, b) => b - a), 'best first');
+  // Neighbours whose scores differ are shown as different numbers (docText and closeText are
+  // 8.7e-5 apart natively).
+  for (const [a, b] of got.slice(1).map((r, i) => [got[i], r])) {
+    if (a.score !== b.score) assert.notEqual(a.shown, b.shown, `${a.score} and ${b.score} shown apart`);
+  }
+  const shownClose = [ids[0], ids[1]].map((id) => got.find((r) => r.id === id).shown);
+  log(`scores shown: ${got.map((r) => r.shown).join(', ')}`);
+  assert.notEqual(shownClose[0], shownClose[1], 'the two close texts are told apart');
+  const status = await byTestId('run-status').textContent();
+  log(`status: ${status}`);
+  assert.match(status, /^6 documents ranked in \d+\.\d s on .+\.$/, 'the run\'s size, time and GPU');
 
-  section('reload: the model comes from storage with no request for it; the inputs are restored');
+  section('on a phone: Rerank in reach, and the results first once a run has started');
+  await page.setViewportSize(phone);
+  await byTestId('documents').scrollIntoViewIfNeeded();
+  const button = await byTestId('rerank').boundingBox();
+  assert.ok(button && button.y >= 0 && button.y + button.height <= phone.height, `Rerank is on screen: ${JSON.stringify(button)}`);
+  const [resultsTop, documentsTop] = await page.evaluate(() => ['#results', '[data-testid="documents"]']
+    .map((s) => document.querySelector(s).getBoundingClientRect().top));
+  assert.ok(resultsTop < documentsTop, 'the results come before the documents');
+  await shoot('results-phone');
+  await page.setViewportSize(desktop);
+
+  section('a document removed after the run leaves its ranking, status and export');
+  await removeDoc(ids[1]);
+  got = await results();
+  assert.equal(got.length, 5);
+  assert.match(await byTestId('run-status').textContent(), /^5 documents ranked in /);
+  let json = await exported();
+  const left = ids.filter((id) => id !== ids[1]);
+  assert.deepEqual(json.results.map((r) => r.index).sort(), [0, 1, 2, 3, 4], 'indices among the documents left');
+  for (const { index, score } of json.results) {
+    assert.ok(Math.abs(score - got.find((r) => r.id === left[index]).score) < 1e-6, `export entry ${index}`);
+  }
+
+  section('reloading mid-rerank: said after the reload, and run again; the model from storage, no request');
   const requestsBefore = modelRequests.length;
+  await byTestId('rerank').click();
+  await page.waitForSelector('[data-testid="run-status"][data-running="true"]');
   await page.reload();
+  await page.waitForSelector('[data-testid="interrupted"]', { timeout: 60_000 });
+  assert.match(await byTestId('interrupted').textContent(), /of 5 documents, was interrupted/);
   await waitReady();
   assert.equal(modelRequests.length, requestsBefore, `no model request after the reload: ${modelRequests.slice(requestsBefore)}`);
   assert.match(await byTestId('model-status').textContent(), /from this browser's storage/);
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 3);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 5);
+  assert.deepEqual(await docIds(), left, 'the documents are restored');
+  assert.equal(await page.locator('[data-testid="doc"][data-kind="mixed"] .preview').count(), 2, 'with their parts');
   assert.equal(await byTestId('query-text').inputValue(), queryText);
+  await byTestId('rerun').click();
+  got = await waitDone();
+  compare(got, nativeIndex, nativeScore, 'run again after the reload');
+  assert.equal(await byTestId('interrupted').count(), 0, 'the offer goes once taken');
 
   section('a damaged file in storage is fetched again');
   await page.evaluate(async (name) => {
@@ -346,10 +521,79 @@ try {
   await waitReady();
   assert.deepEqual(modelRequests.slice(beforeRepair), [`/tiny-q4/${shard}`], 'only the damaged shard is fetched');
 
-  // Removed here, scored by the next rerank (the converted model's, below): two results.
-  section('remove a document');
-  await page.locator('[data-testid="doc"][data-kind="text"] [data-testid="remove-doc"]').click();
-  assert.equal(await page.locator('[data-testid="doc"]').count(), 2);
+  section(`a text-length limit: text cut at ${maxLength} tokens, as native --max-length cuts it`);
+  await setSetting('max-length', String(maxLength));
+  await page.waitForFunction((n) => document.querySelector('[data-testid="model-status"][data-state="ready"]')
+    ?.textContent.includes(`text up to ${n} tokens`), maxLength, { timeout: 600_000 });
+  got = await rerankAndWait();
+  compare(got, nativeIndex, nativeCut, `--max-length ${maxLength}`);
+  const longRow = got.find((r) => r.id === ids[2]);
+  assert.ok(Math.abs(longRow.score - nativeScore[2]) > 1e-3, 'the long text was cut');
+  await setSetting('max-length', '');
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-status"][data-state="ready"]')
+    ?.textContent.includes('text up to 10240 tokens'), null, { timeout: 600_000 });
+
+  section('a query image that cannot be read: said once, by the query');
+  await byTestId('query-image-input').setInputFiles(file('corrupt'));
+  got = await rerankAndWait();
+  const queryError = await byTestId('query-error').textContent();
+  log(`query error: ${queryError}`);
+  assert.match(queryError, /^The query image corrupt\.jpg /);
+  assert.doesNotMatch(queryError, cliWording);
+  assert.ok(got.every((r) => r.error === 'not scored: the query could not be read'), JSON.stringify(got));
+  const bodyText = await page.evaluate(() => document.body.innerText);
+  assert.equal(bodyText.split(queryError).length - 1, 1, 'the query\'s error is shown once');
+  await byTestId('query-image-input').setInputFiles(file('queryImage'));
+
+  section('bad files: each its error in the page\'s words, across its row; a query video\'s note under it alone');
+  await byTestId('query-video-input').setInputFiles(file('video'));
+  const goodIds = await docIds();
+  await byTestId('doc-files').setInputFiles([file('corrupt'), file('empty'), file('wide'), file('pdf'), brokenVideo, rotated]);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 10);
+  assert.match(await byTestId('notice').textContent(), /notes\.pdf/, 'a file of no kind the page takes is named');
+  // The rotated photo is shown as stored (landscape), as the model reads it.
+  const rotatedBox = await page.locator('[data-testid="doc"]:has-text("rotated.jpg") img').boundingBox();
+  assert.ok(rotatedBox.width > rotatedBox.height, `shown as stored: ${JSON.stringify(rotatedBox)}`);
+  got = await rerankAndWait();
+  await shoot('bad-files');
+  await shootPhone('bad-files-phone');
+  const names = await page.$$eval('[data-testid="result"]', (rows) => rows.map((r) => r.querySelector('.name')?.textContent ?? ''));
+  for (const [i, row] of got.entries()) {
+    if (row.state !== 'failed') continue;
+    log(`${names[i]}: ${row.error}`);
+    assert.ok(row.error.includes(names[i]), `the error names ${names[i]}: ${row.error}`);
+    assert.doesNotMatch(row.error, cliWording, `${names[i]}: no CLI wording`);
+  }
+  assert.deepEqual(got.filter((r) => r.state === 'failed').length, 4, 'the four bad files fail');
+  assert.ok(got.find((r) => r.kind === 'image' && names[got.indexOf(r)] === 'rotated.jpg').state === 'scored');
+  const layout = await page.$$eval('[data-testid="result"][data-state="failed"]', (rows) => rows.map((row) => ({
+    row: row.getBoundingClientRect().width,
+    error: row.querySelector('[data-testid="doc-error"]').getBoundingClientRect().width,
+  })));
+  for (const { row, error } of layout) assert.ok(error >= 0.6 * row, `an error reads across its row: ${error} of ${row} px`);
+  const querySamples = await page.$$eval('[data-testid="query"] figure:has(video) [data-testid="video-sample"]', (n) => n.length);
+  assert.equal(querySamples, 1, 'the query video\'s note is under it');
+  assert.equal(await page.locator('[data-testid="doc"]:has-text("broken.mp4") [data-testid="no-preview"]').count(), 1,
+    'a video the browser cannot play says so, not a black box');
+  for (const row of got) {
+    const own = row.kind === 'video' && row.state === 'scored' ? 1 : 0;
+    assert.equal(row.video.length, own, `${row.kind} ${row.id}: only its own videos' notes`);
+    if (own) assert.equal(row.video[0].video, row.id << 8, 'the note under the video it describes');
+  }
+  for (const id of await docIds()) {
+    if (!goodIds.includes(id)) await removeDoc(id);
+  }
+  await page.locator('[data-testid="query"] button[aria-label="Remove the query video"]').click();
+
+  section('a document removed during a run leaves its ranking, status and export');
+  await byTestId('rerank').click();
+  await removeDoc(ids[0]);
+  got = await waitDone();
+  assert.equal(got.length, 4);
+  assert.match(await byTestId('run-status').textContent(), /^4 documents ranked in /);
+  json = await exported();
+  assert.equal(json.results.length, 4, 'the export holds the documents left');
+  const remaining = await docIds();
 
   section('the checkpoint from the hub: converted in the page, cut off, resumed, byte for byte as sift quantize');
   hubThrottle = 1024 * 1024;
@@ -361,7 +605,7 @@ try {
   await page.reload();
   hubThrottle = null;
   const beforeResume = hubRequests.length;
-  // The page first loads the stored model of the URL box, as on any visit.
+  // The page first loads the model used last (the URL's), as on any visit.
   await waitReady();
   await byTestId('hub-load').click();
   await waitReady();
@@ -396,14 +640,8 @@ try {
   assert.equal(stored.manifest, fs.readFileSync(path.join(hubNative, 'sift-q4.json'), 'utf8'), 'the same manifest');
   assert.ok(!stored.names.some((n) => n.startsWith('model-')), `no source file is stored: ${stored.names}`);
   got = await rerankAndWait();
-  assert.equal(got.length, 2, 'the removed document is not scored');
-  for (const row of got) {
-    const index = request.documents.findIndex((d) => (row.kind === 'image' ? d.image : d.video));
-    const tolerance = row.kind === 'video' ? 1e-2 : 1e-4;
-    const diff = Math.abs(row.score - nativeScore[index]);
-    log(`converted in the page, ${row.kind}: ${row.score} vs native ${nativeScore[index]} (${diff.toExponential(2)})`);
-    assert.ok(diff <= tolerance, `${row.kind} with the converted model`);
-  }
+  assert.equal(got.length, 4, 'the removed documents are not scored');
+  compare(got, nativeIndex, nativeScore, 'converted in the page');
 
   section('the worker crashes mid-run: the page recovers with its inputs intact');
   await byTestId('rerank').click();
@@ -417,12 +655,19 @@ try {
   log(`notice: ${notice}`);
   assert.match(notice, /restarted/);
   await waitReady();
-  assert.equal(await page.locator('[data-testid="doc"]').count(), 2, 'documents kept');
+  assert.deepEqual(await docIds(), remaining, 'documents kept');
   assert.equal(await byTestId('query-text').inputValue(), queryText, 'query kept');
   got = await rerankAndWait();
   assert.ok(got.every((r) => r.state === 'scored'), 'scored after the restart');
 
-  section('the site built for a sub-path (--public-url /sift/) runs there, with a model folder picked');
+  section('the next visit loads the model used last by itself: the converted one, not the URL\'s');
+  const [hubBefore, modelBefore] = [hubRequests.length, modelRequests.length];
+  await page.reload();
+  await waitReady();
+  assert.match(await byTestId('model-status').textContent(), /Hugging Face.*from this browser's storage/);
+  assert.equal(hubRequests.length + modelRequests.length, hubBefore + modelBefore, 'nothing fetched');
+
+  section('the site built for a sub-path (--public-url /sift/) runs there, with a model folder picked; the next visit loads it by itself');
   const sub = await serve(subPort, distSub, { prefix: '/sift/' });
   try {
     const other = await context.newPage();
@@ -432,6 +677,10 @@ try {
     await other.locator('[data-testid="model-folder"]').setInputFiles(modelDir);
     await other.waitForSelector('[data-testid="model-status"][data-state="ready"]', { timeout: 600_000 });
     assert.equal(modelRequests.length, before, 'a picked folder needs no network');
+    await other.reload();
+    await other.waitForSelector('[data-testid="model-status"][data-state="ready"]', { timeout: 600_000 });
+    assert.match(await other.locator('[data-testid="model-status"]').textContent(), /on this computer.*from this browser's storage/);
+    assert.equal(modelRequests.length, before, 'nor does loading it again');
     await other.close();
   } finally {
     sub.close();

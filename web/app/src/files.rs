@@ -46,24 +46,25 @@ pub fn list(files: Option<FileList>) -> Vec<File> {
     (0..files.length()).filter_map(|i| files.get(i)).collect()
 }
 
-/// Adds each file as a document, in name order; says which files were skipped and why.
+/// Adds each file as a document of its own, in name order; says which files were skipped and
+/// why.
 pub async fn add_documents(state: AppState, mut files: Vec<File>) {
     files.sort_by_key(|f| f.name());
     let mut skipped = Vec::new();
     for file in files {
         match kind_of(&file) {
             Some(Kind::Image) => {
-                state.add(Item::Image(MediaFile::new(file)));
+                state.add(vec![Item::Image(MediaFile::new(file))]);
             }
             Some(Kind::Video) => {
-                state.add(Item::Video(MediaFile::new(file)));
+                state.add(vec![Item::Video(MediaFile::new(file))]);
             }
             Some(Kind::Text) => match read_text(&file).await {
                 Ok(text) => {
-                    state.add(Item::Text {
+                    state.add(vec![Item::Text {
                         text,
                         name: Some(file.name()),
-                    });
+                    }]);
                 }
                 Err(why) => skipped.push(format!("{} ({why})", file.name())),
             },

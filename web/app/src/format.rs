@@ -39,3 +39,12 @@ pub fn transfer(done: u64, total: u64, started: (u64, f64), now: f64) -> String 
     }
     text
 }
+
+/// A run's time: "9.6 s" under a minute.
+pub fn seconds(s: f64) -> String {
+    if s < 60.0 {
+        format!("{:.1} s", s.max(0.0))
+    } else {
+        duration(s)
+    }
+}

@@ -8,9 +8,13 @@ use web_sys::{File, FileSystemDirectoryHandle, FileSystemFileHandle};
 
 const FOLDER: &str = "sift-session";
 
-/// The stored name of a document's file, and of the query's.
-pub fn doc_key(id: u32) -> String {
-    format!("doc-{id}")
+/// The stored name of a document's file (part `part` of it; the first part's name is the one
+/// a one-file document always had), and of the query's.
+pub fn part_key(id: u32, part: usize) -> String {
+    match part {
+        0 => format!("doc-{id}"),
+        _ => format!("doc-{id}-{part}"),
+    }
 }
 pub const QUERY_IMAGE: &str = "query-image";
 pub const QUERY_VIDEO: &str = "query-video";

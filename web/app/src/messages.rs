@@ -4,7 +4,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sift_web_protocol::{FromWorker, ModelSource, Stage, ToWorker};
 
-use crate::state::{AppState, DocResult, Item, ModelState, Progress, QUERY_MEDIA};
+use crate::state::{
+    AppState, DocResult, Item, LastModel, ModelState, Progress, QUERY_MEDIA, media_part,
+};
 use crate::worker::ModelWorker;
 
 pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
@@ -22,19 +24,26 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
             if state.model.get_untracked() == ModelState::Starting {
                 state.model.set(ModelState::Idle);
             }
-            // On a visit, a model already stored for the URL in the box loads from storage,
-            // with no download.
+            // On a visit, the model used last loads from storage, with no download; before
+            // any was used, one already stored for the URL or repository in the boxes.
             if first && gpu.is_ok() {
+                let stored = |key: &str| models.iter().any(|m| m.complete && m.key == key);
                 let url = normalized(&crate::config::absolute(&state.model_url.get_untracked()));
                 let hub = crate::config::hub_source(&state.hub_repo.get_untracked());
-                let stored = |label: &str| models.iter().any(|m| m.complete && m.source == label);
-                if models
+                let hub_stored = |name: &str| {
+                    let label = sift_web_protocol::hub_label(name);
+                    models.iter().any(|m| m.complete && m.source == label)
+                };
+                let last = state.last_model.get_untracked().filter(|m| stored(&m.key));
+                if let Some(last) = last {
+                    load(worker, state, last.source());
+                } else if models
                     .iter()
                     .any(|m| m.complete && normalized(&m.source) == url)
                 {
                     load(worker, state, ModelSource::Url(url));
                 } else if let ModelSource::Hub { name, .. } = &hub
-                    && stored(&sift_web_protocol::hub_label(name))
+                    && hub_stored(name)
                 {
                     load(worker, state, hub);
                 }
@@ -66,6 +75,11 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
             });
         }
         FromWorker::Loaded(summary) => {
+            if let Some(source) = worker.loaded() {
+                state
+                    .last_model
+                    .set(Some(LastModel::new(summary.key.clone(), &source)));
+            }
             state.model.set(ModelState::Ready(summary));
             request_persistence(state);
         }
@@ -81,11 +95,14 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
             let file = if video == QUERY_MEDIA {
                 state.query_video.get_untracked().map(|m| m.file)
             } else {
+                let (doc, part) = media_part(video);
                 state.docs.with_untracked(|docs| {
-                    docs.iter().find_map(|d| match &d.item {
-                        Item::Video(m) if d.id == video => Some(m.file.clone()),
-                        _ => None,
-                    })
+                    docs.iter()
+                        .find(|d| d.id == doc)
+                        .and_then(|d| match d.parts.get(part) {
+                            Some(Item::Video(m)) => Some(m.file.clone()),
+                            _ => None,
+                        })
                 })
             };
             let worker = worker.clone();
@@ -96,10 +113,20 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
                 None => worker.send(&ToWorker::FramesFailed {
                     job,
                     video,
-                    message: "the video was removed from the page".into(),
+                    message: "it was removed from the page.".into(),
                 }),
             }
         }
+        FromWorker::QueryVideos { job, videos } => state.run.update(|run| {
+            if run.job == job {
+                run.query_videos = videos;
+            }
+        }),
+        FromWorker::QueryFailed { job, message } => state.run.update(|run| {
+            if run.job == job {
+                run.query_error = Some(message);
+            }
+        }),
         FromWorker::Scored {
             job,
             index,
@@ -129,6 +156,7 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
             if run.job == job {
                 run.running = false;
                 run.export = Some(results_json);
+                run.finished = Some(js_sys::Date::now());
             }
         }),
     }
@@ -149,10 +177,7 @@ pub fn load(worker: &ModelWorker, state: AppState, source: ModelSource) {
         detail: String::new(),
         started: (0, js_sys::Date::now()),
     }));
-    worker.send(&ToWorker::Load {
-        source,
-        f16: state.f16.get_untracked(),
-    });
+    worker.send(&state.load_message(source));
 }
 
 /// Asks the browser to keep this site's storage (models are large to fetch again); the answer

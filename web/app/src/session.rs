@@ -1,5 +1,7 @@
 //! The user's query and documents survive a reload: their text and settings in `localStorage`,
-//! their files in the Origin Private File System (private to this site, never uploaded).
+//! their files in the Origin Private File System (private to this site, never uploaded). So do
+//! the model used last (loaded again on the next visit) and a rerank that a reload cut short
+//! (said after the reload, with an offer to run it again).
 
 use std::collections::HashSet;
 
@@ -11,10 +13,17 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, File, FileSystemDirectoryHandle, FileSystemFileHandle};
 
-use crate::kept_files::{QUERY_IMAGE, QUERY_VIDEO, doc_key, folder};
-use crate::state::{AppState, Doc, Item, MediaFile};
+use crate::kept_files::{QUERY_IMAGE, QUERY_VIDEO, folder, part_key};
+use crate::state::{AppState, Doc, Item, LastModel, MediaFile};
 
 const KEY: &str = "sift.session";
+/// Present while a rerank runs: found at start-up, it means a reload interrupted one.
+const RUN_KEY: &str = "sift.running";
+
+#[derive(Serialize, Deserialize)]
+struct RunMark {
+    documents: usize,
+}
 
 #[derive(Serialize, Deserialize, Default)]
 struct Saved {
@@ -23,6 +32,10 @@ struct Saved {
     hub_repo: Option<String>,
     #[serde(default)]
     f16: bool,
+    #[serde(default)]
+    max_length: Option<usize>,
+    #[serde(default)]
+    last_model: Option<LastModel>,
     instruction: String,
     query_text: String,
     fps: f64,
@@ -49,7 +62,22 @@ enum SavedItem {
 #[derive(Serialize, Deserialize)]
 struct SavedDoc {
     id: u32,
-    item: SavedItem,
+    /// A one-part document as sessions saved it before documents had parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    item: Option<SavedItem>,
+    #[serde(default)]
+    parts: Vec<SavedItem>,
+}
+
+fn saved_item(item: &Item) -> SavedItem {
+    match item {
+        Item::Text { text, name } => SavedItem::Text {
+            text: text.clone(),
+            name: name.clone(),
+        },
+        Item::Image(m) => SavedItem::Image(saved_file(m)),
+        Item::Video(m) => SavedItem::Video(saved_file(m)),
+    }
 }
 
 fn saved_file(media: &MediaFile) -> SavedFile {
@@ -69,6 +97,8 @@ pub fn restore_and_save(state: AppState) {
             state.hub_repo.set(repo);
         }
         state.f16.set(saved.f16);
+        state.max_length.set(saved.max_length);
+        state.last_model.set(saved.last_model);
         state.instruction.set(saved.instruction);
         state.query_text.set(saved.query_text);
         if saved.fps > 0.0 {
@@ -85,11 +115,24 @@ pub fn restore_and_save(state: AppState) {
             saved.query_video,
         ));
     }
+    if let Ok(run) = gloo_storage::LocalStorage::get::<RunMark>(RUN_KEY) {
+        state.interrupted.set(Some(run.documents));
+    }
+    Effect::new(move |_| {
+        let (running, documents) = state.run.with(|r| (r.running, r.live().count()));
+        if running {
+            let _ = gloo_storage::LocalStorage::set(RUN_KEY, RunMark { documents });
+        } else {
+            gloo_storage::LocalStorage::delete(RUN_KEY);
+        }
+    });
     Effect::new(move |_| {
         let saved = Saved {
             model_url: Some(state.model_url.get()),
             hub_repo: Some(state.hub_repo.get()),
             f16: state.f16.get(),
+            max_length: state.max_length.get(),
+            last_model: state.last_model.get(),
             instruction: state.instruction.get(),
             query_text: state.query_text.get(),
             fps: state.fps.get(),
@@ -101,14 +144,8 @@ pub fn restore_and_save(state: AppState) {
                 docs.iter()
                     .map(|d| SavedDoc {
                         id: d.id,
-                        item: match &d.item {
-                            Item::Text { text, name } => SavedItem::Text {
-                                text: text.clone(),
-                                name: name.clone(),
-                            },
-                            Item::Image(m) => SavedItem::Image(saved_file(m)),
-                            Item::Video(m) => SavedItem::Video(saved_file(m)),
-                        },
+                        item: None,
+                        parts: d.parts.iter().map(saved_item).collect(),
                     })
                     .collect()
             }),
@@ -130,25 +167,32 @@ async fn restore_files(
     query_video: Option<SavedFile>,
 ) {
     let Ok(folder) = folder().await else { return };
-    let mut missing = Vec::new();
+    let mut missing = 0;
     let mut restored = Vec::new();
     let mut keep = HashSet::new();
     for doc in docs {
-        let item = match doc.item {
-            SavedItem::Text { text, name } => Some(Item::Text { text, name }),
-            SavedItem::Image(f) => read(&folder, &doc_key(doc.id), &f)
-                .await
-                .map(|file| Item::Image(MediaFile::new(file))),
-            SavedItem::Video(f) => read(&folder, &doc_key(doc.id), &f)
-                .await
-                .map(|file| Item::Video(MediaFile::new(file))),
-        };
-        match item {
-            Some(item) => {
-                keep.insert(doc_key(doc.id));
-                restored.push(Doc { id: doc.id, item });
+        let mut parts = Vec::new();
+        for (part, item) in doc.item.into_iter().chain(doc.parts).enumerate() {
+            let key = part_key(doc.id, part);
+            let item = match item {
+                SavedItem::Text { text, name } => Some(Item::Text { text, name }),
+                SavedItem::Image(f) => read(&folder, &key, &f)
+                    .await
+                    .map(|file| Item::Image(MediaFile::new(file))),
+                SavedItem::Video(f) => read(&folder, &key, &f)
+                    .await
+                    .map(|file| Item::Video(MediaFile::new(file))),
+            };
+            match item {
+                Some(item) => {
+                    keep.insert(key);
+                    parts.push(item);
+                }
+                None => missing += 1,
             }
-            None => missing.push(doc.id),
+        }
+        if !parts.is_empty() {
+            restored.push(Doc { id: doc.id, parts });
         }
     }
     if let Some(f) = &query_image
@@ -169,11 +213,10 @@ async fn restore_files(
         *docs = restored;
         docs.extend(added);
     });
-    if !missing.is_empty() {
+    if missing > 0 {
         state.notice.set(Some(format!(
-            "{} file(s) of your last session could not be found in this browser's storage; add \
-             them again.",
-            missing.len()
+            "{missing} file(s) of your last session could not be found in this browser's \
+             storage; add them again."
         )));
     }
     remove_unused(&folder, &keep, &state).await;
@@ -185,9 +228,11 @@ async fn remove_unused(
     keep: &HashSet<String>,
     state: &AppState,
 ) {
-    let in_use: HashSet<String> = state
-        .docs
-        .with_untracked(|docs| docs.iter().map(|d| doc_key(d.id)).collect());
+    let in_use: HashSet<String> = state.docs.with_untracked(|docs| {
+        docs.iter()
+            .flat_map(|d| (0..d.parts.len()).map(|part| part_key(d.id, part)))
+            .collect()
+    });
     let keys = folder.keys();
     let mut names = Vec::new();
     loop {

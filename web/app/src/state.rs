@@ -1,10 +1,13 @@
 //! What the page holds: the user's query and documents (never lost, whatever the worker does),
 //! the model's state, and the results of the last rerank.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use leptos::prelude::*;
-use sift_web_protocol::{Fit, GpuInfo, ModelSummary, Stage, StorageInfo, StoredModel, VideoSample};
+use serde::{Deserialize, Serialize};
+use sift_web_protocol::{
+    Fit, GpuInfo, ModelSource, ModelSummary, Stage, StorageInfo, StoredModel, ToWorker, VideoSample,
+};
 use web_sys::File;
 
 use crate::kept_files;
@@ -28,6 +31,7 @@ impl MediaFile {
     }
 }
 
+/// A part of a document (or of the query): a text, an image or a video.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// Typed or pasted text, or a text file's contents (`name` is the file's).
@@ -58,6 +62,13 @@ impl Item {
             Item::Image(m) | Item::Video(m) => m.name.clone(),
         }
     }
+
+    pub fn media(&self) -> Option<&MediaFile> {
+        match self {
+            Item::Text { .. } => None,
+            Item::Image(m) | Item::Video(m) => Some(m),
+        }
+    }
 }
 
 /// The first `chars` characters of `text` on one line, with an ellipsis if cut.
@@ -70,20 +81,64 @@ pub fn excerpt(text: &str, chars: usize) -> String {
     cut
 }
 
-/// The media id of the query's video in frame requests (documents use their own ids, from 1).
+/// The media id of the query's video in frame requests and sampling notes.
 pub const QUERY_MEDIA: u32 = 0;
 
-/// A document: an id the page gives it, and what it is.
+/// The media id of part `part` of document `doc` (documents' ids start at 1, so none is the
+/// query's). A document holds at most `MAX_PARTS` parts.
+pub fn media_id(doc: u32, part: usize) -> u32 {
+    (doc << 8) | part as u32
+}
+
+/// The document and part of a media id.
+pub fn media_part(id: u32) -> (u32, usize) {
+    (id >> 8, (id & 0xff) as usize)
+}
+
+/// Most parts of one document: the library's default limit of images and videos on one side
+/// (64), and a text.
+pub const MAX_PARTS: usize = 65;
+
+/// A document: an id the page gives it, and its parts (a text, images, videos, in any mix).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Doc {
     pub id: u32,
-    pub item: Item,
+    pub parts: Vec<Item>,
+}
+
+impl Doc {
+    /// Its part's kind, or "mixed".
+    pub fn kind(&self) -> &'static str {
+        match self.parts.as_slice() {
+            [one] => one.kind(),
+            _ => "mixed",
+        }
+    }
+
+    pub fn label(&self) -> String {
+        let first = self.parts.first().map(Item::label).unwrap_or_default();
+        match self.parts.len() {
+            0 | 1 => first,
+            n => format!("{first} and {} more", n - 1),
+        }
+    }
+}
+
+/// A video's poster frame, once the page has started to capture one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Poster {
+    Capturing,
+    /// The frame, as a `data:` URL.
+    Frame(String),
+    /// The browser cannot play the file.
+    Unplayable,
 }
 
 /// The result of one document in the last rerank.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DocResult {
     pub score: Result<f32, String>,
+    /// How its own videos were sampled.
     pub videos: Vec<VideoSample>,
 }
 
@@ -115,12 +170,106 @@ pub struct Run {
     pub job: u32,
     /// The documents of the job, in request order: by their page id.
     pub docs: Vec<u32>,
+    /// Documents removed from the page since the job was sent: left out of its ranking, its
+    /// counts and its export (the worker may still score them).
+    pub removed: HashSet<u32>,
     pub results: HashMap<u32, DocResult>,
     /// Page ids, best first, of the documents scored so far.
     pub order: Vec<u32>,
     pub running: bool,
-    /// The CLI-shaped JSON of a finished run.
+    /// The CLI-shaped JSON of a finished run, as the worker wrote it.
     pub export: Option<String>,
+    /// Why the query could not be read, said once.
+    pub query_error: Option<String>,
+    /// How the query's videos were sampled.
+    pub query_videos: Vec<VideoSample>,
+    /// When it was sent and when it finished (ms since the epoch).
+    pub started: f64,
+    pub finished: Option<f64>,
+}
+
+impl Run {
+    /// The job's documents still on the page, in request order.
+    pub fn live(&self) -> impl Iterator<Item = u32> + '_ {
+        self.docs
+            .iter()
+            .copied()
+            .filter(|id| !self.removed.contains(id))
+    }
+
+    /// The results of the documents still on the page that have one.
+    pub fn live_results(&self) -> impl Iterator<Item = &DocResult> + '_ {
+        self.live().filter_map(|id| self.results.get(&id))
+    }
+
+    /// The finished run's export without the documents removed since: what the CLI prints for
+    /// the documents left (indices among them, in the same order, as removing a document
+    /// changes no other's rank).
+    pub fn export_json(&self) -> Option<String> {
+        let json: serde_json::Value = serde_json::from_str(self.export.as_ref()?).ok()?;
+        let index_of: HashMap<usize, usize> = self
+            .docs
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| !self.removed.contains(id))
+            .enumerate()
+            .map(|(new, (old, _))| (old, new))
+            .collect();
+        let results: Vec<serde_json::Value> = json["results"]
+            .as_array()?
+            .iter()
+            .filter_map(|result| {
+                let old = result["index"].as_u64()? as usize;
+                let mut result = result.clone();
+                result["index"] = (*index_of.get(&old)?).into();
+                Some(result)
+            })
+            .collect();
+        Some(serde_json::json!({ "results": results }).to_string())
+    }
+}
+
+/// Where the last model used came from, to load it again on the next visit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastModel {
+    /// Its storage key.
+    pub key: String,
+    pub source: LastSource,
+}
+
+/// How to load it again: by its URL or repository when it has one (so that a damaged file
+/// can be fetched again), else from storage alone (a folder picked on this computer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LastSource {
+    Url(String),
+    Hub { url: String, name: String },
+    Stored,
+}
+
+impl LastModel {
+    /// The last model from the source the worker was asked to load.
+    pub fn new(key: String, source: &ModelSource) -> Self {
+        let source = match source {
+            ModelSource::Url(url) => LastSource::Url(url.clone()),
+            ModelSource::Hub { url, name } => LastSource::Hub {
+                url: url.clone(),
+                name: name.clone(),
+            },
+            ModelSource::Files(_) | ModelSource::Stored(_) => LastSource::Stored,
+        };
+        Self { key, source }
+    }
+
+    pub fn source(&self) -> ModelSource {
+        match &self.source {
+            LastSource::Url(url) => ModelSource::Url(url.clone()),
+            LastSource::Hub { url, name } => ModelSource::Hub {
+                url: url.clone(),
+                name: name.clone(),
+            },
+            LastSource::Stored => ModelSource::Stored(self.key.clone()),
+        }
+    }
 }
 
 /// All the page's state, as signals; `Copy`, so every component and callback takes it.
@@ -147,9 +296,22 @@ pub struct AppState {
     pub query_video: RwSignal<Option<MediaFile>, LocalStorage>,
     pub fps: RwSignal<f64>,
     pub max_frames: RwSignal<usize>,
+    /// Tokens of a prompt kept before its suffix (longer document text is cut), `None` for
+    /// the model's default; changing it loads the model again.
+    pub max_length: RwSignal<Option<usize>>,
+    /// The library's default `max_length`, as the worker reports it.
+    pub default_max_length: RwSignal<usize>,
+    /// What the page did with a setting it could not use, shown by the settings.
+    pub settings_note: RwSignal<Option<String>>,
     pub docs: RwSignal<Vec<Doc>, LocalStorage>,
     pub next_id: RwSignal<u32>,
     pub run: RwSignal<Run>,
+    /// The documents of a rerank that a reload (or a closed tab) interrupted.
+    pub interrupted: RwSignal<Option<usize>>,
+    /// The model used last, loaded again on the next visit.
+    pub last_model: RwSignal<Option<LastModel>>,
+    /// Poster frames of videos, by the video's object URL.
+    pub posters: RwSignal<HashMap<String, Poster>>,
     /// A problem to show at the top of the page: the worker stopped, a file was refused.
     pub notice: RwSignal<Option<String>>,
 }
@@ -173,31 +335,48 @@ impl AppState {
             query_video: RwSignal::new_local(None),
             fps: RwSignal::new(1.0),
             max_frames: RwSignal::new(64),
+            max_length: RwSignal::new(None),
+            default_max_length: RwSignal::new(0),
+            settings_note: RwSignal::new(None),
             docs: RwSignal::new_local(Vec::new()),
             next_id: RwSignal::new(1),
             run: RwSignal::new(Run::default()),
+            interrupted: RwSignal::new(None),
+            last_model: RwSignal::new(None),
+            posters: RwSignal::new(HashMap::new()),
             notice: RwSignal::new(None),
         }
     }
 
-    /// Adds a document at the end (its file kept for the next visit).
-    pub fn add(&self, item: Item) {
+    /// Adds a document at the end (its files kept for the next visit).
+    pub fn add(&self, parts: Vec<Item>) {
         let id = self.next_id.get_untracked();
         self.next_id.set(id + 1);
-        if let Item::Image(m) | Item::Video(m) = &item {
-            kept_files::store(kept_files::doc_key(id), m.file.clone());
+        for (part, item) in parts.iter().enumerate() {
+            if let Some(m) = item.media() {
+                kept_files::store(kept_files::part_key(id, part), m.file.clone());
+            }
         }
-        self.docs.update(|docs| docs.push(Doc { id, item }));
+        self.docs.update(|docs| docs.push(Doc { id, parts }));
     }
 
+    /// Removes a document, and its result from the run (during a run too: the ranking, the
+    /// counts and the export go on without it).
     pub fn remove(&self, id: u32) {
         self.docs.update(|docs| {
             if let Some(i) = docs.iter().position(|d| d.id == id) {
                 let doc = docs.remove(i);
-                if let Item::Image(m) | Item::Video(m) = doc.item {
-                    let _ = web_sys::Url::revoke_object_url(&m.url);
-                    kept_files::forget(kept_files::doc_key(id));
+                for (part, item) in doc.parts.iter().enumerate() {
+                    if let Some(m) = item.media() {
+                        let _ = web_sys::Url::revoke_object_url(&m.url);
+                        kept_files::forget(kept_files::part_key(id, part));
+                    }
                 }
+            }
+        });
+        self.run.update(|run| {
+            if run.docs.contains(&id) {
+                run.removed.insert(id);
             }
         });
     }
@@ -217,6 +396,15 @@ impl AppState {
             None => kept_files::forget(key.to_string()),
         }
         signal.set(file.map(MediaFile::new));
+    }
+
+    /// The message that loads `source` with the page's settings.
+    pub fn load_message(&self, source: ModelSource) -> ToWorker {
+        ToWorker::Load {
+            source,
+            f16: self.f16.get_untracked(),
+            max_length: self.max_length.get_untracked(),
+        }
     }
 
     pub fn model_ready(&self) -> bool {

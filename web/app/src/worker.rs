@@ -134,11 +134,13 @@ impl ModelWorker {
     fn receive(&self, message: FromWorker) {
         if let FromWorker::Ready {
             default_instruction,
+            default_max_length,
         } = &message
         {
             self.state
                 .default_instruction
                 .set(default_instruction.clone());
+            self.state.default_max_length.set(*default_max_length);
             let queued = {
                 let mut inner = self.inner.borrow_mut();
                 inner.ready = true;
@@ -180,10 +182,7 @@ impl ModelWorker {
         self.send(&ToWorker::Probe);
         // The same source again: its files are in storage now, so nothing is fetched.
         match reload {
-            Some(source) => self.send(&ToWorker::Load {
-                source,
-                f16: state.f16.get_untracked(),
-            }),
+            Some(source) => self.send(&state.load_message(source)),
             None => state.model.set(ModelState::Idle),
         }
     }

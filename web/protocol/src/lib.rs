@@ -66,6 +66,9 @@ pub enum ToWorker {
     Load {
         source: ModelSource,
         f16: bool,
+        /// Tokens of a prompt kept before its 5-token suffix (`RerankOptions::max_length`):
+        /// longer document text is cut. `None`: the reference's default.
+        max_length: Option<usize>,
     },
     /// Delete the stored model with this key; answered by `Probed`.
     Remove(String),
@@ -113,6 +116,7 @@ pub struct StoredModel {
     pub key: String,
     /// The URL or folder it came from.
     pub source: String,
+    /// What its files take in storage, measured file by file.
     pub bytes: u64,
     /// Every file is there and checked.
     pub complete: bool,
@@ -151,6 +155,8 @@ pub struct ModelSummary {
     pub from_storage: bool,
     /// Whether its linear layers compute in f16.
     pub f16: bool,
+    /// Tokens of a prompt kept before its suffix (longer document text is cut).
+    pub max_length: usize,
 }
 
 /// What a model needs of the machine, and whether this one has it.
@@ -181,6 +187,9 @@ pub enum FromWorker {
     /// instruction of the reranker.
     Ready {
         default_instruction: String,
+        /// The reranker's default `max_length` (the reference's), shown as the setting's
+        /// placeholder.
+        default_max_length: usize,
     },
     Probed {
         /// The GPU, or why there is none (a sentence for the user).
@@ -206,8 +215,20 @@ pub enum FromWorker {
         video: u32,
         seek_times: Vec<f64>,
     },
-    /// Document `index` is scored (or why it is not). `order` ranks the documents scored so
-    /// far, best first, failures last.
+    /// How the query's videos were sampled, once they are read.
+    QueryVideos {
+        job: u32,
+        videos: Vec<VideoSample>,
+    },
+    /// The query cannot be used: why, once, in the page's words. Every document is then
+    /// `Scored` with an error saying it was not scored.
+    QueryFailed {
+        job: u32,
+        message: String,
+    },
+    /// Document `index` is scored (or why it is not, in the page's words). `order` ranks the
+    /// documents scored so far, best first, failures last; `videos` tells how the document's
+    /// own videos were sampled.
     Scored {
         job: u32,
         index: usize,

@@ -7,6 +7,8 @@
 #[cfg(target_arch = "wasm32")]
 mod convert;
 #[cfg(target_arch = "wasm32")]
+mod explain;
+#[cfg(target_arch = "wasm32")]
 mod fit;
 #[cfg(target_arch = "wasm32")]
 mod js;

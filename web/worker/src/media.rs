@@ -18,12 +18,12 @@ use web_sys::{Blob, FileReaderSync};
 use crate::js::js_error;
 use crate::reply::post;
 
-/// The whole of a small blob (an image).
+/// The whole of a small blob (an image), or the browser's reason it cannot be read.
 pub fn read_blob(blob: &Blob) -> Result<Vec<u8>, String> {
     let reader = FileReaderSync::new().map_err(|e| js_error(&e))?;
     let buffer: ArrayBuffer = reader
         .read_as_array_buffer(blob)
-        .map_err(|e| format!("the file cannot be read ({}); add it again", js_error(&e)))?;
+        .map_err(|e| js_error(&e))?;
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 

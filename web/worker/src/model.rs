@@ -25,10 +25,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Loads the model `source` names onto `device`, downloading or copying what storage lacks; its
-/// linear layers in f16 if `f16` and the GPU has it.
+/// linear layers in f16 if `f16` and the GPU has it, document text cut at `max_length` tokens
+/// (else at the reference's length).
 pub async fn load(
     source: ModelSource,
     f16: bool,
+    max_length: Option<usize>,
     device: &Device,
     gpu: &GpuInfo,
 ) -> Result<(Reranker, ModelSummary), String> {
@@ -94,18 +96,19 @@ pub async fn load(
         },
     };
     let f16 = f16 && gpu.f16;
+    let options = RerankOptions {
+        precision: if f16 { Precision::F16 } else { Precision::F32 },
+        max_length: max_length.unwrap_or(sift::DEFAULT_MAX_LENGTH),
+        ..RerankOptions::default()
+    };
     let summary = model_summary(
         &dir.key,
         &files.config,
         &requirements,
         &state,
         from_storage,
-        f16,
+        &options,
     );
-    let options = RerankOptions {
-        precision: if f16 { Precision::F16 } else { Precision::F32 },
-        ..RerankOptions::default()
-    };
     let mut loading = Loading::start(manifest.clone(), &state.source, files, device, options)
         .map_err(|e| e.to_string())?;
     let total: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
@@ -224,7 +227,7 @@ fn model_summary(
     requirements: &Requirements,
     state: &State,
     from_storage: bool,
-    f16: bool,
+    options: &RerankOptions,
 ) -> ModelSummary {
     let config: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
     let text = &config["text_config"];
@@ -236,7 +239,8 @@ fn model_summary(
         gpu_weight_bytes: requirements.gpu_weight_bytes,
         storage_bytes: requirements.storage_bytes,
         from_storage,
-        f16,
+        f16: options.precision == Precision::F16,
+        max_length: options.max_length,
     }
 }
 

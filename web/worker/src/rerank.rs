@@ -1,5 +1,7 @@
 //! A rerank job: the query read once, then each document read and scored in turn, its result
-//! and the ranking so far sent to the page as soon as it is known.
+//! and the ranking so far sent to the page as soon as it is known. Errors reach the page in its
+//! own words (`explain`); a query that cannot be read is said once, and the documents are then
+//! marked as not scored instead of each repeating why.
 
 use sift::{
     Content, DocError, ImageSource, ModelError, Request, Reranker, Video, VideoError,
@@ -7,27 +9,27 @@ use sift::{
 };
 use sift_web_protocol::{FromWorker, Media, RerankJob, Side, Stage, VideoSample};
 
+use crate::explain::{NOT_SCORED, Names, doc_error, video_error};
 use crate::media::{FrameInbox, probe, read_blob, sample_info};
 use crate::reply::{Progress, post};
 
 pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
-    let sampling = VideoSampling {
-        fps: job.fps,
-        max_frames: job.max_frames,
+    let budget = VideoBudget {
+        sampling: VideoSampling {
+            fps: job.fps,
+            max_frames: job.max_frames,
+        },
+        max_tokens: reranker.options().max_visual_tokens,
+        max_frame_pixels: reranker.options().image.max_decoded_pixels,
     };
-    let max_tokens = reranker.options().max_visual_tokens;
-    let max_frame_pixels = reranker.options().image.max_decoded_pixels;
+    let query_names = Names::query(&job.query);
     let mut query_videos = Vec::new();
     let query = read_side(
         inbox,
         job.job,
         &job.query,
-        "query",
-        VideoBudget {
-            sampling: &sampling,
-            max_tokens,
-            max_frame_pixels,
-        },
+        query_names,
+        &budget,
         &mut query_videos,
     )
     .await
@@ -38,6 +40,22 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         max_frames: Some(job.max_frames),
         ..Request::default()
     });
+    if !query_videos.is_empty() {
+        post(&FromWorker::QueryVideos {
+            job: job.job,
+            videos: query_videos,
+        });
+    }
+    let mut query = match query {
+        Ok(request) => Some(request),
+        Err(message) => {
+            post(&FromWorker::QueryFailed {
+                job: job.job,
+                message,
+            });
+            None
+        }
+    };
     let prepared = query
         .as_ref()
         .map(|request| reranker.prepare_query(request));
@@ -50,23 +68,12 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
     let mut group: Vec<Content> = Vec::new();
     let mut group_info: Vec<(usize, Vec<VideoSample>)> = Vec::new();
     for (index, side) in job.documents.iter().enumerate() {
-        let mut videos = query_videos.clone();
-        let read = match &prepared {
-            Ok(_) => read_side(
-                inbox,
-                job.job,
-                side,
-                "document",
-                VideoBudget {
-                    sampling: &sampling,
-                    max_tokens,
-                    max_frame_pixels,
-                },
-                &mut videos,
-            )
-            .await
-            .map_err(|e| e.to_string()),
-            Err(e) => Err(DocError::Query(e.to_string()).to_string()),
+        let names = Names::document(side);
+        let mut videos = Vec::new();
+        let read = match &query {
+            Some(_) => read_side(inbox, job.job, side, names, &budget, &mut videos).await,
+            // The query failed: nothing more is read.
+            None => Err(NOT_SCORED.to_string()),
         };
         match read {
             Ok(document) => {
@@ -80,26 +87,44 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
             }
         }
         let due = group.len() == GROUP_DOCUMENTS || (index + 1 == total && !group.is_empty());
-        if let (Ok(prepared), true) = (&prepared, due) {
-            let results = reranker.score_documents_async(prepared, &group).await;
-            group.clear();
-            let mut lost = None;
-            for ((index, videos), result) in group_info.drain(..).zip(results) {
-                if let Err(DocError::Model(ModelError::Gpu(e))) = &result {
-                    lost = Some(e.clone());
+        let Some(prepared_query) = prepared.as_ref().filter(|_| due) else {
+            continue;
+        };
+        let results = reranker.score_documents_async(prepared_query, &group).await;
+        group.clear();
+        let mut lost = None;
+        for ((index, videos), result) in group_info.drain(..).zip(results) {
+            let result = match result {
+                Ok(scored) => Ok(scored.score),
+                Err(DocError::Query(reason)) => {
+                    // Known only once the library reads the query's pixels: said once, by
+                    // the query, and no further document is read.
+                    if let Some(request) = query.take() {
+                        post(&FromWorker::QueryFailed {
+                            job: job.job,
+                            message: explain_query(reranker, request, &job.query, &reason),
+                        });
+                    }
+                    Err(NOT_SCORED.to_string())
                 }
-                scores[index] = Some(result.map(|s| s.score).map_err(|e| e.to_string()));
-                post_scored(job.job, index, &scores, videos);
-                progress.add(1);
-            }
-            if let Some(e) = lost {
-                // A readback that fails means the device is gone: only a new worker, with a
-                // new device, can go on.
-                post(&FromWorker::Fatal(format!(
-                    "the GPU was lost while scoring ({e})"
-                )));
-                return;
-            }
+                Err(e) => {
+                    if let DocError::Model(ModelError::Gpu(detail)) = &e {
+                        lost = Some(detail.clone());
+                    }
+                    Err(doc_error(&e, Names::document(&job.documents[index])))
+                }
+            };
+            scores[index] = Some(result);
+            post_scored(job.job, index, &scores, videos);
+            progress.add(1);
+        }
+        if let Some(e) = lost {
+            // A readback that fails means the device is gone: only a new worker, with a
+            // new device, can go on.
+            post(&FromWorker::Fatal(format!(
+                "the GPU was lost while scoring ({e})"
+            )));
+            return;
         }
     }
     let scores: Vec<Result<f32, String>> = scores.into_iter().flatten().collect();
@@ -107,6 +132,21 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         job: job.job,
         results_json: sift::results_json(&scores, None).to_string(),
     });
+}
+
+/// Why the query cannot be used, in the page's words. The library gives the reason as the
+/// CLI words it; reading the query's content as a document against a plain text gives the
+/// error itself, naming the file.
+fn explain_query(reranker: &Reranker, request: Request, side: &Side, reason: &str) -> String {
+    let probe = Request {
+        query: Content::text("query"),
+        documents: vec![request.query],
+        ..request
+    };
+    match reranker.model_input(&probe, 0) {
+        Err(e) => doc_error(&e, Names::query(side)),
+        Ok(_) => format!("The query could not be read: {reason}."),
+    }
 }
 
 /// Documents read before they are scored together: the library packs them into as few
@@ -146,47 +186,42 @@ fn ranking_so_far(scores: &[Option<Result<f32, String>>]) -> Vec<usize> {
 
 /// How a request's videos are sampled, and the most image and video tokens a pair may hold
 /// (the loaded reranker's limit).
-#[derive(Clone, Copy)]
-struct VideoBudget<'a> {
-    sampling: &'a VideoSampling,
+struct VideoBudget {
+    sampling: VideoSampling,
     max_tokens: usize,
     /// Most pixels of one frame, as for image files (`ImageOptions::max_decoded_pixels`).
     max_frame_pixels: u64,
 }
 
 /// A side's content: texts as typed, images as their bytes, videos sampled from their
-/// container and captured by the page. `videos` collects how each video was sampled.
+/// container and captured by the page; or why not, in the page's words. `videos` collects
+/// how each video was sampled.
 async fn read_side(
     inbox: &FrameInbox,
     job: u32,
     side: &Side,
-    name: &'static str,
-    budget: VideoBudget<'_>,
+    names: Names<'_>,
+    budget: &VideoBudget,
     videos: &mut Vec<VideoSample>,
-) -> Result<Content, DocError> {
+) -> Result<Content, String> {
     let mut content = Content {
         texts: side.texts.clone(),
         ..Content::default()
     };
     for (index, media) in side.images.iter().enumerate() {
-        let bytes = read_blob(&media.file).map_err(|detail| DocError::Image {
-            side: name,
-            index,
-            error: sift::ImageError::Io {
-                path: media.name.clone().into(),
-                source: std::io::Error::other(detail),
-            },
+        let bytes = read_blob(&media.file).map_err(|detail| {
+            format!(
+                "{} could not be read ({detail}). It may have been moved or changed since it \
+                 was added: remove it and add it again.",
+                names.image(index)
+            )
         })?;
         content.images.push(ImageSource::Bytes(bytes));
     }
     for (index, media) in side.videos.iter().enumerate() {
         let frames = read_video(inbox, job, media, budget, videos)
             .await
-            .map_err(|error| DocError::Video {
-                side: name,
-                index,
-                error,
-            })?;
+            .map_err(|error| video_error(&names.video(index), &error))?;
         content
             .videos
             .push(Video::from(VideoSource::Sampled(frames)));
@@ -198,12 +233,12 @@ async fn read_video(
     inbox: &FrameInbox,
     job: u32,
     media: &Media,
-    budget: VideoBudget<'_>,
+    budget: &VideoBudget,
     videos: &mut Vec<VideoSample>,
 ) -> Result<sift::VideoFrames, VideoError> {
     let info = probe(&media.file)?;
     sift::video::check_frame_pixels(info.width, info.height, budget.max_frame_pixels)?;
-    let plan = sift::video::SamplePlan::new(info.frame_times.len(), info.fps, budget.sampling)?;
+    let plan = sift::video::SamplePlan::new(info.frame_times.len(), info.fps, &budget.sampling)?;
     // Refuse an oversized sample before the page seeks and draws a single frame.
     sift::video::check_sample_tokens(
         info.height,

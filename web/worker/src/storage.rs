@@ -125,7 +125,7 @@ pub async fn models() -> Result<Vec<StoredModel>, String> {
         models.push(StoredModel {
             key,
             source: state.source,
-            bytes: state.bytes,
+            bytes: dir.bytes().await,
             complete: state.complete,
         });
     }
@@ -185,6 +185,22 @@ impl ModelDir {
             .await
             .map(|h| Handle(h.unchecked_into()))
             .map_err(|e| format!("stored file {name} is busy or unreadable: {}", js_error(&e)))
+    }
+
+    /// What the folder's files take, measured: the origin's `estimate()` can lag far behind
+    /// what was written (2 kB with a 15 MB model stored).
+    async fn bytes(&self) -> u64 {
+        let mut total = 0;
+        for name in names(&self.dir).await.unwrap_or_default() {
+            let Ok(handle) = JsFuture::from(self.dir.get_file_handle(&name)).await else {
+                continue;
+            };
+            let handle: FileSystemFileHandle = handle.unchecked_into();
+            if let Ok(file) = JsFuture::from(handle.get_file()).await {
+                total += file.unchecked_into::<web_sys::File>().size() as u64;
+            }
+        }
+        total
     }
 
     /// The model's state; empty if it has none or it is unreadable.

@@ -47,7 +47,10 @@ impl Worker {
                  browser's settings"
             )
         })?;
-        let info = sift::gpu_info(&device).ok_or("the GPU's limits could not be read")?;
+        let mut info = sift::gpu_info(&device).ok_or("the GPU's limits could not be read")?;
+        if let Some(name) = adapter_name().await {
+            info.name = name;
+        }
         self.gpu = Some((device, info));
         Ok(self.gpu.clone().expect("just set"))
     }
@@ -68,11 +71,15 @@ impl Worker {
     async fn handle(&mut self, message: ToWorker, inbox: &FrameInbox) {
         match message {
             ToWorker::Probe => self.probe().await,
-            ToWorker::Load { source, f16 } => {
+            ToWorker::Load {
+                source,
+                f16,
+                max_length,
+            } => {
                 // The previous model's GPU memory is freed before the next one loads.
                 self.reranker = None;
                 let loaded = match self.gpu().await {
-                    Ok((device, gpu)) => model::load(source, f16, &device, &gpu).await,
+                    Ok((device, gpu)) => model::load(source, f16, max_length, &device, &gpu).await,
                     Err(e) => Err(e),
                 };
                 match loaded {
@@ -104,6 +111,36 @@ impl Worker {
             ToWorker::Frame { .. } | ToWorker::FramesFailed { .. } => {}
         }
     }
+}
+
+/// The GPU as the browser names it (`GPUAdapterInfo`: "nvidia ampere", "google
+/// swiftshader"), which wgpu's WebGPU backend does not pass on (it says only "WebGPU"). Read
+/// by name: web-sys has these types only behind its unstable APIs.
+async fn adapter_name() -> Option<String> {
+    let get = |object: &JsValue, key: &str| js_sys::Reflect::get(object, &key.into()).ok();
+    let navigator = get(&js_sys::global(), "navigator")?;
+    let gpu = get(&navigator, "gpu")?;
+    let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let adapter = request
+        .call0(&gpu)
+        .ok()?
+        .dyn_into::<js_sys::Promise>()
+        .ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(adapter).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let field = |key| {
+        get(&info, key)
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let description = field("description");
+    let name = if description.is_empty() {
+        format!("{} {}", field("vendor"), field("architecture"))
+    } else {
+        description
+    };
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// Installs the message handler and the job loop, then tells the page it is ready.
@@ -161,5 +198,6 @@ pub fn start() {
     });
     post(&FromWorker::Ready {
         default_instruction: sift::DEFAULT_INSTRUCTION.to_string(),
+        default_max_length: sift::DEFAULT_MAX_LENGTH,
     });
 }

@@ -8,7 +8,7 @@ use sift_web_protocol::{Media, ModelSource, RerankJob, Side, ToWorker};
 
 use crate::files::add_documents;
 use crate::messages::load;
-use crate::state::{AppState, Item, MediaFile, QUERY_MEDIA, Run};
+use crate::state::{AppState, Item, MediaFile, QUERY_MEDIA, Run, media_id};
 use crate::worker::ModelWorker;
 
 /// What every component needs: the state and the worker.
@@ -89,19 +89,16 @@ impl Ctx {
         let docs = state.docs.get_untracked();
         let documents = docs
             .iter()
-            .map(|d| match &d.item {
-                Item::Text { text, .. } => Side {
-                    texts: vec![text.clone()],
-                    ..Side::default()
-                },
-                Item::Image(m) => Side {
-                    images: vec![media(d.id, m)],
-                    ..Side::default()
-                },
-                Item::Video(m) => Side {
-                    videos: vec![media(d.id, m)],
-                    ..Side::default()
-                },
+            .map(|d| {
+                let mut side = Side::default();
+                for (part, item) in d.parts.iter().enumerate() {
+                    match item {
+                        Item::Text { text, .. } => side.texts.push(text.clone()),
+                        Item::Image(m) => side.images.push(media(media_id(d.id, part), m)),
+                        Item::Video(m) => side.videos.push(media(media_id(d.id, part), m)),
+                    }
+                }
+                side
             })
             .collect();
         let job = state.run.with_untracked(|r| r.job) + 1;
@@ -109,9 +106,12 @@ impl Ctx {
             job,
             docs: docs.iter().map(|d| d.id).collect(),
             running: true,
+            started: js_sys::Date::now(),
             ..Run::default()
         });
         state.notice.set(None);
+        state.interrupted.set(None);
+        show_results_on_narrow_screens();
         let instruction = state.instruction.get_untracked();
         self.send(&ToWorker::Rerank(RerankJob {
             job,
@@ -123,3 +123,28 @@ impl Ctx {
         }));
     }
 }
+
+/// On a narrow screen the results come first once a run starts (the stylesheet moves them
+/// up): scrolled to, once they have moved, so that they are seen as they arrive.
+fn show_results_on_narrow_screens() {
+    gloo_timers::callback::Timeout::new(0, || {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let narrow = window
+            .match_media(NARROW)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.matches());
+        let results = window
+            .document()
+            .and_then(|d| d.get_element_by_id("results"));
+        if let (true, Some(results)) = (narrow, results) {
+            results.scroll_into_view();
+        }
+    })
+    .forget();
+}
+
+/// The stylesheet's one-column layout.
+const NARROW: &str = "(max-width: 860px)";

@@ -1,5 +1,6 @@
-//! The documents: typed or pasted texts, and files picked or dropped (images, videos, text
-//! files, whole folders), each shown and removable.
+//! The documents: typed or pasted texts, with images or a video attached to make one document
+//! of several parts, and files picked or dropped (images, videos, text files, whole folders),
+//! each its own document. Each is shown as a card of its parts and is removable.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -7,25 +8,59 @@ use web_sys::HtmlInputElement;
 
 use super::context::Ctx;
 use super::preview::preview;
-use crate::files::{dropped, list};
-use crate::state::{Doc, Item};
+use crate::files::{Kind, dropped, kind_of, list};
+use crate::state::{Doc, Item, MAX_PARTS, MediaFile};
 
 #[component]
 pub fn DocumentsPanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let state = ctx.state;
     let draft = RwSignal::new(String::new());
+    // Images and videos attached to the text being written: one document with it.
+    let attached = RwSignal::new_local(Vec::<Item>::new());
     let files = NodeRef::<leptos::html::Input>::new();
     let folder = NodeRef::<leptos::html::Input>::new();
+    let attach = NodeRef::<leptos::html::Input>::new();
     let dragging = RwSignal::new(false);
 
-    let add_text = move || {
-        let text = draft.get_untracked();
-        if text.trim().is_empty() {
+    let empty = move || draft.with(|t| t.trim().is_empty()) && attached.with(Vec::is_empty);
+    let add_document = move || {
+        if empty() {
             return;
         }
-        state.add(Item::Text { text, name: None });
+        let text = draft.get_untracked();
+        let mut parts = Vec::new();
+        if !text.trim().is_empty() {
+            parts.push(Item::Text { text, name: None });
+        }
+        parts.extend(attached.get_untracked());
+        state.add(parts);
         draft.set(String::new());
+        attached.set(Vec::new());
+    };
+    let on_attach = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let picked = list(input.files());
+        input.set_value("");
+        let mut refused = Vec::new();
+        attached.update(|parts| {
+            for file in picked {
+                match kind_of(&file) {
+                    _ if parts.len() + 1 >= MAX_PARTS => refused.push(file.name()),
+                    Some(Kind::Image) => parts.push(Item::Image(MediaFile::new(file))),
+                    Some(Kind::Video) => parts.push(Item::Video(MediaFile::new(file))),
+                    _ => refused.push(file.name()),
+                }
+            }
+        });
+        if !refused.is_empty() {
+            state.notice.set(Some(format!(
+                "Not attached: {}. A document holds a text and up to {} images and videos; \
+                 add text files as documents of their own.",
+                refused.join(", "),
+                MAX_PARTS - 1
+            )));
+        }
     };
     let on_files = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
@@ -42,7 +77,7 @@ pub fn DocumentsPanel() -> impl IntoView {
     let count = move || state.docs.with(Vec::len);
 
     view! {
-        <section class="card" aria-labelledby="documents-title">
+        <section class="card" aria-labelledby="documents-title" data-testid="documents">
             <h2 id="documents-title">
                 "Documents " <span class="count" data-testid="doc-count">{count}</span>
             </h2>
@@ -52,19 +87,34 @@ pub fn DocumentsPanel() -> impl IntoView {
                     prop:value=move || draft.get()
                     on:input=move |ev| draft.set(event_target_value(&ev))
                     on:keydown=move |ev: leptos::ev::KeyboardEvent| {
-                        if ev.key() == "Enter" && ev.shift_key() { ev.prevent_default(); add_text(); }
+                        if ev.key() == "Enter" && ev.shift_key() { ev.prevent_default(); add_document(); }
                     }></textarea>
             </label>
-            <div class="row">
-                <button data-testid="add-text" on:click=move |_| add_text()
-                    disabled=move || draft.with(|t| t.trim().is_empty())>"Add text"</button>
-                <span class="hint">"Shift+Enter adds it too."</span>
+            <ul class="attached" data-testid="attached">
+                {move || attached.get().into_iter().enumerate().map(|(i, item)| view! {
+                    <li>
+                        <span class="kind">{item.kind()}</span> " " {item.label()}
+                        <button class="small" aria-label=format!("Detach {}", item.label())
+                            on:click=move |_| attached.update(|parts| { parts.remove(i); })>"×"</button>
+                    </li>
+                }).collect_view()}
+            </ul>
+            <div class="row wrap">
+                <button data-testid="add-text" on:click=move |_| add_document() disabled=empty>
+                    {move || if attached.with(Vec::is_empty) { "Add text" } else { "Add document" }}
+                </button>
+                <button data-testid="attach" on:click=move |_| { if let Some(i) = attach.get() { i.click(); } }>
+                    "Attach images or a video"
+                </button>
+                <input type="file" class="hidden" multiple node_ref=attach data-testid="attach-input"
+                    accept="image/*,video/*" on:change=on_attach/>
+                <span class="hint">"Attached files and the text make one document. Shift+Enter adds it too."</span>
             </div>
             <div class="drop" class:dragging=move || dragging.get() data-testid="drop"
                 on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
                 on:dragleave=move |_| dragging.set(false)
                 on:drop=on_drop>
-                <p>"Drop images, videos, text files or whole folders here"</p>
+                <p>"Drop images, videos, text files or whole folders here: each file is a document"</p>
                 <p>
                     <button on:click=move |_| { if let Some(i) = files.get() { i.click(); } }>"Choose files"</button>
                     " "
@@ -84,27 +134,30 @@ pub fn DocumentsPanel() -> impl IntoView {
     }
 }
 
+/// What a document is made of, for its card: "image", or "text + image".
+pub fn kinds(doc: &Doc) -> String {
+    let mut kinds: Vec<&str> = Vec::new();
+    for part in &doc.parts {
+        if !kinds.contains(&part.kind()) {
+            kinds.push(part.kind());
+        }
+    }
+    kinds.join(" + ")
+}
+
 #[component]
 fn DocCard(doc: Doc) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let id = doc.id;
-    let label = doc.item.label();
-    let kind = doc.item.kind();
-    let body = preview(&doc.item, 240);
+    let label = doc.label();
+    let body = preview(&doc, 240, &[]);
     view! {
-        <li class="doc" data-testid="doc" data-id=id data-kind=kind>
-            <span class="kind">{kind}</span>
+        <li class="doc" data-testid="doc" data-id=id data-kind=doc.kind()>
+            <span class="kind">{kinds(&doc)}</span>
             {body}
             <button class="small remove" aria-label=format!("Remove document {label}")
                 data-testid="remove-doc"
-                on:click=move |_| {
-                    ctx.state.remove(id);
-                    // Its result goes too; the job's document order stays, for results to come.
-                    ctx.state.run.update(|run| {
-                        run.results.remove(&id);
-                        run.order.retain(|&d| d != id);
-                    });
-                }>"Remove"</button>
+                on:click=move |_| ctx.state.remove(id)>"Remove"</button>
         </li>
     }
 }

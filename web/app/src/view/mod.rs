@@ -46,7 +46,8 @@ pub fn App() -> impl IntoView {
                 <GpuBadge/>
             </header>
             <Notice/>
-            <main class="columns">
+            // Once a run starts, narrow screens put the results first (the stylesheet).
+            <main class="columns" class:has-run=move || state.run.with(|r| !r.docs.is_empty())>
                 <div class="column inputs">
                     <model::ModelPanel/>
                     <query::QueryPanel/>

@@ -238,6 +238,7 @@ fn ModelStatus() -> impl IntoView {
                 {summary.hidden_size} ", "
                 {format::bytes(summary.gpu_weight_bytes)} " on the GPU"
                 {if summary.f16 { ", computing in f16" } else { "" }}
+                ", text up to " {summary.max_length} " tokens"
                 {if summary.from_storage { ", loaded from this browser's storage" } else { "" }} "."
             </p>
         }
@@ -295,7 +296,8 @@ fn FitLine() -> impl IntoView {
     }
 }
 
-/// What this browser keeps for the page, and the stored models, each removable.
+/// What the page keeps in this browser (its models and your files, as it stored them) and
+/// the space left, and the stored models, each removable.
 #[component]
 fn StorageLine() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
@@ -305,23 +307,49 @@ fn StorageLine() -> impl IntoView {
             ctx.worker.with_value(|w| w.forget_model());
             state.model.set(ModelState::Idle);
         }
+        if state
+            .last_model
+            .with_untracked(|m| m.as_ref().is_some_and(|m| m.key == key))
+        {
+            state.last_model.set(None);
+        }
         ctx.send(&ToWorker::Remove(key));
     };
     let in_use =
         move |key: &str| matches!(state.model.get(), ModelState::Ready(ref m) if m.key == key);
+    // The files kept for the next visit: every image and video of the query and documents.
+    let files_bytes = move || {
+        let docs: f64 = state.docs.with(|docs| {
+            docs.iter()
+                .flat_map(|d| d.parts.iter().filter_map(|p| p.media()))
+                .map(|m| m.file.size())
+                .sum()
+        });
+        let query: f64 = [state.query_image.get(), state.query_video.get()]
+            .iter()
+            .flatten()
+            .map(|m| m.file.size())
+            .sum();
+        (docs + query) as u64
+    };
     view! {
         <div class="storage">
             <p class="hint" data-testid="storage">
                 {move || {
+                    let models: u64 = state.stored.with(|m| m.iter().map(|m| m.bytes).sum());
                     let s = state.storage.get();
-                    if s.quota == 0 {
-                        "Storage: unknown.".to_string()
+                    let free = if s.quota == 0 {
+                        String::new()
                     } else {
-                        format!(
-                            "Storage: {} used, {} free",
-                            format::bytes(s.used),
-                            format::bytes(s.quota.saturating_sub(s.used))
-                        )
+                        format!(" · {} free", format::bytes(s.quota.saturating_sub(s.used)))
+                    };
+                    match (models, files_bytes()) {
+                        (0, 0) => format!("Nothing kept in this browser yet{free}"),
+                        (models, files) => format!(
+                            "Kept in this browser: models {}, your files {}{free}",
+                            format::bytes(models),
+                            format::bytes(files)
+                        ),
                     }
                 }}
                 {move || match state.persisted.get() {

@@ -1,32 +1,123 @@
-//! A document as the lists show it.
+//! A document as the lists show it: each of its parts, images as the model sees them, videos
+//! as a poster frame, and under each video how the last rerank sampled it.
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
+use sift_web_protocol::VideoSample;
 
-use crate::state::{Item, excerpt};
+use super::context::Ctx;
+use crate::state::{Doc, Item, MediaFile, Poster, excerpt, media_id};
 
-/// A document as the lists show it: a text's excerpt of `chars` characters, an image, or a
-/// playable video, with its file name.
-pub fn preview(item: &Item, chars: usize) -> AnyView {
+/// A document's parts: texts' excerpts of `chars` characters, images, videos; `samples` tell
+/// how its videos were sampled (by media id).
+pub fn preview(doc: &Doc, chars: usize, samples: &[VideoSample]) -> AnyView {
+    let parts = doc
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(part, item)| {
+            let id = media_id(doc.id, part);
+            let sample = samples.iter().find(|s| s.video == id).cloned();
+            part_view(item, chars, sample)
+        })
+        .collect_view();
+    view! { <div class="parts">{parts}</div> }.into_any()
+}
+
+/// One part, with its file name; a video with its sampling note.
+pub fn part_view(item: &Item, chars: usize, sample: Option<VideoSample>) -> AnyView {
     let (media, name) = match item {
         Item::Text { text, name } => (
             view! { <p class="excerpt">{excerpt(text, chars)}</p> }.into_any(),
             name.clone(),
         ),
-        Item::Image(m) => (
-            view! { <img src=m.url.clone() alt=m.name.clone() loading="lazy"/> }.into_any(),
-            Some(m.name.clone()),
-        ),
+        Item::Image(m) => (image(m), Some(m.name.clone())),
         Item::Video(m) => (
-            view! { <video src=m.url.clone() controls muted preload="metadata"></video> }
-                .into_any(),
+            view! { <VideoThumb media=m.clone()/> }.into_any(),
             Some(m.name.clone()),
         ),
     };
     view! {
-        <div class="preview">
+        <div class="preview" data-part=item.kind()>
             {media}
             {name.map(|n| view! { <p class="name">{n}</p> })}
+            {sample.map(video_note)}
         </div>
     }
     .into_any()
+}
+
+/// An image as stored, as the model sees it: the reference ignores an EXIF rotation, so the
+/// preview does too (`image-orientation: none` in the stylesheet). One the browser cannot show
+/// says so instead of showing a broken picture.
+pub fn image(m: &MediaFile) -> AnyView {
+    let broken = RwSignal::new(false);
+    let (url, name) = (m.url.clone(), m.name.clone());
+    view! {
+        <Show when=move || !broken.get() fallback=|| no_preview("this browser cannot show it")>
+            <img class="as-stored" src=url.clone() alt=name.clone() loading="lazy"
+                on:error=move |_| broken.set(true)/>
+        </Show>
+    }
+    .into_any()
+}
+
+fn no_preview(why: &'static str) -> impl IntoView {
+    view! { <p class="no-preview" data-testid="no-preview">"No preview: " {why}</p> }
+}
+
+/// A video that shows a frame of itself before it is played, captured once per video on the
+/// page (an element left to load only its metadata shows a black box).
+#[component]
+pub fn VideoThumb(media: MediaFile) -> impl IntoView {
+    let state = expect_context::<Ctx>().state;
+    let url = media.url.clone();
+    if state.posters.with_untracked(|p| !p.contains_key(&url)) {
+        state.posters.update(|p| {
+            p.insert(url.clone(), Poster::Capturing);
+        });
+        let (file, key) = (media.file.clone(), url.clone());
+        spawn_local(async move {
+            let poster = match crate::capture::poster(&file).await {
+                Some(frame) => Poster::Frame(frame),
+                None => Poster::Unplayable,
+            };
+            state.posters.update(|p| {
+                p.insert(key, poster);
+            });
+        });
+    }
+    let poster = move || state.posters.with(|p| p.get(&url).cloned());
+    move || match poster() {
+        Some(Poster::Unplayable) => no_preview("this browser cannot play it").into_any(),
+        Some(Poster::Frame(frame)) => view! {
+            <video src=media.url.clone() controls muted preload="none" poster=frame
+                data-testid="video-thumb"></video>
+        }
+        .into_any(),
+        _ => view! { <p class="no-preview">"Loading a preview…"</p> }.into_any(),
+    }
+}
+
+/// How a video was sampled: the frames taken and each 2-frame group's time in the prompt.
+pub fn video_note(sample: VideoSample) -> impl IntoView {
+    let times: Vec<String> = sample
+        .timestamps
+        .iter()
+        .map(|t| format!("{t:.1}"))
+        .collect();
+    let indices: Vec<String> = sample.indices.iter().map(|i| i.to_string()).collect();
+    view! {
+        <p class="hint video-note" data-testid="video-sample" data-video=sample.video
+            data-timestamps=times.join(",") data-indices=indices.join(",")>
+            {format!(
+                "{} of {} frames sampled (a {:.2} fps video); the model reads them in pairs \
+                 stamped {} s.",
+                sample.indices.len(),
+                sample.total_frames,
+                sample.fps,
+                times.join(", ")
+            )}
+        </p>
+    }
 }

@@ -1,12 +1,15 @@
-//! The ranking: best first as documents are scored, each with its score as a number and a bar,
-//! failed documents in place with their error, and an export in the CLI's JSON shape.
+//! The ranking: best first as documents are scored, each with its score as a number (with
+//! the digits that tell neighbours apart) and a bar, failed documents in place with their
+//! error across the row, the run's size and time, and an export in the CLI's JSON shape. A
+//! document removed during or after a run leaves its ranking, its counts and its export.
 
 use leptos::prelude::*;
-use sift_web_protocol::VideoSample;
 
 use super::context::Ctx;
+use super::documents::kinds;
 use super::preview::preview;
-use crate::state::{Doc, DocResult};
+use crate::format;
+use crate::state::{Doc, DocResult, Run};
 
 /// One row of the ranking.
 #[derive(Clone, PartialEq)]
@@ -14,6 +17,8 @@ struct Row {
     doc: Doc,
     rank: Option<usize>,
     result: Option<DocResult>,
+    /// Decimals shown for scores.
+    decimals: usize,
 }
 
 #[component]
@@ -25,20 +30,29 @@ pub fn ResultsPanel() -> impl IntoView {
         let run = state.run.get();
         let docs = state.docs.get();
         let find = |id: u32| docs.iter().find(|d| d.id == id).cloned();
+        let ranked: Vec<(Doc, Option<DocResult>)> = run
+            .order
+            .iter()
+            .filter_map(|&id| Some((find(id)?, run.results.get(&id).cloned())))
+            .collect();
+        let scores: Vec<f32> = ranked
+            .iter()
+            .filter_map(|(_, r)| r.as_ref()?.score.as_ref().ok().copied())
+            .collect();
+        let decimals = decimals(&scores);
         let mut rows: Vec<Row> = Vec::new();
         let mut rank = 0;
-        for &id in &run.order {
-            let Some(doc) = find(id) else { continue };
-            let result = run.results.get(&id).cloned();
+        for (doc, result) in ranked {
             let scored = matches!(result, Some(DocResult { score: Ok(_), .. }));
             rank += usize::from(scored);
             rows.push(Row {
                 doc,
                 rank: scored.then_some(rank),
                 result,
+                decimals,
             });
         }
-        for &id in &run.docs {
+        for id in run.live() {
             if !run.results.contains_key(&id)
                 && let Some(doc) = find(id)
             {
@@ -46,46 +60,35 @@ pub fn ResultsPanel() -> impl IntoView {
                     doc,
                     rank: None,
                     result: None,
+                    decimals,
                 });
             }
         }
         rows
     };
     let summary = move || {
-        let run = state.run.get();
-        let done = run.results.len();
-        let total = run.docs.len();
-        if run.running {
-            format!("Scoring… {done} of {total} documents")
-        } else if total == 0 {
-            String::new()
-        } else {
-            let failed = run.results.values().filter(|r| r.score.is_err()).count();
-            match (done < total, failed) {
-                (true, _) => format!("Stopped after {done} of {total} documents."),
-                (false, 0) => format!("{total} documents ranked."),
-                (false, n) => format!(
-                    "{total} documents: {} ranked, {n} could not be scored.",
-                    total - n
-                ),
-            }
-        }
+        let gpu = match state.gpu.get() {
+            Some(Ok(gpu)) => crate::state::excerpt(&gpu.name, 60),
+            _ => "this GPU".into(),
+        };
+        state.run.with(|run| summary(run, &gpu))
     };
     let export = move || {
-        let Some(json) = state.run.with(|r| r.export.clone()) else {
+        let Some(json) = state.run.with(Run::export_json) else {
             return;
         };
         download("sift-results.json", &json);
     };
     view! {
-        <section class="card results" aria-labelledby="results-title" aria-live="polite">
-            <div class="row">
+        <section class="card results" id="results" aria-labelledby="results-title" aria-live="polite">
+            <div class="row rerank-row">
                 <h2 id="results-title" class="grow">"Ranking"</h2>
                 <button class="primary" data-testid="rerank"
                     disabled=move || ctx.blocked().is_some()
                     title=move || ctx.blocked().unwrap_or("Ctrl+Enter")
                     on:click=move |_| ctx.rerank()>"Rerank"</button>
             </div>
+            <Interrupted/>
             <p class="hint" data-testid="run-status"
                 data-running=move || state.run.with(|r| r.running).to_string()>
                 {summary}
@@ -94,7 +97,7 @@ pub fn ResultsPanel() -> impl IntoView {
                 <Steps/>
             </Show>
             <ol class="ranking" data-testid="ranking">
-                <For each=rows key=|r| (r.doc.id, r.rank, r.result.as_ref().map(|x| format!("{:?}", x.score))) let(row)>
+                <For each=rows key=|r| (r.doc.id, r.rank, r.decimals, r.result.as_ref().map(|x| format!("{:?}", x))) let(row)>
                     <ResultRow row=row/>
                 </For>
             </ol>
@@ -106,6 +109,91 @@ pub fn ResultsPanel() -> impl IntoView {
                 </div>
             </Show>
         </section>
+    }
+}
+
+/// Where the run stands, counting only the documents still on the page: "3 documents ranked in
+/// 2.1 s on <GPU>." once done.
+fn summary(run: &Run, gpu: &str) -> String {
+    let total = run.live().count();
+    let done = run.live_results().count();
+    let failed = run.live_results().filter(|r| r.score.is_err()).count();
+    let documents = |n: usize| plural(n, "document");
+    if run.running {
+        return format!("Scoring… {done} of {}", documents(total));
+    }
+    if run.docs.is_empty() {
+        return String::new();
+    }
+    if total == 0 {
+        return "Every document of the last rerank was removed.".into();
+    }
+    if done < total {
+        return format!("Stopped after {done} of {}.", documents(total));
+    }
+    let time = run
+        .finished
+        .map(|end| {
+            format!(
+                " in {} on {gpu}",
+                format::seconds((end - run.started) / 1000.0)
+            )
+        })
+        .unwrap_or_default();
+    match failed {
+        0 => format!("{} ranked{time}.", documents(total)),
+        n => format!(
+            "{}{time}: {} ranked, {n} could not be scored.",
+            documents(total),
+            total - n
+        ),
+    }
+}
+
+/// "1 document", "3 documents".
+fn plural(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+/// The fewest decimals (4 at least) that show every two neighbouring scores (best first) that
+/// differ as different numbers.
+fn decimals(scores: &[f32]) -> usize {
+    (4..=8)
+        .find(|&d| {
+            scores
+                .windows(2)
+                .all(|w| w[0] == w[1] || format!("{:.d$}", w[0]) != format!("{:.d$}", w[1]))
+        })
+        .unwrap_or(8)
+}
+
+/// A rerank that a reload cut short: said, with a button to run it again.
+#[component]
+fn Interrupted() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let state = ctx.state;
+    move || {
+        state.interrupted.get().map(|documents| {
+            view! {
+                <div class="note row wrap" role="status" data-testid="interrupted">
+                    <span class="grow">
+                        {format!(
+                            "The last rerank, of {}, was interrupted: the page was reloaded or \
+                             closed before it finished.",
+                            plural(documents, "document")
+                        )}
+                        {move || (!state.model_ready()).then_some(" It can run again once the model has loaded.")}
+                    </span>
+                    <button class="primary" data-testid="rerun"
+                        disabled=move || ctx.blocked().is_some()
+                        on:click=move |_| ctx.rerank()>"Rerank again"</button>
+                    <button class="link" on:click=move |_| state.interrupted.set(None)>"Dismiss"</button>
+                </div>
+            }
+        })
     }
 }
 
@@ -136,9 +224,17 @@ fn Steps() -> impl IntoView {
 
 #[component]
 fn ResultRow(row: Row) -> impl IntoView {
-    let Row { doc, rank, result } = row;
-    let kind = doc.item.kind();
-    let preview = preview(&doc.item, 160);
+    let Row {
+        doc,
+        rank,
+        result,
+        decimals,
+    } = row;
+    let videos = result
+        .as_ref()
+        .map(|r| r.videos.clone())
+        .unwrap_or_default();
+    let preview = preview(&doc, 160, &videos);
     let (score_view, state_attr) = match &result {
         None => (
             view! { <p class="pending">"scoring…"</p> }.into_any(),
@@ -149,8 +245,8 @@ fn ResultRow(row: Row) -> impl IntoView {
         }) => (
             view! {
                 <div class="score">
-                    <span class="number" data-testid="score">{format!("{score:.4}")}</span>
-                    <div class="bar" role="img" aria-label=format!("score {score:.4} of 1")>
+                    <span class="number" data-testid="score">{format!("{score:.decimals$}")}</span>
+                    <div class="bar" role="img" aria-label=format!("score {score:.decimals$} of 1")>
                         <div class="fill" style:width=format!("{:.1}%", score * 100.0)></div>
                     </div>
                 </div>
@@ -158,48 +254,30 @@ fn ResultRow(row: Row) -> impl IntoView {
             .into_any(),
             "scored",
         ),
-        Some(DocResult { score: Err(e), .. }) => (
-            view! { <p class="error" role="alert" data-testid="doc-error">{e.clone()}</p> }
-                .into_any(),
+        Some(DocResult { score: Err(_), .. }) => (
+            view! { <p class="pending">"no score"</p> }.into_any(),
             "failed",
         ),
+    };
+    let error = match &result {
+        Some(DocResult { score: Err(e), .. }) => Some(view! {
+            <p class="error wide" role="alert" data-testid="doc-error">{e.clone()}</p>
+        }),
+        _ => None,
     };
     let score_attr = match &result {
         Some(DocResult { score: Ok(s), .. }) => s.to_string(),
         _ => String::new(),
     };
-    let videos = result.map(|r| r.videos).unwrap_or_default();
     view! {
-        <li class="result" data-testid="result" data-id=doc.id data-kind=kind data-state=state_attr
+        <li class="result" data-testid="result" data-id=doc.id data-kind=doc.kind() data-state=state_attr
             data-score=score_attr>
             <span class="rank">{rank.map(|r| r.to_string()).unwrap_or_else(|| "–".into())}</span>
-            <span class="kind">{kind}</span>
+            <span class="kind">{kinds(&doc)}</span>
             {preview}
             {score_view}
-            {videos.into_iter().map(video_note).collect_view()}
+            {error}
         </li>
-    }
-}
-
-/// How a video was sampled: the frames taken and each 2-frame group's time in the prompt.
-fn video_note(sample: VideoSample) -> impl IntoView {
-    let times: Vec<String> = sample
-        .timestamps
-        .iter()
-        .map(|t| format!("{t:.1}"))
-        .collect();
-    let indices: Vec<String> = sample.indices.iter().map(|i| i.to_string()).collect();
-    view! {
-        <p class="hint video-note" data-testid="video-sample" data-video=sample.video
-            data-timestamps=times.join(",") data-indices=indices.join(",")>
-            {format!(
-                "{} of {} frames at {:.2} fps; groups at {} s",
-                sample.indices.len(),
-                sample.total_frames,
-                sample.fps,
-                times.join(", ")
-            )}
-        </p>
     }
 }
 

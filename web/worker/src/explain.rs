@@ -1,0 +1,218 @@
+//! The library's errors in the page's words: which file, what is wrong with it, and what to do
+//! in the page. The CLI keeps its own wording (paths, flags, ffmpeg command lines, "image 0 of
+//! the document"); a person using the page has none of those.
+
+use sift::{DocError, ImageError, VideoError};
+use sift_inputs::prompt::TokenizerError;
+use sift_web_protocol::Side;
+
+/// What every document of a run whose query failed says (the reason is said once, by the
+/// query).
+pub const NOT_SCORED: &str = "not scored: the query could not be read";
+
+/// How to get a video this page reads.
+const CONVERT_VIDEO: &str = "Convert it to MP4 (H.264) or WebM (VP9) with a video converter, \
+                             remove it here and add the converted file.";
+
+/// Where the settings that bound videos and text are, in the page.
+const SETTINGS: &str = "under Query, \"Instruction and settings\"";
+
+/// The files of one side, to name them in messages.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    side: &'a Side,
+    query: bool,
+}
+
+impl<'a> Names<'a> {
+    pub fn query(side: &'a Side) -> Self {
+        Self { side, query: true }
+    }
+
+    pub fn document(side: &'a Side) -> Self {
+        Self { side, query: false }
+    }
+
+    /// "sky.jpg", or "The query image sky.jpg".
+    pub fn image(&self, index: usize) -> String {
+        self.name(
+            self.side.images.get(index).map(|m| m.name.as_str()),
+            "image",
+        )
+    }
+
+    pub fn video(&self, index: usize) -> String {
+        self.name(
+            self.side.videos.get(index).map(|m| m.name.as_str()),
+            "video",
+        )
+    }
+
+    fn name(&self, file: Option<&str>, kind: &str) -> String {
+        let file = file.unwrap_or("a file");
+        if self.query {
+            format!("The query {kind} {file}")
+        } else {
+            file.to_string()
+        }
+    }
+
+    /// "This document", or "The query".
+    fn whole(&self) -> &'static str {
+        if self.query {
+            "The query"
+        } else {
+            "This document"
+        }
+    }
+}
+
+/// A document's (or the query's) error, for the person who added the files.
+pub fn doc_error(error: &DocError, names: Names) -> String {
+    match error {
+        DocError::Image { index, error, .. } => image_error(&names.image(*index), error.cause()),
+        DocError::Video { index, error, .. } => video_error(&names.video(*index), error),
+        DocError::TooManyVisualTokens { tokens, limit } => format!(
+            "{} and the query together hold {tokens} image and video tokens, more than the \
+             {limit} the model takes in one pair. Lower \"Frames per second\" or \"Most \
+             frames\" ({SETTINGS}), or use smaller images.",
+            names.whole()
+        ),
+        DocError::TooManyVisuals { count, limit, .. } => format!(
+            "{} has {count} images and videos, more than the {limit} the model takes on one \
+             side. Split it into several documents.",
+            names.whole()
+        ),
+        DocError::Tokenizer(TokenizerError::TooManySpecialTokens { count, max_length }) => {
+            format!(
+                "The text holds {count} special tokens (strings such as <|im_end|> written in \
+                 it), more than the text-length limit of {max_length} tokens, so it cannot be \
+                 cut to fit. Remove those strings from the text, or raise \"Text length \
+                 limit\" ({SETTINGS})."
+            )
+        }
+        DocError::Tokenizer(e) => format!("The model's tokenizer could not read the text ({e})."),
+        DocError::Model(e) => format!(
+            "The model failed on {} ({e}). Press Rerank to try again; if it fails again, reload \
+             the page.",
+            names.whole().to_lowercase()
+        ),
+        DocError::Query(_) => NOT_SCORED.to_string(),
+        DocError::Crashed(e) => format!(
+            "The model stopped on {} ({e}). Press Rerank to try again; if it happens again, \
+             reload the page.",
+            names.whole().to_lowercase()
+        ),
+    }
+}
+
+/// An image's error (`error` is the cause, not a wrapper naming a path).
+fn image_error(name: &str, error: &ImageError) -> String {
+    match error {
+        ImageError::Empty => {
+            format!("{name} is empty (0 bytes). Remove it and add the whole file.")
+        }
+        ImageError::UnsupportedFormat { found } => format!(
+            "{name} is not an image this page can read (it looks like {found}). Save it as PNG, \
+             JPEG or WebP in an image editor, remove it here and add the saved file."
+        ),
+        ImageError::Corrupt { format, detail } => format!(
+            "{name} is a damaged or incomplete {format} file ({detail}). Remove it and add a \
+             complete copy, or one saved again as PNG."
+        ),
+        ImageError::TooLarge {
+            width,
+            height,
+            limit,
+            ..
+        } => format!(
+            "{name} is {width}×{height} pixels, more than the {} megapixels this page decodes \
+             (the model sees at most 1.8 megapixels of any image). Scale it down, remove it \
+             here and add the smaller copy.",
+            megapixels(*limit)
+        ),
+        ImageError::AspectRatio {
+            width,
+            height,
+            ratio,
+            max,
+        } => format!(
+            "{name} is {width}×{height} pixels, {ratio:.0} times as long as it is wide; the \
+             model takes images up to {max} to 1. Crop it, remove it here and add the cropped \
+             image."
+        ),
+        ImageError::FileTooLarge { size, limit, .. } => format!(
+            "{name} is {} MB, more than the {} MB this page reads for one image. Scale it down \
+             or compress it, remove it here and add the smaller copy.",
+            size / 1_000_000,
+            limit / 1_000_000
+        ),
+        ImageError::Io { source, .. } => format!(
+            "{name} could not be read ({source}). It may have been moved or changed since it \
+             was added: remove it and add it again."
+        ),
+        other => format!("{name} cannot be used: {other}."),
+    }
+}
+
+/// A video's error; `name` as [`Names::video`] gives it.
+pub fn video_error(name: &str, error: &VideoError) -> String {
+    match error {
+        VideoError::Unreadable { detail } => {
+            format!("{name} is not a video this page can read ({detail}). {CONVERT_VIDEO}")
+        }
+        VideoError::NoVideoStream => {
+            format!("{name} has no picture, only sound. Add a file with video in it.")
+        }
+        VideoError::UnsupportedCodec { codec } => {
+            format!("{name} is in {codec}, which this page cannot read. {CONVERT_VIDEO}")
+        }
+        VideoError::NoFrames => {
+            format!("{name} holds no frames. Add a video with at least 2 frames.")
+        }
+        VideoError::TooFewFrames { total_frames } => format!(
+            "{name} has {total_frames} frame(s); the model needs at least 2 of a video. Add that \
+             frame as an image instead."
+        ),
+        VideoError::NoFrameRate { .. } => format!(
+            "{name} does not say its frame rate, so its frames cannot be placed in time. \
+             {CONVERT_VIDEO}"
+        ),
+        VideoError::Corrupt { detail } => {
+            format!("{name} is damaged or incomplete ({detail}). {CONVERT_VIDEO}")
+        }
+        VideoError::FrameTooLarge {
+            width,
+            height,
+            limit,
+            ..
+        } => format!(
+            "{name} has frames of {width}×{height} pixels, more than the {} megapixels this \
+             page decodes per frame (the model sees at most 0.8 megapixels of a frame). Scale \
+             it down to 1080p, remove it here and add the smaller file.",
+            megapixels(*limit)
+        ),
+        VideoError::Frame(e) => image_error(&format!("A frame of {name}"), e.cause()),
+        VideoError::InvalidOptions(detail) => format!(
+            "The video settings cannot be used ({detail}). Set \"Frames per second\" and \"Most \
+             frames\" {SETTINGS}."
+        ),
+        VideoError::TooManyTokens {
+            frames,
+            width,
+            height,
+            tokens,
+            limit,
+        } => format!(
+            "{name}: {frames} frames of {width}×{height} pixels make {tokens} video tokens, \
+             more than the {limit} the model takes in one pair. Lower \"Frames per second\" or \
+             \"Most frames\" ({SETTINGS}) and rerank."
+        ),
+        VideoError::NotPlayable { detail } => format!("{name}: {detail}"),
+        other => format!("{name} cannot be used: {other}."),
+    }
+}
+
+fn megapixels(pixels: u64) -> String {
+    format!("{:.0}", pixels as f64 / 1e6)
+}
