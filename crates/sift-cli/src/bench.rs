@@ -68,8 +68,8 @@ pub struct BenchArgs {
     q4_kernel: Q4Kernels,
     /// Which attention goes through sift's flash kernel on GPUs: none (every one through the
     /// kernels `--attention` chooses, the baseline), the attention without a mask (the vision
-    /// tower's), or all of it (the decoder's causal attention too).
-    #[arg(long, value_enum, default_value_t = FlashAttention::Unmasked)]
+    /// tower's; the decoder's through `--attention`'s), or all of it.
+    #[arg(long, value_enum, default_value_t = FlashAttention::All)]
     flash_attention: FlashAttention,
     #[command(flatten)]
     model_options: ModelOptions,
@@ -160,9 +160,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         Q4Kernels::Dequantize => ", 4-bit weights dequantized",
     });
     label.push_str(match args.flash_attention {
-        FlashAttention::Unmasked => "",
+        FlashAttention::All => "",
         FlashAttention::Off => ", no flash attention",
-        FlashAttention::All => ", flash attention in the decoder too",
+        FlashAttention::Unmasked => ", flash attention in the vision tower only",
     });
     if !args.json {
         println!(
