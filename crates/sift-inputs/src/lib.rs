@@ -1,6 +1,8 @@
 //! Turns a rerank request into what the model reads: prompt, token ids, pixels, position ids.
 
 mod file;
+#[cfg(feature = "pdf")]
+pub mod pdf;
 pub mod positions;
 pub mod prompt;
 pub mod video;
