@@ -267,7 +267,7 @@ fn answer(
     let read = batch::parse_line(bytes, base);
     match read.request {
         Ok(request) => labelled(
-            sift::results_json(&reranker.score(&request), top_n),
+            sift::request_results_json(&request, &reranker.score(&request), top_n),
             number,
             read.id,
         ),

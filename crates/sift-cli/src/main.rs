@@ -280,12 +280,9 @@ fn rerank(args: RerankArgs) -> Result<ExitCode, String> {
     })?;
     let reranker = Reranker::load(&model_dir, options).map_err(|e| e.to_string())?;
     if let Some(query) = args.query {
-        let request = quick_request(query, args.instruction, &args.inputs)?;
+        let (request, names) = quick_request(query, args.instruction, &args.inputs)?;
         let scores = score_with_progress(&reranker, &request, &bar);
-        print!(
-            "{}",
-            output::table(&request, &args.inputs, &scores, args.top_n)
-        );
+        print!("{}", output::table(&request, &names, &scores, args.top_n));
         return Ok(ExitCode::SUCCESS);
     }
     let [path] = args.inputs.as_slice() else {
@@ -294,7 +291,10 @@ fn rerank(args: RerankArgs) -> Result<ExitCode, String> {
     let (text, base) = read_request(path)?;
     let request = Request::from_json(&text, &base).map_err(|e| e.to_string())?;
     let scores = score_with_progress(&reranker, &request, &bar);
-    println!("{}", sift::results_json(&scores, args.top_n));
+    println!(
+        "{}",
+        sift::request_results_json(&request, &scores, args.top_n)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -327,44 +327,62 @@ fn read_request(path: &str) -> Result<(String, PathBuf), String> {
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
 const VIDEO_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "webm", "mkv", "avi"];
 
-/// The quick form's documents: an existing image, video or text file, or literal text.
+/// The quick form's documents, with the names the table shows: an existing image, video, PDF
+/// (a document per page) or text file, or literal text.
 fn quick_request(
     query: String,
     instruction: Option<String>,
     docs: &[String],
-) -> Result<Request, String> {
+) -> Result<(Request, Vec<String>), String> {
     if docs.is_empty() {
         return Err("--query needs at least one document after it".into());
     }
-    let documents = docs
-        .iter()
-        .map(|doc| {
-            let path = Path::new(doc);
-            if !path.is_file() {
-                return Ok(Content::text(doc.clone()));
+    let (mut documents, mut names) = (Vec::new(), Vec::new());
+    for doc in docs {
+        let path = Path::new(doc);
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let document = if !path.is_file() {
+            Content::text(doc.clone())
+        } else if IMAGE_EXTENSIONS.contains(&extension.as_str()) {
+            Content::image(ImageSource::Path(path.to_path_buf()))
+        } else if VIDEO_EXTENSIONS.contains(&extension.as_str()) {
+            Content::video(VideoSource::Path(path.to_path_buf()))
+        } else if extension == "pdf" {
+            #[cfg(feature = "pdf")]
+            {
+                let options = sift::pdf::PdfOptions::default();
+                for page in sift::pdf::PdfPage::pages_of(path, doc, None, &options) {
+                    names.push(match page.page {
+                        Some(number) => format!("{doc} · page {number}"),
+                        None => doc.clone(),
+                    });
+                    documents.push(Content::image(ImageSource::PdfPage(page)));
+                }
+                continue;
             }
-            let extension = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_default();
-            if IMAGE_EXTENSIONS.contains(&extension.as_str()) {
-                Ok(Content::image(ImageSource::Path(path.to_path_buf())))
-            } else if VIDEO_EXTENSIONS.contains(&extension.as_str()) {
-                Ok(Content::video(VideoSource::Path(path.to_path_buf())))
-            } else {
-                std::fs::read_to_string(path)
-                    .map(Content::text)
-                    .map_err(|e| format!("cannot read {doc} as UTF-8 text: {e}"))
-            }
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(Request {
+            #[cfg(not(feature = "pdf"))]
+            return Err(format!(
+                "{doc}: this build of sift reads no PDFs; rebuild it with the `pdf` feature"
+            ));
+        } else {
+            std::fs::read_to_string(path)
+                .map(Content::text)
+                .map_err(|e| format!("cannot read {doc} as UTF-8 text: {e}"))?
+        };
+        documents.push(document);
+        names.push(doc.clone());
+    }
+    let request = Request {
         instruction,
         query: Content::text(query),
         documents,
         ..Request::default()
-    })
+    };
+    Ok((request, names))
 }
 
 /// A request's progress on stderr, in documents; its length is set when the request is read.

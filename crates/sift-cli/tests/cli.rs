@@ -455,6 +455,76 @@ fn bad_requests_are_refused_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }
 
+/// A PDF is a document per page: in the quick form each page gets its row, named by file and
+/// page; in a request file each result names its file and page, and a PDF that cannot be
+/// opened is its document's error alone.
+#[test]
+fn pdf_pages_are_ranked_as_documents() {
+    let model = downloaded_model();
+    let pdfs = golden_dir().join("pdf");
+    let report = pdfs.join("report.pdf");
+    let out = sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        "--query",
+        "quarterly revenue",
+        path(&report),
+        "a text",
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in 1..=4 {
+        assert!(
+            table.contains(&format!("report.pdf · page {page}")),
+            "{table}"
+        );
+    }
+    assert_eq!(table.lines().count(), 1 + 4 + 1, "{table}");
+
+    let dir = TempDir::new().unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        serde_json::json!({
+            "query": {"text": "quarterly revenue"},
+            "documents": [{"pdf": path(&report), "pages": "2-3"}, {"pdf": path(&pdfs.join("encrypted.pdf"))}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = stdout_json(&sift(&[
+        "rerank",
+        "--model",
+        path(model.path()),
+        path(&request),
+    ]));
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    let pages: Vec<Value> = results[..2].iter().map(|r| r["page"].clone()).collect();
+    assert!(
+        pages.contains(&2.into()) && pages.contains(&3.into()),
+        "{out}"
+    );
+    assert_eq!(results[0]["pdf"], path(&report));
+    let encrypted = &results[2];
+    assert!(
+        encrypted["score"].is_null() && encrypted.get("page").is_none(),
+        "{out}"
+    );
+    assert!(
+        encrypted["error"]
+            .as_str()
+            .unwrap()
+            .contains("protected by a password"),
+        "{out}"
+    );
+}
+
 /// `--memory-budget` takes sizes as people write them; a budget under the limits' worst case
 /// refuses to load, naming the flags to change, and a size that is not one says how to write it.
 #[test]

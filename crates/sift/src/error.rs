@@ -165,6 +165,14 @@ pub enum DocError {
     Model(#[from] ModelError),
     #[error("the query cannot be used, so no document can be scored: {0}")]
     Query(String),
+    /// A PDF page that could not be rendered, or a PDF that could not be opened (`page` None).
+    #[cfg(feature = "pdf")]
+    #[error("{}: {}", crate::pdf::place(name, *page), error.cause())]
+    Pdf {
+        name: String,
+        page: Option<u32>,
+        error: std::sync::Arc<sift_inputs::pdf::PdfError>,
+    },
     #[error(
         "the model stopped on this document ({0}); the other documents are still scored, and \
          the model is loaded again before the next request. If it happens again, restart sift: \

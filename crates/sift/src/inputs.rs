@@ -141,7 +141,11 @@ impl PairReader<'_> {
         for (index, source) in content.images.iter().enumerate() {
             let image_error = |error| DocError::Image { side, index, error };
             let opts = &self.options.image;
-            let decoded = self.image(source).map_err(image_error)?;
+            let decoded = match source {
+                #[cfg(feature = "pdf")]
+                ImageSource::PdfPage(page) => Cow::Owned(page.render(opts, self.processor)?),
+                source => self.image(source).map_err(image_error)?,
+            };
             let input = sift_inputs::preprocess_image(&decoded, opts, self.processor)
                 .map_err(image_error)?;
             image_tokens.push(input.num_tokens(self.processor.merge_size));
@@ -171,6 +175,12 @@ impl PairReader<'_> {
             ImageSource::Path(path) => load_image_path(path, opts).map(Cow::Owned),
             ImageSource::Bytes(bytes) => load_image(bytes, opts).map(Cow::Owned),
             ImageSource::Pixels(pixels) => Ok(Cow::Borrowed(pixels)),
+            // A document's PDF page is rendered by `side`, which names its file and page.
+            #[cfg(feature = "pdf")]
+            ImageSource::PdfPage(page) => Err(ImageError::InvalidOptions(format!(
+                "{} is a PDF page, which can be a document but not a video frame",
+                crate::pdf::place(&page.name, page.page)
+            ))),
         }
     }
 

@@ -65,7 +65,7 @@
 //! [`quantize`](mod@quantize) converts a checkpoint as its bytes arrive, [`video`] plans and collects the
 //! frames a browser's `<video>` element decodes, [`model_input`] shows what the model reads
 //! (for comparing with the reference), [`batch`] reads JSON Lines batches as `sift rerank --batch`
-//! does, and `bench` (feature `bench`) times the model.
+//! does, `pdf` (feature `pdf`) makes a PDF's pages documents, and `bench` (feature `bench`) times the model.
 //!
 //! The files, in the order a request flows through them: `request` (what a request holds),
 //! `options`, `inputs` (sides read into token ids and pixels, within the limits), `memory`
@@ -85,6 +85,8 @@ pub mod model_input;
 mod options;
 mod parts;
 mod passes;
+#[cfg(feature = "pdf")]
+pub mod pdf;
 mod prefix;
 pub mod quantize;
 mod ranking;
@@ -100,7 +102,7 @@ pub use options::{
 };
 pub use parts::{Loading, ModelFiles};
 pub use quantize::quantize;
-pub use ranking::{Scored, rank, results_json};
+pub use ranking::{Scored, rank, request_results_json, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::Reranker;
 pub use sift_inputs::prompt::{DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH};

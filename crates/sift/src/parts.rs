@@ -84,7 +84,6 @@ impl Loading {
             }
             None => ProcessorConfig::default(),
         };
-        InputMemory::of(&options, &processor).check()?;
         let tokenizer = PromptTokenizer::from_bytes(&files.tokenizer)?;
         let config = ModelConfig::from_json(&String::from_utf8_lossy(&files.config))?;
         LoadError::check_processor(
@@ -95,6 +94,7 @@ impl Loading {
             "config.json",
         )?;
         LoadError::check_vocabulary(&tokenizer, &config)?;
+        InputMemory::of(&options, &processor).check()?;
         let tokens = ScoreTokens {
             yes: tokenizer.yes_id,
             no: tokenizer.no_id,

@@ -6,6 +6,8 @@ use std::fmt::Display;
 
 use serde_json::{Value, json};
 
+use crate::request::Request;
+
 /// One document's score and the length of the prompt that produced it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
@@ -42,6 +44,32 @@ pub fn results_json<E: Display>(scores: &[Result<f32, E>], top_n: Option<usize>)
         })
         .collect();
     json!({ "results": results })
+}
+
+/// [`results_json`] of a request's scores, with each PDF page's file and page beside its result
+/// (`"pdf": "report.pdf", "page": 7`; a PDF that could not be opened has no `"page"`).
+pub fn request_results_json<E: Display>(
+    request: &Request,
+    scores: &[Result<f32, E>],
+    top_n: Option<usize>,
+) -> Value {
+    let mut json = results_json(scores, top_n);
+    #[cfg(feature = "pdf")]
+    if let Some(results) = json["results"].as_array_mut() {
+        for result in results {
+            let index = result["index"].as_u64().unwrap_or(u64::MAX) as usize;
+            let Some(page) = request.documents.get(index).and_then(|d| d.pdf_page()) else {
+                continue;
+            };
+            result["pdf"] = json!(page.name);
+            if let Some(number) = page.page {
+                result["page"] = json!(number);
+            }
+        }
+    }
+    #[cfg(not(feature = "pdf"))]
+    let _ = request;
+    json
 }
 
 #[cfg(test)]

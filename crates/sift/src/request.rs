@@ -16,6 +16,9 @@ pub enum ImageSource {
     Path(PathBuf),
     Bytes(Vec<u8>),
     Pixels(RgbImage),
+    /// A PDF's page, rendered when its document is read (feature `pdf`).
+    #[cfg(feature = "pdf")]
+    PdfPage(crate::pdf::PdfPage),
 }
 
 /// Where a video comes from.
@@ -113,6 +116,8 @@ pub enum RequestError {
     Json(String),
     #[error("the request has no documents: give at least one in \"documents\"")]
     NoDocuments,
+    #[error("{0}")]
+    Pdf(String),
 }
 
 #[derive(Deserialize)]
@@ -137,6 +142,10 @@ struct ContentJson {
     text: Option<OneOrMany<String>>,
     image: Option<OneOrMany<String>>,
     video: Option<OneOrMany<VideoJson>>,
+    /// A PDF whose pages are each a document: documents only, alone.
+    pdf: Option<String>,
+    /// The PDF's pages, 1-based ("1-5,9"); every page without it.
+    pages: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +212,26 @@ impl<T> OneOrMany<T> {
 }
 
 impl ContentJson {
+    /// A document: itself, or one per page of its PDF.
+    fn into_documents(self, base: &Path) -> Result<Vec<Content>, RequestError> {
+        let Some(pdf) = self.pdf.clone() else {
+            if self.pages.is_some() {
+                return Err(RequestError::Pdf(
+                    "\"pages\" belongs to a PDF document: give \"pdf\" with it".into(),
+                ));
+            }
+            return Ok(vec![self.into_content(base)]);
+        };
+        if self.text.is_some() || self.image.is_some() || self.video.is_some() {
+            return Err(RequestError::Pdf(format!(
+                "the document with \"pdf\": \"{pdf}\" also has text, images or videos; a PDF \
+                 document holds only \"pdf\" and \"pages\" (each page is ranked as a document \
+                 of its own), so give the others as documents of their own"
+            )));
+        }
+        pdf_pages(&base.join(&pdf), &pdf, self.pages.as_deref())
+    }
+
     fn into_content(self, base: &Path) -> Content {
         let paths = |field| {
             OneOrMany::list(field)
@@ -216,6 +245,40 @@ impl ContentJson {
                 .into_iter()
                 .map(|v| v.into_video(base))
                 .collect(),
+        }
+    }
+}
+
+/// The documents of a PDF: one per selected page (a file that cannot be used: one document
+/// holding its error).
+#[cfg(feature = "pdf")]
+fn pdf_pages(path: &Path, name: &str, pages: Option<&str>) -> Result<Vec<Content>, RequestError> {
+    let options = sift_inputs::pdf::PdfOptions::default();
+    Ok(crate::pdf::PdfPage::pages_of(path, name, pages, &options)
+        .into_iter()
+        .map(|page| Content::image(ImageSource::PdfPage(page)))
+        .collect())
+}
+
+#[cfg(not(feature = "pdf"))]
+fn pdf_pages(_: &Path, name: &str, _: Option<&str>) -> Result<Vec<Content>, RequestError> {
+    Err(RequestError::Pdf(format!(
+        "{name}: this build of sift reads no PDFs; rebuild it with the `pdf` feature (the \
+         `sift` command has it by default)"
+    )))
+}
+
+impl Content {
+    /// The PDF page this document is, if it is one (its file and page, for its result).
+    #[cfg(feature = "pdf")]
+    pub fn pdf_page(&self) -> Option<&crate::pdf::PdfPage> {
+        match (
+            self.texts.is_empty(),
+            self.videos.is_empty(),
+            self.images.as_slice(),
+        ) {
+            (true, true, [ImageSource::PdfPage(page)]) => Some(page),
+            _ => None,
         }
     }
 }
@@ -238,14 +301,32 @@ impl Request {
         if parsed.documents.is_empty() {
             return Err(RequestError::NoDocuments);
         }
+        if parsed.query.pdf.is_some() || parsed.query.pages.is_some() {
+            return Err(RequestError::Pdf(
+                "the query cannot be a PDF: PDFs are documents, each page ranked against the \
+                 query; give a page as an image (e.g. `pdftoppm -png -f 3 -l 3 file.pdf page`)"
+                    .into(),
+            ));
+        }
+        let mut documents = Vec::with_capacity(parsed.documents.len());
+        for document in parsed.documents {
+            documents.extend(document.into_documents(base_dir)?);
+        }
+        #[cfg(feature = "pdf")]
+        {
+            let pages = documents.iter().filter(|d| d.pdf_page().is_some()).count();
+            let limit = crate::pdf::MAX_REQUEST_PDF_PAGES;
+            if pages > limit {
+                return Err(RequestError::Pdf(format!(
+                    "the request's PDFs give {pages} pages, over the limit of {limit} pages per \
+                     request; choose pages with \"pages\" (e.g. \"1-20\"), or split the request"
+                )));
+            }
+        }
         Ok(Self {
             instruction: parsed.instruction,
             query: parsed.query.into_content(base_dir),
-            documents: parsed
-                .documents
-                .into_iter()
-                .map(|d| d.into_content(base_dir))
-                .collect(),
+            documents,
             fps: parsed.fps,
             max_frames: parsed.max_frames,
         })

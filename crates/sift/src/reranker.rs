@@ -46,7 +46,6 @@ impl Reranker {
         } else {
             ProcessorConfig::default()
         };
-        InputMemory::of(&options, &processor).check()?;
         // Before the weights are read. A config.json that cannot be read or parsed is reported
         // by the model's loader, which reads it again.
         let config_path = model_dir.join("config.json");
@@ -62,6 +61,8 @@ impl Reranker {
                 &config_path.display().to_string(),
             )?;
         }
+        // After the preprocessor is known to fit the model: its patch sizes set the budget's.
+        InputMemory::of(&options, &processor).check()?;
         let (device, device_name) = device_for(options.backend)?;
         let tokens = ScoreTokens {
             yes: tokenizer.yes_id,
