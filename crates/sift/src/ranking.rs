@@ -53,8 +53,17 @@ pub fn request_results_json<E: Display>(
     scores: &[Result<f32, E>],
     top_n: Option<usize>,
 ) -> Value {
-    let mut json = results_json(scores, top_n);
+    let json = results_json(scores, top_n);
     #[cfg(feature = "pdf")]
+    let json = with_pdf_pages(json, request);
+    #[cfg(not(feature = "pdf"))]
+    let _ = request;
+    json
+}
+
+/// Each PDF page's result with its file and page.
+#[cfg(feature = "pdf")]
+fn with_pdf_pages(mut json: Value, request: &Request) -> Value {
     if let Some(results) = json["results"].as_array_mut() {
         for result in results {
             let index = result["index"].as_u64().unwrap_or(u64::MAX) as usize;
@@ -67,8 +76,6 @@ pub fn request_results_json<E: Display>(
             }
         }
     }
-    #[cfg(not(feature = "pdf"))]
-    let _ = request;
     json
 }
 
