@@ -5,92 +5,25 @@
 //! run one at a time, so that their timings and the process's memory are their own.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sift::{RerankOptions, Reranker};
-use sift_serve::{ConnectionLimits, Limits, ServeOptions, Server};
-use sift_tests::{TempDir, downloaded_model};
+use sift_serve::{ConnectionLimits, Limits, ServeOptions};
+
+mod common;
+use common::TestServer;
 
 /// One test at a time: each measures time and the process's memory.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-struct Running {
-    address: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-    _model: TempDir,
-}
-
-impl Running {
-    fn start(options: ServeOptions) -> Self {
-        let model = downloaded_model();
-        let reranker =
-            Reranker::load(model.path(), options.limits.apply(RerankOptions::default())).unwrap();
-        let server = Server::new(reranker, options).unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let address = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
-            runtime
-                .block_on(sift_serve::serve(listener, server, async {
-                    let _ = stop.await;
-                }))
-                .unwrap();
-        });
-        Self {
-            address,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-            _model: model,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// GET `path`: its status and body, and how long the answer took.
-    fn get(&self, path: &str) -> (u16, String, Duration) {
-        let started = Instant::now();
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(10))
-            .build();
-        let (status, body) = match agent.get(&self.url(path)).call() {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
-            Err(e) => panic!("GET {path}: {e}"),
-        };
-        (status, body, started.elapsed())
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let (_, text, _) = self.get("/metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    /// Shuts the server down and waits until it has stopped; how long that took.
-    fn stop(mut self) -> Duration {
-        let started = Instant::now();
-        let _ = self.shutdown.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap();
-        started.elapsed()
-    }
-}
-
 /// Other clients are answered within a second while these many connections are open.
-fn assert_others_served(server: &Running, why: &str) {
+fn assert_others_served(server: &TestServer, why: &str) {
     for _ in 0..3 {
-        let (status, _, took) = server.get("/health");
+        let (status, _, took) = server.timed_get("/health");
         assert_eq!(status, 200, "{why}");
         assert!(
             took < Duration::from_secs(1),
@@ -132,7 +65,7 @@ fn answer_of(stream: &mut TcpStream, wait: Duration) -> String {
 fn slow_headers_never_crowd_out_other_clients_and_are_cut_off() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     raise_open_file_limit();
-    let server = Running::start(ServeOptions {
+    let server = TestServer::start(ServeOptions {
         connections: ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             ..ConnectionLimits::default()
@@ -177,7 +110,7 @@ fn slow_headers_never_crowd_out_other_clients_and_are_cut_off() {
 #[test]
 fn connections_over_the_cap_are_refused_at_once() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Running::start(ServeOptions {
+    let server = TestServer::start(ServeOptions {
         connections: ConnectionLimits {
             max_connections: 8,
             ..ConnectionLimits::default()
@@ -221,7 +154,7 @@ fn stalled_bodies_are_bounded_in_memory_and_time() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     raise_open_file_limit();
     let body_timeout = Duration::from_secs(6);
-    let server = Running::start(ServeOptions {
+    let server = TestServer::start(ServeOptions {
         connections: ConnectionLimits {
             body_timeout,
             ..ConnectionLimits::default()
@@ -305,7 +238,7 @@ fn stalled_bodies_are_bounded_in_memory_and_time() {
 #[test]
 fn shutdown_ends_within_its_deadline_despite_a_half_sent_request() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Running::start(ServeOptions {
+    let server = TestServer::start(ServeOptions {
         connections: ConnectionLimits {
             shutdown_timeout: Duration::from_secs(1),
             ..ConnectionLimits::default()
@@ -327,7 +260,7 @@ fn shutdown_ends_within_its_deadline_despite_a_half_sent_request() {
 #[test]
 fn a_request_past_its_deadline_gets_504_and_its_scoring_stops() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Running::start(ServeOptions {
+    let server = TestServer::start(ServeOptions {
         limits: Limits {
             max_documents: 10_000,
             ..Limits::default()

@@ -12,50 +12,13 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 use sift::{Content, ImageSource, Request, RerankOptions, Reranker, VideoSource};
-use sift_serve::{Limits, MediaPolicy, ServeOptions, Server};
-use sift_tests::{TempDir, downloaded_model, golden_dir};
+use sift_serve::{Limits, MediaPolicy, ServeOptions};
+use sift_tests::{downloaded_model, golden_dir};
 
-struct TestServer {
-    address: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-    _model: TempDir,
-}
+mod common;
+use common::TestServer;
 
 impl TestServer {
-    fn start(options: ServeOptions) -> Self {
-        Self::start_with(options, RerankOptions::default())
-    }
-
-    fn start_with(options: ServeOptions, model_options: RerankOptions) -> Self {
-        let model = downloaded_model();
-        let reranker = Reranker::load(model.path(), options.limits.apply(model_options)).unwrap();
-        let server = Server::new(reranker, options).unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let address = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
-            runtime
-                .block_on(sift_serve::serve(listener, server, async {
-                    let _ = stop.await;
-                }))
-                .unwrap();
-        });
-        Self {
-            address,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-            _model: model,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
     /// POSTs a JSON body; the status and the parsed answer.
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_raw(path, &body.to_string(), &[])
@@ -69,36 +32,12 @@ impl TestServer {
         read(request.send_string(body))
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
-        match ureq::get(&self.url(path)).call() {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
-            Err(e) => panic!("GET {path}: {e}"),
-        }
-    }
-
-    /// A metric's value from /metrics.
-    fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    }
-
     fn wait_for_metric(&self, name: &str, at_least: f64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.metric(name) < at_least {
             assert!(Instant::now() < deadline, "{name} never reached {at_least}");
             thread::sleep(Duration::from_millis(5));
         }
-    }
-
-    /// Shuts the server down (if not begun already) and waits until it has stopped.
-    fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        self.thread.take().unwrap().join().unwrap();
     }
 }
 
