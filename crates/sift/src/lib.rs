@@ -105,7 +105,7 @@ pub use quantize::quantize;
 pub use ranking::{Scored, rank, request_results_json, results_json};
 pub use request::{Content, ImageSource, Request, RequestError, Video, VideoSource};
 pub use reranker::Reranker;
-pub use sift_inputs::prompt::{DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH};
+pub use sift_inputs::prompt::{DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, TokenizerError};
 pub use sift_inputs::video::{VideoError, VideoFrames, VideoSampling};
 pub use sift_inputs::{ImageError, ImageOptions, RgbImage};
 #[cfg(any(feature = "wgpu", feature = "webgpu"))]

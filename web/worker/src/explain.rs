@@ -2,8 +2,7 @@
 //! in the page. The CLI keeps its own wording (paths, flags, ffmpeg command lines, "image 0 of
 //! the document"); a person using the page has none of those.
 
-use sift::{DocError, ImageError, VideoError};
-use sift_inputs::prompt::TokenizerError;
+use sift::{DocError, ImageError, TokenizerError, VideoError};
 use sift_web_protocol::Side;
 
 /// What every document of a run whose query failed says (the reason is said once, by the
