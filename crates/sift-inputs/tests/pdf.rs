@@ -62,6 +62,11 @@ fn make_pdf(media_box: &str, contents: &[&str]) -> Vec<u8> {
             content.len() + 1
         ));
     }
+    pdf_of(objects)
+}
+
+/// A PDF of `objects`, numbered from 1 (the first the catalog), with its cross-reference table.
+fn pdf_of(objects: Vec<String>) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, object) in objects.iter().enumerate() {
@@ -446,8 +451,7 @@ fn hostile_content_renders_or_fails_alone() {
         "garbage ) ( ] [ << >> q q q Q Q Q Q Q BT ET ET",
         "q 1e30 0 0 1e30 0 0 cm 0 0 1 1 re f Q 0 0 m 1e38 1e38 l S",
         "BT /NoSuchFont 12 Tf (text) Tj ET",
-        // (Far larger sizes are a memory bomb: hayro pads a short image to whole rows of its
-        // declared width. docs/pdf.md, "Bounds".)
+        // An image declaring more pixels than the decoding limit: refused before rendering.
         "BI /W 100000 /H 100000 /BPC 8 /CS /RGB ID \u{1} EI",
         "/NoSuchXObject Do /NoSuchShading sh",
     ];
@@ -459,10 +463,57 @@ fn hostile_content_renders_or_fails_alone() {
         assert!(start.elapsed().as_secs() < 10, "page {page}");
         if let Err(e) = result {
             assert!(
-                matches!(e, PdfError::RenderFailed { .. }),
+                matches!(
+                    e,
+                    PdfError::RenderFailed { .. } | PdfError::PageImageTooLarge { .. }
+                ),
                 "page {page}: {e:?}"
             );
         }
+    }
+}
+
+/// An image that declares more pixels than the decoding limit is refused from its declaration,
+/// in milliseconds, inline or as an XObject: hayro pads a short image out to its declared size
+/// (the inline case below took 361 s and 5.3 GB before it was checked).
+#[test]
+fn images_declaring_too_many_pixels_are_refused_before_rendering() {
+    let inline = make_pdf(
+        "0 0 100 100",
+        &["BI /W 200000000 /H 1 /BPC 8 /CS /RGB ID \u{1} EI"],
+    );
+    let image = "<< /Type /XObject /Subtype /Image /Width 200000000 /Height 1 \
+                 /BitsPerComponent 8 /ColorSpace /DeviceRGB /Length 1 >>\nstream\n\u{1}\nendstream";
+    let x_object = pdf_of(vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 /MediaBox [0 0 100 100] >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /Contents 4 0 R /Resources << /XObject << /Im1 5 0 R >> >> >>"
+            .to_owned(),
+        "<< /Length 31 >>\nstream\nq 100 0 0 100 0 0 cm /Im1 Do Q\nendstream".to_owned(),
+        image.to_owned(),
+    ]);
+    for (what, bytes) in [("inline", inline), ("XObject", x_object)] {
+        let doc = from_bytes(bytes).unwrap();
+        let start = Instant::now();
+        let err = render(&doc, 1, &budget(SMALL_BUDGET)).unwrap_err();
+        assert!(
+            start.elapsed().as_secs() < 2,
+            "{what}: {:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(
+                err,
+                PdfError::PageImageTooLarge {
+                    page: 1,
+                    width: 200_000_000,
+                    height: 1,
+                    ..
+                }
+            ),
+            "{what}: {err:?}"
+        );
+        assert!(err.to_string().contains("--max-image-pixels"), "{err}");
     }
 }
 
