@@ -163,8 +163,9 @@ pub enum DocError {
     Tokenizer(#[from] TokenizerError),
     #[error("the model: {0}")]
     Model(#[from] ModelError),
+    /// The query's own error (its side named "query"), shared by every document.
     #[error("the query cannot be used, so no document can be scored: {0}")]
-    Query(String),
+    Query(std::sync::Arc<DocError>),
     /// A PDF page that could not be rendered, or a PDF that could not be opened (`page` None).
     #[cfg(feature = "pdf")]
     #[error("{}: {}", crate::pdf::place(name, *page), error.cause())]

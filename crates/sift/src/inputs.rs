@@ -3,6 +3,7 @@
 //! and the multimodal position ids.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use sift_inputs::positions::{PositionError, VisionTokenIds, rope_index};
 use sift_inputs::prompt::{DEFAULT_INSTRUCTION, PromptTokenizer, SideContent, prompt_text};
@@ -23,7 +24,7 @@ pub struct PreparedQuery {
     pub(crate) instruction: String,
     pub(crate) sampling: VideoSampling,
     /// The query's content, or why it cannot be used (then every document reports it).
-    pub(crate) side: Result<PreparedSide, String>,
+    pub(crate) side: Result<PreparedSide, Arc<DocError>>,
     /// The prompt's beginning its documents share, learned from the first two.
     pub(crate) shared: SharedPrefix,
 }
@@ -33,6 +34,12 @@ impl PreparedQuery {
     /// two documents that share one).
     pub fn shared_prefix_len(&self) -> Option<usize> {
         self.shared.len()
+    }
+
+    /// Why the query cannot be used, if it cannot: then every document's result is
+    /// [`DocError::Query`] with this error, and a host may say so once, before reading any.
+    pub fn error(&self) -> Option<&DocError> {
+        self.side.as_ref().err().map(|e| e.as_ref())
     }
 
     /// The number of the query's images and videos, which come first in every prompt.
@@ -70,7 +77,7 @@ impl PairReader<'_> {
                 .unwrap_or_else(|| DEFAULT_INSTRUCTION.to_string()),
             side: self
                 .side(&request.query, "query", &sampling, 0)
-                .map_err(|e| e.to_string()),
+                .map_err(Arc::new),
             sampling,
             shared: SharedPrefix::new(),
         }
@@ -85,7 +92,7 @@ impl PairReader<'_> {
         let side = query
             .side
             .as_ref()
-            .map_err(|e| DocError::Query(e.clone()))?;
+            .map_err(|e| DocError::Query(Arc::clone(e)))?;
         let document = self.side(document, "document", &query.sampling, side.visual_tokens)?;
         self.pair(&query.instruction, side, document)
     }

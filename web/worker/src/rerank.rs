@@ -59,6 +59,15 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
     let prepared = query
         .as_ref()
         .map(|request| reranker.prepare_query(request));
+    // A query the library cannot read (its pixels, its limits) is said once, by the query, and
+    // no document is read.
+    if let Some(error) = prepared.as_ref().and_then(|p| p.error()) {
+        post(&FromWorker::QueryFailed {
+            job: job.job,
+            message: doc_error(error, Names::query(&job.query)),
+        });
+        query = None;
+    }
 
     let total = job.documents.len();
     let mut scores: Vec<Option<Result<f32, String>>> = vec![None; total];
@@ -96,17 +105,6 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         for ((index, videos), result) in group_info.drain(..).zip(results) {
             let result = match result {
                 Ok(scored) => Ok(scored.score),
-                Err(DocError::Query(reason)) => {
-                    // Known only once the library reads the query's pixels: said once, by
-                    // the query, and no further document is read.
-                    if let Some(request) = query.take() {
-                        post(&FromWorker::QueryFailed {
-                            job: job.job,
-                            message: explain_query(reranker, request, &job.query, &reason),
-                        });
-                    }
-                    Err(NOT_SCORED.to_string())
-                }
                 Err(e) => {
                     if let DocError::Model(ModelError::Gpu(detail)) = &e {
                         lost = Some(detail.clone());
@@ -132,21 +130,6 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
         job: job.job,
         results_json: sift::results_json(&scores, None).to_string(),
     });
-}
-
-/// Why the query cannot be used, in the page's words. The library gives the reason as the
-/// CLI words it; reading the query's content as a document against a plain text gives the
-/// error itself, naming the file.
-fn explain_query(reranker: &Reranker, request: Request, side: &Side, reason: &str) -> String {
-    let probe = Request {
-        query: Content::text("query"),
-        documents: vec![request.query],
-        ..request
-    };
-    match reranker.model_input(&probe, 0) {
-        Err(e) => doc_error(&e, Names::query(side)),
-        Ok(_) => format!("The query could not be read: {reason}."),
-    }
 }
 
 /// Documents read before they are scored together: the library packs them into as few
