@@ -84,6 +84,14 @@ fn pdf_documents_are_refused_where_they_cannot_be() {
     assert!(err.contains("holds only \"pdf\" and \"pages\""), "{err}");
     let err = refused(r#"{"query": {"text": "q"}, "documents": [{"pages": "1"}]}"#);
     assert!(err.contains("\"pages\" belongs to a PDF document"), "{err}");
+    // 1,000 pages per request: 251 copies of the 4-page report are refused.
+    let report = serde_json::json!({"pdf": "report.pdf"});
+    let many = serde_json::json!({"query": {"text": "q"}, "documents": vec![report; 251]});
+    let err = refused(&many.to_string());
+    assert!(
+        err.contains("over 1000 pages, the limit per request"),
+        "{err}"
+    );
     // A range that does not fit the file is that document's error, not the request's.
     let request = Request::from_json(
         r#"{"query": {"text": "q"}, "documents": [{"pdf": "report.pdf", "pages": "9"}]}"#,

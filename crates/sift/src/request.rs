@@ -309,19 +309,23 @@ impl Request {
             ));
         }
         let mut documents = Vec::with_capacity(parsed.documents.len());
-        for document in parsed.documents {
-            documents.extend(document.into_documents(base_dir)?);
-        }
         #[cfg(feature = "pdf")]
-        {
-            let pages = documents.iter().filter(|d| d.pdf_page().is_some()).count();
-            let limit = crate::pdf::MAX_REQUEST_PDF_PAGES;
-            if pages > limit {
-                return Err(RequestError::Pdf(format!(
-                    "the request's PDFs give {pages} pages, over the limit of {limit} pages per \
-                     request; choose pages with \"pages\" (e.g. \"1-20\"), or split the request"
-                )));
+        let mut pdf_pages = 0;
+        for document in parsed.documents {
+            let read = document.into_documents(base_dir)?;
+            // Counted as each PDF is opened, so that no file is read past the limit.
+            #[cfg(feature = "pdf")]
+            {
+                pdf_pages += read.iter().filter(|d| d.pdf_page().is_some()).count();
+                let limit = crate::pdf::MAX_REQUEST_PDF_PAGES;
+                if pdf_pages > limit {
+                    return Err(RequestError::Pdf(format!(
+                        "the request's PDFs give over {limit} pages, the limit per request; \
+                         choose pages with \"pages\" (e.g. \"1-20\"), or split the request"
+                    )));
+                }
             }
+            documents.extend(read);
         }
         Ok(Self {
             instruction: parsed.instruction,
