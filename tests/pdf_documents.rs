@@ -2,7 +2,7 @@
 //! is one document per page, each scored exactly as the page rendered to an image is; a PDF
 //! that cannot be opened is its own document's error; results name the file and the page.
 
-use sift::pdf::{PdfDocument, PdfOptions};
+use sift::pdf::{PdfDocument, PdfOptions, PdfPage};
 use sift::{Content, ImageOptions, ImageSource, Request, RerankOptions, Reranker};
 use sift_inputs::ProcessorConfig;
 use sift_tests::{downloaded_model, golden_dir};
@@ -101,4 +101,33 @@ fn pdf_documents_are_refused_where_they_cannot_be() {
     assert_eq!(request.documents.len(), 1);
     let page = request.documents[0].pdf_page().unwrap();
     assert_eq!((page.name.as_str(), page.page), ("report.pdf", None));
+}
+
+#[test]
+fn a_pdf_held_in_memory_gives_the_pages_its_file_gives() {
+    let dir = golden_dir().join("pdf");
+    let options = PdfOptions::default();
+    let bytes = std::fs::read(dir.join("report.pdf")).unwrap();
+    let from_bytes = PdfPage::pages_of_bytes(bytes, "report.pdf", Some("4,2"), &options);
+    let from_file = PdfPage::pages_of(&dir.join("report.pdf"), "report.pdf", Some("4,2"), &options);
+    let pages = |pages: &[PdfPage]| pages.iter().map(|p| p.page).collect::<Vec<_>>();
+    assert_eq!(pages(&from_bytes), [Some(4), Some(2)]);
+    assert_eq!(pages(&from_bytes), pages(&from_file));
+    let (opts, processor) = (ImageOptions::default(), ProcessorConfig::default());
+    assert_eq!(
+        from_bytes[0].render(&opts, &processor).unwrap(),
+        from_file[0].render(&opts, &processor).unwrap()
+    );
+
+    let damaged = std::fs::read(dir.join("damaged.pdf")).unwrap();
+    let refused = PdfPage::pages_of_bytes(damaged, "damaged.pdf", None, &options);
+    assert_eq!(refused.len(), 1, "one source holding the error");
+    let error = refused[0]
+        .render(&opts, &processor)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("damaged.pdf: the PDF is damaged"),
+        "{error}"
+    );
 }

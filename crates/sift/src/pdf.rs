@@ -41,7 +41,22 @@ impl PdfPage {
     /// range's order. A file that cannot be opened, or a range that does not fit it, is one
     /// page source holding the error, so that it is that document's error alone.
     pub fn pages_of(path: &Path, name: &str, pages: Option<&str>, opts: &PdfOptions) -> Vec<Self> {
-        let opened = PdfDocument::open_path(path, opts).and_then(|document| {
+        Self::select(name, pages, PdfDocument::open_path(path, opts))
+    }
+
+    /// The pages of a PDF held in memory (an upload, a file the browser read), as
+    /// [`PdfPage::pages_of`] selects them from a file.
+    pub fn pages_of_bytes(
+        bytes: Vec<u8>,
+        name: &str,
+        pages: Option<&str>,
+        opts: &PdfOptions,
+    ) -> Vec<Self> {
+        Self::select(name, pages, PdfDocument::from_bytes(bytes, opts))
+    }
+
+    fn select(name: &str, pages: Option<&str>, opened: Result<PdfDocument, PdfError>) -> Vec<Self> {
+        let opened = opened.and_then(|document| {
             let range = pages.map(PageRange::parse).transpose()?;
             let selected = document.pages(range.as_ref())?;
             Ok((Arc::new(document), selected))
