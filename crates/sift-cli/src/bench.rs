@@ -157,6 +157,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     label.push_str(match args.q4_kernel {
         Q4Kernels::Measured => "",
         Q4Kernels::Fused => ", sift's 4-bit kernel",
+        Q4Kernels::Wide => ", sift's 4-bit kernel in 128-wide tiles",
         Q4Kernels::Dequantize => ", 4-bit weights dequantized",
     });
     label.push_str(match args.flash_attention {

@@ -308,16 +308,21 @@ fn q4_products(device: &Device) {
                 || half.forward(x.clone()),
             );
         }
-        use_q4_kernels(Q4Kernels::Fused);
-        let got = layer.forward(x.clone());
-        let worst: f32 = (got - want.clone()).abs().max().into_scalar();
-        let scale: f32 = want.clone().abs().max().into_scalar();
-        println!(
-            "  fused: differs from dequantize-then-f32 by {worst:.2e} (outputs up to {scale:.2})"
-        );
-        report(&format!("Q4 fused kernel {mm}"), flop, device, || {
-            layer.forward(x.clone())
-        });
+        for (kernels, name) in [
+            (Q4Kernels::Fused, "fused kernel, 64 × 64 tiles"),
+            (Q4Kernels::Wide, "fused kernel, 128 × 128 tiles"),
+        ] {
+            use_q4_kernels(kernels);
+            let got = layer.forward(x.clone());
+            let worst: f32 = (got - want.clone()).abs().max().into_scalar();
+            let scale: f32 = want.clone().abs().max().into_scalar();
+            println!(
+                "  {name}: differs from dequantize-then-f32 by {worst:.2e} (outputs up to {scale:.2})"
+            );
+            report(&format!("Q4 {name} {mm}"), flop, device, || {
+                layer.forward(x.clone())
+            });
+        }
     }
     use_q4_kernels(Q4Kernels::default());
 }

@@ -8,6 +8,7 @@
 
 use burn::tensor::quantization::ScaleDtype;
 use burn::tensor::{DType, TensorData};
+use sift_model::kernels::{Q4Kernels, use_q4_kernels};
 use sift_model::{Device, Projection, Tensor, q4_tensor_data};
 use sift_quant::q4;
 
@@ -50,7 +51,8 @@ async fn compare_q4_projection(device: &Device) -> Vec<Comparison> {
 }
 
 async fn compare_at_width(device: &Device, d_in: usize) -> Vec<Comparison> {
-    let d_out = 96;
+    // Two 128-wide tiles of outputs, the second partly outside.
+    let d_out = 200;
     let q = q4::quantize(&weights(d_out, d_in), d_out, d_in);
     let bias: Vec<f32> = (0..d_out).map(|i| i as f32 * 0.01 - 0.3).collect();
     let layer = |data: TensorData| {
@@ -81,10 +83,14 @@ async fn compare_at_width(device: &Device, d_in: usize) -> Vec<Comparison> {
         let x = Tensor::<2>::from_data(TensorData::new(x, [m, d_in]), device);
         let want = values(reference.forward(x.clone())).await;
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        // Whole, and dequantized 20 rows at a time (the last block short).
+        // Whole (the kernel chosen by shape, then the fused kernel's 128-wide tiles forced),
+        // and dequantized 20 rows at a time (the last block short).
         let whole = values(q4_layer.forward(x.clone())).await;
+        use_q4_kernels(Q4Kernels::Wide);
+        let wide = values(q4_layer.forward(x.clone())).await;
+        use_q4_kernels(Q4Kernels::default());
         let in_blocks = values(q4_layer.forward_dequantizing(x, 20 * d_in)).await;
-        let worst = [whole, in_blocks]
+        let worst = [whole, wide, in_blocks]
             .iter()
             .flat_map(|got| got.iter().zip(&want))
             .fold(0f32, |a, (g, w)| a.max((g - w).abs()));

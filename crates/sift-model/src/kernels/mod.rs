@@ -23,12 +23,15 @@ use burn::tensor::Tensor;
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Q4Kernels {
     /// sift's fused kernel (packed weights dequantized in shared memory, summed in f32) where
-    /// the layer multiplies in f32; where it multiplies in f16, burn's dequantize to f16 and
-    /// its f16 matmul, which measured faster (docs/performance.md).
+    /// the layer multiplies in f32, its 128-wide tiles where they give the GPU enough
+    /// workgroups; where it multiplies in f16, burn's dequantize to f16 and its f16 matmul,
+    /// which measured faster (docs/performance.md).
     #[default]
     Measured,
-    /// sift's fused kernel for every layer.
+    /// sift's fused kernel in 64 × 64 tiles for every layer.
     Fused,
+    /// sift's fused kernel in 128 × 128 tiles for every layer.
+    Wide,
     /// burn's dequantize, then burn's matmul, for every layer.
     Dequantize,
 }
@@ -60,7 +63,7 @@ pub(crate) fn fused_q4_matmul<const D: usize>(
 
         let chosen = match q4_kernels() {
             Q4Kernels::Measured => !in_f16,
-            Q4Kernels::Fused => true,
+            Q4Kernels::Fused | Q4Kernels::Wide => true,
             Q4Kernels::Dequantize => false,
         };
         if !chosen || !on_gpu(&x.device()) {

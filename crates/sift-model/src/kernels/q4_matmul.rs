@@ -17,7 +17,7 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use super::Quad;
+use super::{Q4Kernels, Quad};
 
 /// Outputs per workgroup along each axis: 16 × 16 invocations of 4 × 4 outputs each.
 const TILE: u32 = 64;
@@ -26,6 +26,15 @@ const THREADS: u32 = 16;
 /// Inputs per step along `K`: one scale per step. Shared memory then holds a `32 × 64` tile of
 /// inputs and one of dequantized weights in f32: 16 KiB, what WebGPU guarantees.
 const STEP: u32 = 32;
+
+/// Outputs per workgroup along each axis in the wide kernel: 16 × 16 invocations of 8 × 8.
+const WIDE_TILE: u32 = 128;
+/// Inputs per step along `K` in the wide kernel: a `16 × 128` tile of inputs and one of
+/// weights in f32 are again 16 KiB of shared memory.
+const WIDE_STEP: u32 = 16;
+/// Fewer wide workgroups than this leave GPUs idle (an H100 has 132 cores): the 64-wide kernel
+/// then runs, with four times as many workgroups.
+const WIDE_MIN_WORKGROUPS: u32 = 256;
 
 /// The output shape of `x · Wᵀ`: `x`'s rows, `W`'s rows (what burn's fusion records).
 #[cfg(feature = "wgpu")]
@@ -57,21 +66,40 @@ impl Q4MatmulOps for CubeBackend {
             Shape::new([m, n]),
             x.dtype,
         );
-        let count = CubeCount::new_2d((n as u32).div_ceil(TILE), (m as u32).div_ceil(TILE));
         let dtypes = [
             dtype_to_storage_type(x.dtype),
             dtype_to_storage_type(scales.dtype),
         ];
-        q4_matmul_kernel::launch(
-            &x.client,
-            count,
-            CubeDim::new_2d(THREADS, THREADS),
-            x.clone().into_tensor_arg(),
-            words.into_tensor_arg(),
-            scales.into_tensor_arg(),
-            output.clone().into_tensor_arg(),
-            dtypes,
-        );
+        let (m, n) = (m as u32, n as u32);
+        let wide_workgroups = n.div_ceil(WIDE_TILE) * m.div_ceil(WIDE_TILE);
+        let wide = match super::q4_kernels() {
+            Q4Kernels::Wide => true,
+            Q4Kernels::Measured => wide_workgroups >= WIDE_MIN_WORKGROUPS,
+            Q4Kernels::Fused | Q4Kernels::Dequantize => false,
+        };
+        if wide {
+            q4_matmul_wide_kernel::launch(
+                &x.client,
+                CubeCount::new_2d(n.div_ceil(WIDE_TILE), m.div_ceil(WIDE_TILE)),
+                CubeDim::new_1d(THREADS * THREADS),
+                x.clone().into_tensor_arg(),
+                words.into_tensor_arg(),
+                scales.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                dtypes,
+            );
+        } else {
+            q4_matmul_kernel::launch(
+                &x.client,
+                CubeCount::new_2d(n.div_ceil(TILE), m.div_ceil(TILE)),
+                CubeDim::new_2d(THREADS, THREADS),
+                x.clone().into_tensor_arg(),
+                words.into_tensor_arg(),
+                scales.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                dtypes,
+            );
+        }
         output
     }
 }
@@ -182,6 +210,217 @@ fn q4_matmul_kernel<F: Float, S: Float>(
         #[unroll]
         for j in 0..4 {
             let gn = col0 + tx * 4 + j;
+            if gm < m && gn < n {
+                output[gm * n + gn] = F::cast_from(sums[i].extract(j));
+            }
+        }
+    }
+}
+
+/// The next step's inputs and packed weights, read from global memory into registers while
+/// the current step multiplies (the wide kernel's prefetch).
+#[cube]
+fn wide_step_load<F: Float, S: Float>(
+    x: &Tensor<F>,
+    words: &Tensor<u32>,
+    scales: &Tensor<S>,
+    s: usize,
+    row0: usize,
+    col0: usize,
+    n: usize,
+    inputs: &mut Array<Quad>,
+    packed: &mut Array<u32>,
+    scale: &mut Array<f32>,
+) {
+    let step = WIDE_STEP as usize;
+    let threads = (THREADS * THREADS) as usize;
+    let thread = UNIT_POS as usize;
+    let m = x.shape(0);
+    let k = x.shape(1);
+    let k0 = s * step;
+    // Inputs: four consecutive rows at one `k` per quad; consecutive invocations read
+    // consecutive `k` of the same rows (16 of them, 64 bytes a row).
+    #[unroll]
+    for r in 0..2 {
+        let at = thread + r * threads;
+        let kk = at % step;
+        let quad = at / step;
+        let gk = k0 + kk;
+        let mut value = Quad::broadcast(0.0);
+        #[unroll]
+        for i in 0..4 {
+            let gm = row0 + quad * 4 + i;
+            if gm < m && gk < k {
+                value.insert(i, f32::cast_from(x[gm * k + gk]));
+            }
+        }
+        inputs[r] = value;
+    }
+    // Weights: four consecutive weight rows, the word holding this invocation's two steps of
+    // `k` (eight invocations share each row's two words of a step).
+    let words_per_row = words.shape(1);
+    let scales_per_row = scales.shape(1);
+    let quad = thread % 32;
+    let word = thread / 128;
+    #[unroll]
+    for j in 0..4 {
+        let gn = col0 + quad * 4 + j;
+        packed[j] = 0u32;
+        scale[j] = 0.0;
+        if gn < n {
+            packed[j] = words[gn * words_per_row + s * 2 + word];
+            scale[j] = f32::cast_from(scales[gn * scales_per_row + k0 / 32]);
+        }
+    }
+}
+
+/// One workgroup of 256 invocations computes a 128 × 128 tile of the output, each invocation
+/// 8 × 8 of it (rows `4·ty..` and `64 + 4·ty..`, columns likewise from `tx`): per input a quarter
+/// of the 64-wide kernel's reads of shared memory, and half its reads of global memory per
+/// product. Invocations are laid out so that a warp of 32 is 4 columns × 8 rows of them: its
+/// reads of a step's inputs and weights are then 8 and 4 consecutive quads, one access of
+/// shared memory each. Inputs are stored with their quad index XOR-ed by `k mod 8`, so that
+/// eight invocations storing consecutive `k` of the same rows hit distinct banks. The next
+/// step's global reads are issued before the current step multiplies.
+#[cube(launch)]
+fn q4_matmul_wide_kernel<F: Float, S: Float>(
+    x: &Tensor<F>,
+    words: &Tensor<u32>,
+    scales: &Tensor<S>,
+    output: &mut Tensor<F>,
+    #[define(F, S)] _dtypes: [ElemType; 2],
+) {
+    let tile = WIDE_TILE as usize;
+    let quads = tile / 4;
+    let half = quads / 2;
+    let step = WIDE_STEP as usize;
+    let threads = (THREADS * THREADS) as usize;
+    let thread = UNIT_POS as usize;
+    let lane = thread % 32;
+    let warp = thread / 32;
+    let tx = (warp % 4) * 4 + lane % 4;
+    let ty = (warp / 4) * 8 + lane / 4;
+    let row0 = CUBE_POS_Y as usize * tile;
+    let col0 = CUBE_POS_X as usize * tile;
+    let m = x.shape(0);
+    let n = output.shape(1);
+    let steps = words.shape(1) / 2;
+
+    let mut inputs = Shared::<[Quad]>::new_slice(step * quads);
+    let mut weights = Shared::<[Quad]>::new_slice(step * quads);
+    // Sums of the low and high four rows by the low and high four columns.
+    let mut low_low = Array::<Quad>::new(4usize);
+    let mut low_high = Array::<Quad>::new(4usize);
+    let mut high_low = Array::<Quad>::new(4usize);
+    let mut high_high = Array::<Quad>::new(4usize);
+    #[unroll]
+    for i in 0..4 {
+        low_low[i] = Quad::broadcast(0.0);
+        low_high[i] = Quad::broadcast(0.0);
+        high_low[i] = Quad::broadcast(0.0);
+        high_high[i] = Quad::broadcast(0.0);
+    }
+    let mut next_inputs = Array::<Quad>::new(2usize);
+    let mut packed = Array::<u32>::new(4usize);
+    let mut scale = Array::<f32>::new(4usize);
+    wide_step_load::<F, S>(
+        x,
+        words,
+        scales,
+        0usize,
+        row0,
+        col0,
+        n,
+        &mut next_inputs,
+        &mut packed,
+        &mut scale,
+    );
+    // This invocation's two steps of `k` within the word it dequantizes.
+    let weight_quad = thread % 32;
+    let pair = thread / 32;
+    let shift = u32::cast_from((pair % 4) * 8);
+    for s in 0..steps {
+        #[unroll]
+        for r in 0..2 {
+            let at = thread + r * threads;
+            let kk = at % step;
+            inputs[kk * quads + ((at / step) ^ (kk % 8))] = next_inputs[r];
+        }
+        let mut at_shift = shift;
+        #[unroll]
+        for v in 0..2 {
+            let mut values: Quad = Quad::broadcast(0.0);
+            #[unroll]
+            for j in 0..4 {
+                // A two's-complement nibble, sign-extended from bit 3.
+                let nibble: u32 = (packed[j] >> at_shift) & 15u32;
+                let signed: i32 = i32::cast_from(nibble) - i32::cast_from(nibble & 8u32) * 2;
+                values.insert(j, f32::cast_from(signed) * scale[j]);
+            }
+            weights[(pair * 2 + v) * quads + weight_quad] = values;
+            at_shift += 4u32;
+        }
+        sync_cube();
+        if s + 1 < steps {
+            wide_step_load::<F, S>(
+                x,
+                words,
+                scales,
+                s + 1,
+                row0,
+                col0,
+                n,
+                &mut next_inputs,
+                &mut packed,
+                &mut scale,
+            );
+        }
+        // The XOR of the inputs' stores, `k mod 8`, counted at run time alongside the unrolled
+        // `k` (the driver's compiler folds it).
+        let mut swizzle = 0usize;
+        #[unroll]
+        for kk in 0..step {
+            let a0: Quad = inputs[kk * quads + (ty ^ swizzle)];
+            let a1: Quad = inputs[kk * quads + half + (ty ^ swizzle)];
+            let b0: Quad = weights[kk * quads + tx];
+            let b1: Quad = weights[kk * quads + half + tx];
+            swizzle = (swizzle + 1) % 8;
+            #[unroll]
+            for i in 0..4 {
+                let low: Quad = Quad::broadcast(a0.extract(i));
+                let high: Quad = Quad::broadcast(a1.extract(i));
+                low_low[i] += low * b0;
+                low_high[i] += low * b1;
+                high_low[i] += high * b0;
+                high_high[i] += high * b1;
+            }
+        }
+        sync_cube();
+    }
+    let (rows, cols) = (row0 + ty * 4, col0 + tx * 4);
+    let half_tile = tile / 2;
+    store_wide_quarter::<F>(output, &low_low, rows, cols, m, n);
+    store_wide_quarter::<F>(output, &low_high, rows, cols + half_tile, m, n);
+    store_wide_quarter::<F>(output, &high_low, rows + half_tile, cols, m, n);
+    store_wide_quarter::<F>(output, &high_high, rows + half_tile, cols + half_tile, m, n);
+}
+
+/// Four rows from `row` by four columns from `col` of the output, from `sums` (one row each).
+#[cube]
+fn store_wide_quarter<F: Float>(
+    output: &mut Tensor<F>,
+    sums: &Array<Quad>,
+    row: usize,
+    col: usize,
+    m: usize,
+    n: usize,
+) {
+    #[unroll]
+    for i in 0..4 {
+        let gm = row + i;
+        #[unroll]
+        for j in 0..4 {
+            let gn = col + j;
             if gm < m && gn < n {
                 output[gm * n + gn] = F::cast_from(sums[i].extract(j));
             }
