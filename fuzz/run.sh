@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes what a stranger can hand sift: image files, video containers, request JSON,
 # config.json, model directories (config.json against its weights), safetensors checkpoints,
-# 4-bit models, text to tokenize and `sift rerank --batch` input.
+# 4-bit models, text to tokenize, `sift rerank --batch` input and PDFs.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]    each target for SECONDS (default 30), all by default
 #
@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image video_container request_json model_config model_directory checkpoint q4_model tokenize batch)
+[ ${#targets[@]} -gt 0 ] || targets=(image video_container request_json model_config model_directory checkpoint q4_model tokenize batch pdf)
 
 ../tests/golden/fetch_tokenizer.sh
 ./seed.sh

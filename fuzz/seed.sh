@@ -23,3 +23,4 @@ seed checkpoint seeds/checkpoint/* "$golden"/models/untied-one-kv/model.safetens
 seed q4_model seeds/q4_model/*
 seed tokenize seeds/tokenize/*
 seed batch seeds/batch/*
+seed pdf seeds/pdf/* "$golden"/pdf/{slide,report,restricted,truncated,damaged,encrypted}.pdf

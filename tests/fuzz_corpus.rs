@@ -2,7 +2,8 @@
 //! the corpus `fuzz/seed.sh` gathers (fuzz/seeds/ and golden files) and the inputs that once
 //! crashed sift (fuzz/regressions/). None may panic. This is how CI runs the fuzz targets:
 //! libFuzzer's coverage-instrumented build compiles burn once more (5 to 16 minutes on CI's
-//! 2 cores); `fuzz/run.sh` is for exploring new inputs (docs/reliability.md).
+//! 2 cores); `fuzz/run.sh` is for exploring new inputs (docs/reliability.md). The `pdf` target's
+//! inputs run with this package's `pdf` feature (CI's feature set has it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

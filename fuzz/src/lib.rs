@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 /// A target's name (as `fuzz/run.sh` and the corpus folders give it) and its code.
 pub type Target = (&'static str, fn(&[u8]));
 
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: &[Target] = &[
     ("image", image),
     ("video_container", video_container),
     ("request_json", request_json),
@@ -24,6 +24,8 @@ pub const TARGETS: [Target; 9] = [
     ("q4_model", q4_model),
     ("tokenize", tokenize),
     ("batch", batch),
+    #[cfg(feature = "pdf")]
+    ("pdf", pdf),
 ];
 
 /// Image bytes of any format sift sniffs, decoded and preprocessed as a document's image is:
@@ -32,6 +34,32 @@ pub fn image(bytes: &[u8]) {
     let options = ImageOptions::default();
     if let Ok(image) = load_image(bytes, &options) {
         let _ = preprocess_image(&image, &options, &ProcessorConfig::default());
+    }
+}
+
+/// PDF bytes opened, and their first two pages rendered at a small budget (64 patches of
+/// 32 × 32 pixels; images up to 4 megapixels), each page bounded as a document's page is (what
+/// its streams decode to, the objects it reaches, a deadline): every failure must be a
+/// `PdfError`. Panics inside hayro and the crates it uses are caught by sift and cost only their
+/// page (the fuzzing binary lets those through, see `fuzz_targets/pdf.rs`).
+#[cfg(feature = "pdf")]
+pub fn pdf(bytes: &[u8]) {
+    use sift_inputs::pdf::{PdfDocument, PdfOptions};
+    let options = PdfOptions {
+        max_page_decoded_bytes: 64 << 20,
+        render_timeout: std::time::Duration::from_secs(10),
+        ..PdfOptions::default()
+    };
+    let Ok(document) = PdfDocument::from_bytes(bytes.to_vec(), &options) else {
+        return;
+    };
+    let image = ImageOptions {
+        max_pixels: 64 * 32 * 32,
+        max_decoded_pixels: 4_000_000,
+        ..ImageOptions::default()
+    };
+    for page in 1..=document.page_count().min(2) {
+        let _ = document.render_page(page, &image, &ProcessorConfig::default());
     }
 }
 

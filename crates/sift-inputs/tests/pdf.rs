@@ -67,11 +67,18 @@ fn make_pdf(media_box: &str, contents: &[&str]) -> Vec<u8> {
 
 /// A PDF of `objects`, numbered from 1 (the first the catalog), with its cross-reference table.
 fn pdf_of(objects: Vec<String>) -> Vec<u8> {
+    pdf_of_bytes(objects.into_iter().map(String::into_bytes).collect())
+}
+
+/// [`pdf_of`] for objects that hold binary streams.
+fn pdf_of_bytes(objects: Vec<Vec<u8>>) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, object) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
     out.extend_from_slice(
@@ -522,4 +529,390 @@ fn documents_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<PdfDocument>();
     assert_send::<PdfError>();
+}
+
+/// A stream object: `dict`'s entries (without /Length) and its data.
+fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\nendstream");
+    out
+}
+
+/// A one-page PDF (100 × 100 points): the page's resources, its content stream (object 4),
+/// then `more` as objects 5, 6, ...; `annotations` is the page's /Annots entry or "".
+fn page_pdf(resources: &str, annotations: &str, content: Vec<u8>, more: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 /MediaBox [0 0 100 100] >>".to_vec(),
+        format!(
+            "<< /Type /Page /Parent 2 0 R /Contents 4 0 R /Resources {resources} {annotations} >>"
+        )
+        .into_bytes(),
+        content,
+    ];
+    objects.extend(more);
+    pdf_of_bytes(objects)
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `len` bytes of `byte` compressed with zlib, written in pieces so the test never holds them.
+fn zlib_of(byte: u8, len: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let piece = vec![byte; 1 << 20];
+    for start in (0..len).step_by(piece.len()) {
+        encoder
+            .write_all(&piece[..piece.len().min(len - start)])
+            .unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect::<String>() + ">"
+}
+
+/// Opens `bytes` with `opts` and renders page 1 at a small budget, which must fail within
+/// `seconds`; the error is returned.
+fn refused(what: &str, bytes: Vec<u8>, opts: &PdfOptions, seconds: u64) -> PdfError {
+    let doc = PdfDocument::from_bytes(bytes, opts).unwrap();
+    let start = Instant::now();
+    let result = render(&doc, 1, &budget(SMALL_BUDGET));
+    assert!(
+        start.elapsed().as_secs() < seconds,
+        "{what}: {:?}",
+        start.elapsed()
+    );
+    result.map(|_| ()).expect_err(what)
+}
+
+/// Streams that expand past the page's limit, as content, inside a form, as an image's data,
+/// as a font, as an inline image, as an annotation's appearance, through chained filters
+/// (Flate of Flate, Flate of RunLength, Flate of LZW) and through a predictor's row: each is
+/// refused before hayro, which decodes every stream whole, is given it.
+#[test]
+fn decompression_bombs_are_refused_before_rendering() {
+    let limit = 16 << 20;
+    let opts = PdfOptions {
+        max_page_decoded_bytes: limit,
+        ..PdfOptions::default()
+    };
+    // 32 MB of spaces (valid content: whitespace) in 32 KB, then in about 100 bytes.
+    let once = zlib_of(b' ', 32 << 20);
+    let twice = zlib(&once);
+    assert!(twice.len() < 1024, "{}", twice.len());
+    let flate2x = "/Filter [/FlateDecode /FlateDecode]";
+    let run_length = zlib(&[0x81, b' '].repeat((32 << 20) / 128));
+    let lzw = zlib(
+        &weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+            .encode(&vec![b' '; 32 << 20])
+            .unwrap(),
+    );
+    let form = |data: &[u8], filter: &str| {
+        stream(
+            &format!("/Type /XObject /Subtype /Form /BBox [0 0 100 100] {filter}"),
+            data,
+        )
+    };
+    let draws_form = || stream("", b"/Fm0 Do");
+    let cases = [
+        (
+            "content",
+            page_pdf("<< >>", "", stream(flate2x, &twice), vec![]),
+        ),
+        (
+            "content, RunLength",
+            page_pdf(
+                "<< >>",
+                "",
+                stream("/Filter [/FlateDecode /RunLengthDecode]", &run_length),
+                vec![],
+            ),
+        ),
+        (
+            "content, LZW",
+            page_pdf("<< >>", "", stream("/Filter [/Fl /LZW]", &lzw), vec![]),
+        ),
+        (
+            "a form's content",
+            page_pdf(
+                "<< /XObject << /Fm0 5 0 R >> >>",
+                "",
+                draws_form(),
+                vec![form(&twice, flate2x)],
+            ),
+        ),
+        (
+            "an image's data, in a form",
+            page_pdf(
+                "<< /XObject << /Fm0 5 0 R >> >>",
+                "",
+                draws_form(),
+                vec![
+                    form(b"/Im0 Do", "/Resources << /XObject << /Im0 6 0 R >> >>"),
+                    stream(
+                        &format!(
+                            "/Type /XObject /Subtype /Image /Width 100 /Height 100 \
+                             /BitsPerComponent 8 /ColorSpace /DeviceGray {flate2x}"
+                        ),
+                        &twice,
+                    ),
+                ],
+            ),
+        ),
+        (
+            "an inline image, in a form",
+            page_pdf(
+                "<< /XObject << /Fm0 5 0 R >> >>",
+                "",
+                draws_form(),
+                vec![form(
+                    format!(
+                        "BI /W 10 /H 10 /BPC 8 /CS /G /F [/AHx /Fl /Fl] ID {} EI",
+                        hex(&twice)
+                    )
+                    .as_bytes(),
+                    "",
+                )],
+            ),
+        ),
+        (
+            "a font file",
+            page_pdf(
+                "<< /Font << /F0 5 0 R >> >>",
+                "",
+                stream("", b"BT /F0 12 Tf (a) Tj ET"),
+                vec![
+                    b"<< /Type /Font /Subtype /TrueType /BaseFont /X /FontDescriptor 6 0 R >>"
+                        .to_vec(),
+                    b"<< /Type /FontDescriptor /FontName /X /Flags 32 /FontFile2 7 0 R >>".to_vec(),
+                    stream(flate2x, &twice),
+                ],
+            ),
+        ),
+        (
+            "an annotation's appearance",
+            page_pdf(
+                "<< >>",
+                "/Annots [<< /Type /Annot /Subtype /Stamp /Rect [0 0 100 100] \
+                 /AP << /N 5 0 R >> >>]",
+                stream("", b""),
+                vec![form(&twice, flate2x)],
+            ),
+        ),
+        (
+            "a predictor's row",
+            page_pdf(
+                "<< >>",
+                "",
+                stream(
+                    "/Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 10000000000 >>",
+                    &zlib(b"\x02 "),
+                ),
+                vec![],
+            ),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let err = refused(what, bytes, &opts, 5);
+        assert!(
+            matches!(err, PdfError::PageDecodesTooLarge { page: 1, limit: l } if l == limit),
+            "{what}: {err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("PdfOptions::max_page_decoded_bytes"),
+            "{err}"
+        );
+    }
+    // At the default limit (256 MiB): 512 MB of spaces in about 500 bytes.
+    let huge = zlib(&zlib_of(b' ', 512 << 20));
+    assert!(huge.len() < 2048, "{}", huge.len());
+    let err = refused(
+        "512 MB of content",
+        page_pdf("<< >>", "", stream(flate2x, &huge), vec![]),
+        &PdfOptions::default(),
+        10,
+    );
+    assert!(
+        matches!(err, PdfError::PageDecodesTooLarge { .. }),
+        "{err:?}"
+    );
+}
+
+/// An image declaring more pixels than the decoding limit is refused wherever the page reaches
+/// it: in a form, inline in a form, as an image's soft mask, in a tiling pattern, in a Type 3
+/// glyph, in an annotation's appearance, in a graphics state's soft mask.
+#[test]
+fn images_anywhere_in_the_page_are_checked() {
+    let huge = stream(
+        "/Type /XObject /Subtype /Image /Width 200000000 /Height 1 /BitsPerComponent 8 \
+         /ColorSpace /DeviceGray",
+        b"\x01",
+    );
+    let inline = b"BI /W 200000000 /H 1 /BPC 8 /CS /G ID \x01 EI";
+    let form = |content: &[u8], resources: &str| {
+        stream(
+            &format!(
+                "/Type /XObject /Subtype /Form /BBox [0 0 100 100] /Resources << {resources} >>"
+            ),
+            content,
+        )
+    };
+    let cases = [
+        (
+            "a form's image",
+            page_pdf(
+                "<< /XObject << /Fm0 5 0 R >> >>",
+                "",
+                stream("", b"/Fm0 Do"),
+                vec![form(b"/Im0 Do", "/XObject << /Im0 6 0 R >>"), huge.clone()],
+            ),
+        ),
+        (
+            "a form's inline image",
+            page_pdf(
+                "<< /XObject << /Fm0 5 0 R >> >>",
+                "",
+                stream("", b"/Fm0 Do"),
+                vec![form(inline, "")],
+            ),
+        ),
+        (
+            "an image's soft mask",
+            page_pdf(
+                "<< /XObject << /Im0 5 0 R >> >>",
+                "",
+                stream("", b"q 100 0 0 100 0 0 cm /Im0 Do Q"),
+                vec![
+                    stream(
+                        "/Type /XObject /Subtype /Image /Width 1 /Height 1 /BitsPerComponent 8 \
+                         /ColorSpace /DeviceGray /SMask 6 0 R",
+                        b"\x01",
+                    ),
+                    huge.clone(),
+                ],
+            ),
+        ),
+        (
+            "a tiling pattern",
+            page_pdf(
+                "<< /Pattern << /P0 5 0 R >> >>",
+                "",
+                stream("", b"/Pattern cs /P0 scn 0 0 100 100 re f"),
+                vec![stream(
+                    "/PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 10 10] /XStep 10 \
+                     /YStep 10 /Resources << >>",
+                    inline,
+                )],
+            ),
+        ),
+        (
+            "a Type 3 glyph",
+            page_pdf(
+                "<< /Font << /F0 5 0 R >> >>",
+                "",
+                stream("", b"BT /F0 12 Tf (a) Tj ET"),
+                vec![
+                    b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 1 1] /FontMatrix [1 0 0 1 0 0] \
+                      /CharProcs << /a 6 0 R >> /Encoding << /Differences [97 /a] >> \
+                      /FirstChar 97 /LastChar 97 /Widths [1] \
+                      /Resources << /XObject << /Im0 7 0 R >> >> >>"
+                        .to_vec(),
+                    stream("", b"1 0 0 0 1 1 d1 /Im0 Do"),
+                    huge.clone(),
+                ],
+            ),
+        ),
+        (
+            "an annotation's appearance",
+            page_pdf(
+                "<< >>",
+                "/Annots [<< /Type /Annot /Subtype /Stamp /Rect [0 0 100 100] \
+                 /AP << /N << /On 5 0 R >> >> /AS /On >>]",
+                stream("", b""),
+                vec![stream("/BBox [0 0 100 100]", inline)],
+            ),
+        ),
+        (
+            "a graphics state's soft mask",
+            page_pdf(
+                "<< /ExtGState << /GS0 << /SMask << /S /Luminosity /G 5 0 R >> >> >> >>",
+                "",
+                stream("", b"/GS0 gs 0 0 100 100 re f"),
+                vec![form(inline, "")],
+            ),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let err = refused(what, bytes, &PdfOptions::default(), 2);
+        assert!(
+            matches!(
+                err,
+                PdfError::PageImageTooLarge {
+                    page: 1,
+                    width: 200_000_000,
+                    height: 1,
+                    ..
+                }
+            ),
+            "{what}: {err:?}"
+        );
+    }
+}
+
+/// Resources that refer to themselves (a form drawing a form that draws the first, a resource
+/// dictionary holding itself) are walked once, and the page renders.
+#[test]
+fn cyclic_resources_are_walked_once() {
+    let form = |content: &[u8]| {
+        stream(
+            "/Type /XObject /Subtype /Form /BBox [0 0 100 100] /Resources 7 0 R",
+            content,
+        )
+    };
+    let bytes = page_pdf(
+        "7 0 R",
+        "",
+        stream("", b"/Fm0 Do"),
+        vec![
+            form(b"0 0 10 10 re f /Fm1 Do"),
+            form(b"/Fm0 Do"),
+            b"<< /XObject << /Fm0 5 0 R /Fm1 6 0 R >> /Self 7 0 R >>".to_vec(),
+        ],
+    );
+    let doc = from_bytes(bytes).unwrap();
+    let start = Instant::now();
+    render(&doc, 1, &budget(SMALL_BUDGET)).unwrap();
+    assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+}
+
+/// A page that reaches more objects than the walk visits is refused, from the count alone.
+#[test]
+fn pages_reaching_too_many_objects_are_refused() {
+    let junk = "[] ".repeat(1_100_000);
+    let bytes = page_pdf(
+        &format!("<< /ExtGState << /GS0 << /Junk [{junk}] >> >> >>"),
+        "",
+        stream("", b""),
+        vec![],
+    );
+    let err = refused("1.1 million arrays", bytes, &PdfOptions::default(), 10);
+    assert!(
+        matches!(
+            err,
+            PdfError::PageTooComplex {
+                page: 1,
+                limit: 1_000_000
+            }
+        ),
+        "{err:?}"
+    );
 }

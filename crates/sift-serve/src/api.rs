@@ -3,7 +3,8 @@
 //!
 //! A query or document is a string, or an object with any of `text`, `image`, `video` (each one
 //! value or a list; images and videos as data URIs, URLs or paths) or vLLM's `content` list of
-//! `{"type": "text" | "image_url" | "video_url", ...}` parts.
+//! `{"type": "text" | "image_url" | "video_url", ...}` parts. A document `{"pdf": ..., "pages":
+//! "1-5,9"}` (feature `pdf`) is one document per page of the PDF, each a result of its own.
 
 use std::path::Path;
 
@@ -258,6 +259,19 @@ pub fn check_documents(count: usize, limits: &Limits) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks the number of documents once each page of a PDF counts as one.
+pub fn check_pages(count: usize, limits: &Limits) -> Result<(), ApiError> {
+    if count > limits.max_documents {
+        return Err(ApiError::too_large(format!(
+            "the request has {count} documents, counting each page of its PDFs as one, over the \
+             server's limit of {} (--max-documents); choose fewer pages with \"pages\", or split \
+             the request",
+            limits.max_documents
+        )));
+    }
+    Ok(())
+}
+
 /// Which fields of an object a query or document is read from.
 #[derive(Clone, Copy)]
 pub enum Fields<'a> {
@@ -393,20 +407,120 @@ async fn read_rank_fields(
     Ok(())
 }
 
-/// Reads a list of queries or documents, named `{label} {i}` in errors.
+/// A document as it is scored, and where it came from: the index of its entry in the request's
+/// list, and its page where that entry is a PDF.
+pub struct ReadItem {
+    pub content: Content,
+    pub index: usize,
+    pub page: Option<u32>,
+}
+
+/// Whether an endpoint takes PDF documents: `Pages` with the pixels each page is counted at
+/// (the model's budget, at which a page is rendered); `Refused` where a document must stay one
+/// result (vLLM's `/score` pairs `text_1[i]` with `text_2[i]`).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "pdf"), allow(dead_code))]
+pub enum Pdfs {
+    Pages { pixels: u64 },
+    Refused,
+}
+
+/// Reads a list of queries or documents, named `{label} {i}` in errors; a PDF document is one
+/// item per page.
 pub async fn read_items(
     values: &[Value],
     label: &str,
     rank_fields: Option<&[String]>,
     sampling: &VideoSampling,
+    pdfs: Pdfs,
     media: &mut MediaReader<'_>,
-) -> Result<Vec<Content>, ApiError> {
+) -> Result<Vec<ReadItem>, ApiError> {
     let mut items = Vec::with_capacity(values.len());
-    for (i, value) in values.iter().enumerate() {
-        let at = format!("{label} {i}");
-        items.push(read_item(value, &at, Fields::Document(rank_fields), sampling, media).await?);
+    for (index, value) in values.iter().enumerate() {
+        let at = format!("{label} {index}");
+        if let Value::Object(fields) = value
+            && fields.contains_key("pdf")
+        {
+            for (content, page) in read_pdf(fields, &at, pdfs, media).await? {
+                items.push(ReadItem {
+                    content,
+                    index,
+                    page,
+                });
+            }
+            continue;
+        }
+        let content = read_item(value, &at, Fields::Document(rank_fields), sampling, media).await?;
+        items.push(ReadItem {
+            content,
+            index,
+            page: None,
+        });
     }
     Ok(items)
+}
+
+/// A PDF document, `{"pdf": FILE, "pages": RANGE}`: one content per selected page, each with
+/// its page number (none for a file that could not be opened: its error is that document's).
+#[cfg(feature = "pdf")]
+async fn read_pdf(
+    fields: &serde_json::Map<String, Value>,
+    at: &str,
+    pdfs: Pdfs,
+    media: &mut MediaReader<'_>,
+) -> Result<Vec<(Content, Option<u32>)>, ApiError> {
+    let Pdfs::Pages { pixels } = pdfs else {
+        return Err(ApiError::bad_request(format!(
+            "{at} is a PDF, and this endpoint scores each document as one result; send PDFs to \
+             /v1/rerank, /v2/rerank or /rerank, where each page is a result of its own"
+        )));
+    };
+    if let Some(other) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "pdf" | "pages"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{at} has \"pdf\" and \"{other}\"; a PDF document holds only \"pdf\" and \"pages\" \
+             (each page is ranked as a document of its own): send \"{other}\" as a document of \
+             its own"
+        )));
+    }
+    let Some(Value::String(reference)) = fields.get("pdf") else {
+        return Err(ApiError::bad_request(format!(
+            "{at}: \"pdf\" must be a string: a data URI (data:application/pdf;base64,...) or a \
+             path under the media root"
+        )));
+    };
+    let pages = match fields.get("pages") {
+        None => None,
+        Some(Value::String(pages)) => Some(pages.as_str()),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{at}: \"pages\" must be a string of pages and ranges, e.g. \"1-5,9\""
+            )));
+        }
+    };
+    let pages = media.pdf(reference, pages, pixels, at).await?;
+    Ok(pages
+        .into_iter()
+        .map(|page| {
+            let number = page.page;
+            (Content::image(sift::ImageSource::PdfPage(page)), number)
+        })
+        .collect())
+}
+
+#[cfg(not(feature = "pdf"))]
+async fn read_pdf(
+    _: &serde_json::Map<String, Value>,
+    at: &str,
+    _: Pdfs,
+    _: &mut MediaReader<'_>,
+) -> Result<Vec<(Content, Option<u32>)>, ApiError> {
+    Err(ApiError::unsupported_media(format!(
+        "{at} is a PDF, and this server was built without PDF support; rebuild sift with the \
+         `pdf` feature, or send each page as an image"
+    )))
 }
 
 /// vLLM's `content` list: `{"type": "text", "text"}`, `{"type": "image_url", "image_url":
@@ -520,13 +634,17 @@ pub fn request(
 /// The scores, or the error naming every document that failed: 413 over a limit, 415 an
 /// unreadable format, 500 the model itself, else 422. The media root's place on the server's
 /// disk is left out of the messages.
+///
+/// `indices[i]` is the request's entry that result `i` came from (several results share one for
+/// the pages of a PDF, whose errors name the page).
 pub fn scores(
     results: Vec<Result<Scored, DocError>>,
+    indices: &[usize],
     media_root: Option<&Path>,
 ) -> Result<Vec<Scored>, ApiError> {
     let mut failures = Vec::new();
     let mut codes = Vec::new();
-    for (index, result) in results.iter().enumerate() {
+    for (result, &index) in results.iter().zip(indices) {
         if let Err(error) = result {
             codes.push(doc_status(error));
             let mut message = error.to_string();
@@ -608,12 +726,26 @@ fn echo(document: &Value) -> Value {
     }
 }
 
+/// A PDF page as the response echoes it: the file as given (a data URI without its data) and
+/// the page, not the PDF's bytes once per page.
+fn echo_page(document: &Value, page: u32) -> Value {
+    let file = document["pdf"].as_str().unwrap_or_default().trim();
+    let file = match file.split_once(',') {
+        Some((header, _)) if file.starts_with("data:") => format!("{header},…"),
+        _ => file.to_string(),
+    };
+    json!({ "pdf": file, "page": page })
+}
+
 /// The body of `/v1/rerank`, `/rerank` and `/v2/rerank` (the latter with Cohere's `meta`).
+/// `items[i]` says which document, and which page of a PDF, score `i` is.
+#[allow(clippy::too_many_arguments)]
 pub fn rerank_response(
     id: &str,
     model: &str,
     documents: &[Value],
     scores: &[Scored],
+    items: &[(usize, Option<u32>)],
     top_n: Option<usize>,
     return_documents: bool,
     cohere_v2: bool,
@@ -623,9 +755,16 @@ pub fn rerank_response(
         .into_iter()
         .take(top_n.unwrap_or(usize::MAX))
         .map(|i| {
-            let mut result = json!({ "index": i, "relevance_score": scores[i].score });
+            let (index, page) = items[i];
+            let mut result = json!({ "index": index, "relevance_score": scores[i].score });
+            if let Some(page) = page {
+                result["page"] = json!(page);
+            }
             if return_documents {
-                result["document"] = echo(&documents[i]);
+                result["document"] = match page {
+                    Some(page) => echo_page(&documents[index], page),
+                    None => echo(&documents[index]),
+                };
             }
             result
         })

@@ -88,6 +88,9 @@ struct AppState {
     device: String,
     /// The model's settings that the API reports or checks against (`/info`, truncation).
     max_length: usize,
+    /// Pixels a PDF page is rendered at (the model's image budget), counted against
+    /// `--max-request-pixels` for each page of a request's PDFs.
+    page_pixels: u64,
     precision: &'static str,
     scorer: Scorer,
     metrics: Arc<Metrics>,
@@ -145,6 +148,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let device = reranker.device_name().to_string();
         let max_length = reranker.options().max_length;
+        let page_pixels = reranker.options().image.max_pixels;
         let precision = match reranker.options().precision {
             sift::Precision::F32 => "float32",
             sift::Precision::F16 => "float16",
@@ -159,6 +163,7 @@ impl Server {
                 options,
                 device,
                 max_length,
+                page_pixels,
                 precision,
                 scorer,
                 metrics,
@@ -678,7 +683,9 @@ async fn rerank_or_tei(
     rerank(&state, &id, api::parse_value(value)?, false).await
 }
 
-/// The scores of `documents` (named `{label} i` in errors) against one query.
+/// The scores of `documents` (named `{label} i` in errors) against one query, each with the
+/// document it came from and its page where that document is a PDF (one score per page).
+#[allow(clippy::too_many_arguments)]
 async fn score_documents(
     state: &AppState,
     query: &Value,
@@ -687,15 +694,25 @@ async fn score_documents(
     rank_fields: Option<&[String]>,
     instruction: Option<String>,
     sampling: &VideoSampling,
-) -> Result<Vec<sift::Scored>, ApiError> {
+    pdfs: api::Pdfs,
+) -> Result<(Vec<sift::Scored>, Vec<(usize, Option<u32>)>), ApiError> {
     api::check_documents(documents.len(), &state.options.limits)?;
     let mut media = media_reader(state);
     let query =
         api::read_item(query, "the query", api::Fields::Query, sampling, &mut media).await?;
-    let documents = api::read_items(documents, label, rank_fields, sampling, &mut media).await?;
+    let items = api::read_items(documents, label, rank_fields, sampling, pdfs, &mut media).await?;
+    api::check_pages(items.len(), &state.options.limits)?;
+    let origins: Vec<(usize, Option<u32>)> = items.iter().map(|i| (i.index, i.page)).collect();
+    let indices: Vec<usize> = items.iter().map(|i| i.index).collect();
+    let documents = items.into_iter().map(|i| i.content).collect();
     let request = api::request(query, documents, instruction, sampling);
     let mut results = state.scorer.score(vec![request], media.temp_files).await?;
-    api::scores(results.remove(0), state.options.media.root.as_deref())
+    let scores = api::scores(
+        results.remove(0),
+        &indices,
+        state.options.media.root.as_deref(),
+    )?;
+    Ok((scores, origins))
 }
 
 async fn rerank(
@@ -707,7 +724,10 @@ async fn rerank(
     let sampling = api::sampling(body.fps, body.max_frames)?;
     let top_n = api::top_n(body.top_n)?;
     let truncation = body.truncation(state.max_length)?;
-    let scores = score_documents(
+    let pdfs = api::Pdfs::Pages {
+        pixels: state.page_pixels,
+    };
+    let (scores, items) = score_documents(
         state,
         &body.query,
         &body.documents,
@@ -715,6 +735,7 @@ async fn rerank(
         body.rank_fields.as_deref(),
         body.instruction,
         &sampling,
+        pdfs,
     )
     .await?;
     truncation.check(&scores, "document")?;
@@ -726,6 +747,7 @@ async fn rerank(
             model,
             &body.documents,
             &scores,
+            &items,
             top_n,
             return_documents,
             cohere_v2,
@@ -739,7 +761,8 @@ async fn tei_rerank(state: &AppState, body: Value) -> Result<Response, ApiError>
     let truncation = body.truncation(state.max_length)?;
     let texts: Vec<Value> = body.texts.iter().map(|t| json!(t)).collect();
     let sampling = api::sampling(None, None)?;
-    let scores = score_documents(
+    // TEI's texts are strings, never PDFs.
+    let (scores, _) = score_documents(
         state,
         &json!(body.query),
         &texts,
@@ -747,6 +770,7 @@ async fn tei_rerank(state: &AppState, body: Value) -> Result<Response, ApiError>
         None,
         None,
         &sampling,
+        api::Pdfs::Refused,
     )
     .await?;
     truncation.check(&scores, "text")?;
@@ -779,10 +803,31 @@ async fn score(
     }
     let sampling = api::sampling(body.fps, body.max_frames)?;
     let mut media = media_reader(&state);
-    let mut read_queries =
-        api::read_items(&queries, "text_1 item", None, &sampling, &mut media).await?;
-    let read_documents =
-        api::read_items(&documents, "text_2 item", None, &sampling, &mut media).await?;
+    let refused = api::Pdfs::Refused;
+    let mut read_queries: Vec<sift::Content> = api::read_items(
+        &queries,
+        "text_1 item",
+        None,
+        &sampling,
+        refused,
+        &mut media,
+    )
+    .await?
+    .into_iter()
+    .map(|item| item.content)
+    .collect();
+    let read_documents: Vec<sift::Content> = api::read_items(
+        &documents,
+        "text_2 item",
+        None,
+        &sampling,
+        refused,
+        &mut media,
+    )
+    .await?
+    .into_iter()
+    .map(|item| item.content)
+    .collect();
     let requests = if read_queries.len() == 1 {
         let query = read_queries.remove(0);
         vec![api::request(
@@ -798,11 +843,15 @@ async fn score(
             .map(|(q, d)| api::request(q, vec![d], body.instruction.clone(), &sampling))
             .collect()
     };
-    let results = state.scorer.score(requests, media.temp_files).await?;
-    let scores = api::scores(
-        results.into_iter().flatten().collect(),
-        state.options.media.root.as_deref(),
-    )?;
+    let results: Vec<_> = state
+        .scorer
+        .score(requests, media.temp_files)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let indices: Vec<usize> = (0..results.len()).collect();
+    let scores = api::scores(results, &indices, state.options.media.root.as_deref())?;
     truncation.check(&scores, "text_2 item")?;
     let model = body.model.as_deref().unwrap_or(&state.options.model_name);
     let created = SystemTime::now()

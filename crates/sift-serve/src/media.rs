@@ -1,4 +1,4 @@
-//! Images and videos named in a request: data URIs always; paths only inside `--media-root`;
+//! Images, videos and PDFs named in a request: data URIs always; paths only inside `--media-root`;
 //! remote URLs only with `--allow-remote-media`, never to loopback or private addresses unless
 //! `--allow-private-media`, and within a size and time limit.
 
@@ -46,6 +46,8 @@ impl Default for MediaPolicy {
 pub enum Kind {
     Image,
     Video,
+    #[cfg(feature = "pdf")]
+    Pdf,
 }
 
 impl Kind {
@@ -53,6 +55,27 @@ impl Kind {
         match self {
             Kind::Image => "image",
             Kind::Video => "video",
+            #[cfg(feature = "pdf")]
+            Kind::Pdf => "PDF",
+        }
+    }
+
+    /// The media types a data URI of this kind may have, as a message shows them.
+    fn media_types(self) -> &'static str {
+        match self {
+            Kind::Image => "image/*",
+            Kind::Video => "video/*",
+            #[cfg(feature = "pdf")]
+            Kind::Pdf => "application/pdf",
+        }
+    }
+
+    fn accepts(self, media_type: &str) -> bool {
+        match self {
+            Kind::Image => media_type.starts_with("image/"),
+            Kind::Video => media_type.starts_with("video/"),
+            #[cfg(feature = "pdf")]
+            Kind::Pdf => media_type == "application/pdf",
         }
     }
 }
@@ -69,8 +92,11 @@ pub struct MediaReader<'a> {
     pub policy: &'a MediaPolicy,
     pub limits: &'a Limits,
     pub temp_files: Vec<TempPath>,
-    /// Pixels of the request's images and sampled video frames so far.
+    /// Pixels of the request's images, sampled video frames and PDF pages so far.
     pixels: u64,
+    /// PDF pages of the request so far.
+    #[cfg(feature = "pdf")]
+    pdf_pages: usize,
 }
 
 impl<'a> MediaReader<'a> {
@@ -80,6 +106,8 @@ impl<'a> MediaReader<'a> {
             limits,
             temp_files: Vec::new(),
             pixels: 0,
+            #[cfg(feature = "pdf")]
+            pdf_pages: 0,
         }
     }
 
@@ -114,9 +142,10 @@ impl<'a> MediaReader<'a> {
         let limit = self.limits.max_request_pixels;
         if self.pixels > limit {
             return Err(ApiError::too_large(format!(
-                "{at}: the request's images and video frames add up to over {limit} pixels, the \
-                 server's limit per request (--max-request-pixels); send fewer or smaller images \
-                 per request, or fewer video frames (max_frames)"
+                "{at}: the request's images, video frames and PDF pages add up to over {limit} \
+                 pixels, the server's limit per request (--max-request-pixels); send fewer or \
+                 smaller images per request, fewer video frames (max_frames) or fewer PDF pages \
+                 (\"pages\")"
             )));
         }
         Ok(())
@@ -182,6 +211,67 @@ impl<'a> MediaReader<'a> {
         })
     }
 
+    /// The pages of a PDF (`pages` selects them, e.g. "1-5,9"; every page without it): a data
+    /// URI of type application/pdf, or a path under the media root, refused unless it starts as
+    /// a PDF does. Each page counts against the request's pixels at `page_pixels` (a page is
+    /// rendered at the model's budget), and the request may hold at most
+    /// `sift::pdf::MAX_REQUEST_PDF_PAGES` pages. A file that opens but cannot be used (damaged,
+    /// password-protected, a range past its end) is one page source holding the error, so that
+    /// it is that document's error; each page is rendered, within the library's PDF bounds,
+    /// when its document is scored.
+    #[cfg(feature = "pdf")]
+    pub async fn pdf(
+        &mut self,
+        reference: &str,
+        pages: Option<&str>,
+        page_pixels: u64,
+        at: &str,
+    ) -> Result<Vec<sift::pdf::PdfPage>, ApiError> {
+        use sift::pdf::{MAX_REQUEST_PDF_PAGES, PdfOptions, PdfPage};
+        let media = self.read(reference, Kind::Pdf, at).await?;
+        let not_pdf = || {
+            ApiError::unsupported_media(format!(
+                "{at}: the \"pdf\" file is not a PDF (it does not start with %PDF-); send a PDF \
+                 file, and an image as \"image\""
+            ))
+        };
+        let options = PdfOptions::default();
+        // A data URI's text stands for the file in messages, without its data.
+        let shown = match reference.trim().split_once(',') {
+            Some((header, _)) if reference.trim().starts_with("data:") => format!("{header},…"),
+            _ => reference.trim().to_string(),
+        };
+        let pages = match media {
+            Media::Bytes(bytes) => {
+                if !is_pdf(&bytes) {
+                    return Err(not_pdf());
+                }
+                PdfPage::pages_of_bytes(bytes, &shown, pages, &options)
+            }
+            Media::File(path) => {
+                let mut head = Vec::with_capacity(1024);
+                std::fs::File::open(&path)
+                    .and_then(|file| file.take(1024).read_to_end(&mut head))
+                    .map_err(|e| internal(format!("{at}: the PDF could not be read: {e}")))?;
+                if !is_pdf(&head) {
+                    return Err(not_pdf());
+                }
+                PdfPage::pages_of(&path, &shown, pages, &options)
+            }
+        };
+        let selected = pages.iter().filter(|page| page.page.is_some()).count();
+        self.pdf_pages += selected;
+        if self.pdf_pages > MAX_REQUEST_PDF_PAGES {
+            return Err(ApiError::too_large(format!(
+                "{at}: the request's PDFs add up to over {MAX_REQUEST_PDF_PAGES} pages, the \
+                 limit per request; choose fewer with \"pages\" (e.g. \"1-10\"), or split the \
+                 request"
+            )));
+        }
+        self.count_pixels(page_pixels.saturating_mul(selected as u64), at)?;
+        Ok(pages)
+    }
+
     async fn read(&self, reference: &str, kind: Kind, at: &str) -> Result<Media, ApiError> {
         let reference = reference.trim();
         if let Some(data) = reference.strip_prefix("data:") {
@@ -192,9 +282,9 @@ impl<'a> MediaReader<'a> {
             if !self.policy.allow_remote {
                 return Err(ApiError::forbidden(format!(
                     "{at}: remote {} URLs are off on this server; send the file as a data URI \
-                     (data:{}/...;base64,...), or start the server with --allow-remote-media",
+                     (data:{};base64,...), or start the server with --allow-remote-media",
                     kind.name(),
-                    kind.name()
+                    kind.media_types()
                 )));
             }
             let policy = self.policy.clone();
@@ -262,6 +352,14 @@ impl<'a> MediaReader<'a> {
     }
 }
 
+/// A PDF's header, `%PDF-`, within its first 1024 bytes (PDF 32000-1:2008, annex H).
+#[cfg(feature = "pdf")]
+fn is_pdf(head: &[u8]) -> bool {
+    head[..head.len().min(1024)]
+        .windows(5)
+        .any(|w| w == b"%PDF-")
+}
+
 fn internal(message: String) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
 }
@@ -281,13 +379,13 @@ fn data_uri(data: &str, kind: Kind, at: &str) -> Result<Vec<u8>, ApiError> {
             "{at}: the data URI is not base64; write data:<type>;base64,<data>"
         )));
     }
-    let expected = format!("{}/", kind.name());
     let generic = media_type.is_empty() || media_type == "application/octet-stream";
-    if !generic && !media_type.starts_with(&expected) {
+    if !generic && !kind.accepts(&media_type) {
         return Err(ApiError::unsupported_media(format!(
-            "{at}: a data URI of type {media_type} where an {} is expected; send an {}/* file",
+            "{at}: a data URI of type {media_type} where {} {} is expected; send a file of type {}",
+            if kind.name() == "image" { "an" } else { "a" },
             kind.name(),
-            kind.name()
+            kind.media_types()
         )));
     }
     // Some clients wrap long base64 lines.

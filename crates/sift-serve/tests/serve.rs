@@ -906,3 +906,98 @@ fn each_api_shape_answers_exactly_in_its_corners() {
     assert!(metrics.contains("sift_open_connections"));
     server.stop();
 }
+
+/// A PDF document (a data URI, or a path under the media root) is one document per selected
+/// page: each page a result naming its document and page, scored exactly as the library scores
+/// that page. What is not a PDF, a PDF document with other fields, a page past the end, and a
+/// PDF where a document must stay one result are refused, each by name.
+#[cfg(feature = "pdf")]
+#[test]
+fn pdf_documents_are_one_result_per_page() {
+    use sift::pdf::{PdfOptions, PdfPage};
+    let pdfs = golden_dir().join("pdf");
+    let report = data_uri(&pdfs.join("report.pdf"), "application/pdf");
+    let pages = |file: &str, range: Option<&str>| {
+        PdfPage::pages_of(&pdfs.join(file), file, range, &PdfOptions::default())
+            .into_iter()
+            .map(|page| Content::image(ImageSource::PdfPage(page)))
+    };
+    let mut expected_documents = vec![Content::text("a text")];
+    expected_documents.extend(pages("report.pdf", Some("2,1")));
+    expected_documents.extend(pages("slide.pdf", None));
+    let expected = library_scores(QUERY, expected_documents);
+    let server = TestServer::start(ServeOptions {
+        media: MediaPolicy {
+            root: Some(pdfs.clone()),
+            ..MediaPolicy::default()
+        },
+        ..ServeOptions::default()
+    });
+    let (status, answer) = server.post(
+        "/v1/rerank",
+        &json!({
+            "query": QUERY,
+            "documents": ["a text", {"pdf": report, "pages": "2,1"}, {"pdf": "slide.pdf"}],
+            "return_documents": true,
+        }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{answer}");
+    // In the order the library was given them: the text, report pages 2 and 1, the slide.
+    let order = [(0, None), (1, Some(2)), (1, Some(1)), (2, Some(1))];
+    for result in results {
+        let at = (result["index"].as_u64().unwrap(), result["page"].as_u64());
+        let i = order.iter().position(|&o| o == at).expect("a known page");
+        assert_eq!(
+            result["relevance_score"].as_f64().unwrap() as f32,
+            expected[i]
+        );
+        let echoed = match at {
+            (0, _) => json!({"text": "a text"}),
+            (1, Some(page)) => json!({"pdf": "data:application/pdf;base64,…", "page": page}),
+            (_, page) => json!({"pdf": "slide.pdf", "page": page}),
+        };
+        assert_eq!(result["document"], echoed);
+    }
+
+    let refused = |document: Value, endpoint: &str, status: u16, says: &[&str]| {
+        let body = match endpoint {
+            "/score" => json!({"text_1": QUERY, "text_2": [document]}),
+            _ => json!({"query": QUERY, "documents": ["a text", document]}),
+        };
+        let (code, answer) = server.post(endpoint, &body);
+        assert_eq!(code, status, "{answer}");
+        let message = answer.to_string();
+        for part in says {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+    };
+    let png = data_uri(&rerank_dir("image").join("red.png"), "application/pdf");
+    refused(
+        json!({"pdf": png}),
+        "/v1/rerank",
+        415,
+        &["document 1", "not a PDF"],
+    );
+    refused(
+        json!({"pdf": "data:image/png;base64,aGk="}),
+        "/v1/rerank",
+        415,
+        &["application/pdf"],
+    );
+    refused(
+        json!({"pdf": "slide.pdf", "text": "more"}),
+        "/v1/rerank",
+        400,
+        &["only \\\"pdf\\\" and \\\"pages\\\""],
+    );
+    refused(
+        json!({"pdf": "slide.pdf", "pages": "3"}),
+        "/v1/rerank",
+        422,
+        &["document 1", "page 3 does not exist"],
+    );
+    refused(json!({"pdf": "slide.pdf"}), "/score", 400, &["/v1/rerank"]);
+    server.stop();
+}

@@ -6,16 +6,18 @@
 //! [`crate::resize_for_model`] keeps it as it is instead of resampling a print-resolution
 //! render. See docs/pdf.md for the renderer's limits and the measured agreement with poppler.
 
+mod budget;
+mod deadline;
+
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use hayro::hayro_interpret::InterpreterSettings;
 use hayro::hayro_interpret::util::TransformExt;
-use hayro::hayro_syntax::content::ops::{InlineImage, TypedInstruction};
-use hayro::hayro_syntax::object::{Dict, Name, Stream};
-use hayro::hayro_syntax::page::Page;
 use hayro::hayro_syntax::{DecryptionError, LoadPdfError, Pdf};
 use hayro::kurbo::Affine;
 use hayro::vello_cpu::color::palette::css::WHITE;
@@ -34,14 +36,29 @@ pub const DEFAULT_MAX_PDF_BYTES: u64 = 256 << 20;
 /// document for the model (up to 1,800 visual tokens each at the default budget).
 pub const DEFAULT_MAX_PDF_PAGES: u32 = 100;
 
+/// The default [`PdfOptions::max_page_decoded_bytes`]: 256 MiB, the size of the largest file
+/// taken. A 50-megapixel RGB image (the decoding limit) is 150 MB; text and vector pages decode
+/// to a few MB. A Flate stream expands up to 1,032-fold, and chained filters multiply that, so a
+/// few kilobytes of a hostile file could otherwise ask for terabytes.
+pub const DEFAULT_MAX_PAGE_DECODED_BYTES: u64 = 256 << 20;
+
+/// The default [`PdfOptions::render_timeout`]: 30 seconds. A page of the test set takes about
+/// 0.3 s; a dense technical drawing a few seconds.
+pub const DEFAULT_RENDER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub use budget::MAX_PAGE_OBJECTS;
+pub use deadline::MAX_ABANDONED_RENDERS;
+
 /// A PDF's header, `%PDF-`, must start within its first 1024 bytes (PDF 32000-1:2008, annex H).
 const HEADER_WINDOW: usize = 1024;
 
 /// The renderer's largest canvas side (vello_cpu sizes are `u16`).
 const MAX_SIDE: u32 = u16::MAX as u32;
 
-/// Limits for opening a PDF. Defaults are [`DEFAULT_MAX_PDF_BYTES`] and
-/// [`DEFAULT_MAX_PDF_PAGES`]; the pixels of each page are bounded by [`ImageOptions`].
+/// Limits for opening a PDF and rendering its pages. Defaults are [`DEFAULT_MAX_PDF_BYTES`],
+/// [`DEFAULT_MAX_PDF_PAGES`], [`DEFAULT_MAX_PAGE_DECODED_BYTES`] and
+/// [`DEFAULT_RENDER_TIMEOUT`]; the pixels of each page and of each image in it are bounded by
+/// [`ImageOptions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PdfOptions {
     /// Largest PDF accepted, in bytes.
@@ -49,6 +66,13 @@ pub struct PdfOptions {
     /// Most pages rendered from one document: [`PdfDocument::pages`] refuses a selection
     /// (the whole document when no range is given) of more pages.
     pub max_pages: u32,
+    /// Most bytes the streams one page reaches (content, fonts, images, forms, patterns, ...)
+    /// may decode to, in all, measured before the page is drawn.
+    pub max_page_decoded_bytes: u64,
+    /// Longest a page may take to render. Past it the page is an error and its render is left
+    /// to finish on its own thread (natively; on wasm32 the page renders inline, and the page's
+    /// worker is what a deadline stops).
+    pub render_timeout: Duration,
 }
 
 impl Default for PdfOptions {
@@ -56,6 +80,8 @@ impl Default for PdfOptions {
         PdfOptions {
             max_bytes: DEFAULT_MAX_PDF_BYTES,
             max_pages: DEFAULT_MAX_PDF_PAGES,
+            max_page_decoded_bytes: DEFAULT_MAX_PAGE_DECODED_BYTES,
+            render_timeout: DEFAULT_RENDER_TIMEOUT,
         }
     }
 }
@@ -210,6 +236,60 @@ pub enum PdfError {
         height: u64,
         /// `ImageOptions::max_decoded_pixels`.
         limit: u64,
+    },
+
+    /// The page's streams decode to more bytes, in all, than the limit: refused before the
+    /// renderer, which decodes every stream whole, is given them.
+    #[error(
+        "page {page}'s compressed streams (content, fonts, images) decode to more than {limit} \
+         bytes, the limit per page: a decompression bomb, or a page far heavier than documents \
+         are; leave the page out with a page range, or raise `PdfOptions::max_page_decoded_bytes` \
+         if the file is trusted"
+    )]
+    PageDecodesTooLarge {
+        /// The page, 1-based.
+        page: u32,
+        /// `PdfOptions::max_page_decoded_bytes`.
+        limit: u64,
+    },
+
+    /// The page reaches more objects than the walk that checks it visits.
+    #[error(
+        "page {page} reaches more than {limit} PDF objects (resources, fonts, annotations), more \
+         than any real page: the file is damaged or hostile; leave the page out with a page \
+         range, or print the PDF to a new PDF and pass that"
+    )]
+    PageTooComplex {
+        /// The page, 1-based.
+        page: u32,
+        /// [`MAX_PAGE_OBJECTS`].
+        limit: u64,
+    },
+
+    /// Rendering the page took longer than [`PdfOptions::render_timeout`].
+    #[error(
+        "page {page} took longer than {}s to render, the limit per page: it is too complex, or \
+         the file is hostile; leave the page out with a page range, or raise \
+         `PdfOptions::render_timeout` if the file is trusted", limit.as_secs_f64()
+    )]
+    RenderTimedOut {
+        /// The page, 1-based.
+        page: u32,
+        /// `PdfOptions::render_timeout`.
+        limit: Duration,
+    },
+
+    /// Too many earlier renders passed their deadline and are still running.
+    #[error(
+        "page {page} was not rendered: {running} renders of earlier pages passed their time \
+         limit and are still running, the most allowed at once (so that hostile files cannot \
+         pile up threads); try again once they finish, and leave out the pages that time out"
+    )]
+    RendersStuck {
+        /// The page, 1-based.
+        page: u32,
+        /// Renders past their deadline still running.
+        running: usize,
     },
 
     /// The renderer panicked: a page it cannot handle, caught so that it costs only this page.
@@ -378,8 +458,11 @@ impl fmt::Display for PageRange {
 
 /// An open PDF: its page count, and each page rendered at the model's size.
 pub struct PdfDocument {
-    pdf: Pdf,
+    /// Shared with renders that passed their deadline and still run on their own threads.
+    pdf: Arc<Pdf>,
     max_pages: u32,
+    max_page_decoded_bytes: u64,
+    render_timeout: Duration,
 }
 
 impl fmt::Debug for PdfDocument {
@@ -413,49 +496,6 @@ fn panic_detail(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// Refuses a page that draws an image declaring more than `limit` pixels, before the renderer
-/// decodes it: hayro trusts a declared size and pads a short image out to it (a 482-byte page
-/// whose inline image declares 200,000,000 × 1 pixels took 5.3 GB and 361 s). The inline
-/// images of the page's content and the image XObjects of its resources are checked; images
-/// inside form XObjects, patterns and Type 3 glyphs, and compressed streams that expand beyond
-/// their image, are not (docs/pdf.md).
-fn check_page_images(page: &Page<'_>, number: u32, limit: u64) -> Result<(), PdfError> {
-    let check = |dict: &Dict<'_>| {
-        let side = |long: &[u8], short: &[u8]| {
-            dict.get::<f64>(long)
-                .or_else(|| dict.get::<f64>(short))
-                .unwrap_or(0.0)
-                .max(0.0)
-        };
-        let (width, height) = (side(b"Width", b"W"), side(b"Height", b"H"));
-        if width * height > limit as f64 {
-            return Err(PdfError::PageImageTooLarge {
-                page: number,
-                width: width as u64,
-                height: height as u64,
-                limit,
-            });
-        }
-        Ok(())
-    };
-    // A lending iterator (each instruction borrows the iterator), so not a `for` loop.
-    let mut operations = page.typed_operations();
-    while let Some(operation) = operations.next() {
-        if let TypedInstruction::InlineImage(InlineImage(stream)) = operation {
-            check(stream.dict())?;
-        }
-    }
-    let x_objects = &page.resources().x_objects;
-    for name in x_objects.keys() {
-        if let Some(stream) = x_objects.get::<Stream<'_>>(name.as_ref())
-            && stream.dict().get::<Name<'_>>(b"Subtype").as_deref() == Some(b"Image".as_slice())
-        {
-            check(stream.dict())?;
-        }
-    }
-    Ok(())
 }
 
 impl PdfDocument {
@@ -493,8 +533,10 @@ impl PdfDocument {
                 LoadPdfError::Invalid => PdfError::Damaged,
             })?;
         let doc = PdfDocument {
-            pdf,
+            pdf: Arc::new(pdf),
             max_pages: opts.max_pages,
+            max_page_decoded_bytes: opts.max_page_decoded_bytes,
+            render_timeout: opts.render_timeout,
         };
         if doc.page_count() == 0 {
             return Err(PdfError::NoPages);
@@ -629,8 +671,17 @@ impl PdfDocument {
     /// Renders `page` (1-based) on white at [`PdfDocument::render_size`]: the page's crop box
     /// fills the image, stretched by at most half a `resize_factor` on each side as
     /// `smart_resize` stretches any image. Annotations with an appearance (form fields, stamps)
-    /// are drawn, as in PDF readers. A panic of the renderer is caught and returned as
-    /// [`PdfError::RenderFailed`] for this page.
+    /// are drawn, as in PDF readers.
+    ///
+    /// Before anything is drawn, everything the page can make the renderer decode is measured:
+    /// refused if its streams decode to more than [`PdfOptions::max_page_decoded_bytes`]
+    /// ([`PdfError::PageDecodesTooLarge`]), if an image anywhere in it declares more than
+    /// `opts.max_decoded_pixels` ([`PdfError::PageImageTooLarge`]), or if it reaches more than
+    /// [`MAX_PAGE_OBJECTS`] ([`PdfError::PageTooComplex`]). A render that takes longer than
+    /// [`PdfOptions::render_timeout`] is [`PdfError::RenderTimedOut`] (natively; it finishes on
+    /// its own thread, and while [`MAX_ABANDONED_RENDERS`] such are running, renders are
+    /// refused with [`PdfError::RendersStuck`]). A panic of the renderer is caught and returned
+    /// as [`PdfError::RenderFailed`] for this page.
     pub fn render_page(
         &self,
         page: u32,
@@ -638,22 +689,53 @@ impl PdfDocument {
         proc: &ProcessorConfig,
     ) -> Result<RgbImage, PdfError> {
         let (width, height) = self.render_size(page, opts, proc)?;
-        let pdf_page = self.page(page)?;
-        catch_unwind(AssertUnwindSafe(|| {
-            check_page_images(pdf_page, page, opts.max_decoded_pixels)
-        }))
-        .map_err(|payload| PdfError::RenderFailed {
+        self.page(page)?;
+        let job = RenderJob {
+            pdf: Arc::clone(&self.pdf),
             page,
-            detail: panic_detail(payload.as_ref()),
-        })??;
-        let (w, h) = self.page_size(page)?;
-        let transform = Affine::scale_non_uniform(f64::from(width) / w, f64::from(height) / h)
-            * pdf_page.initial_transform(true).to_kurbo();
+            width,
+            height,
+            limits: budget::Limits {
+                page,
+                decoded_bytes: self.max_page_decoded_bytes,
+                image_pixels: opts.max_decoded_pixels,
+            },
+        };
+        deadline::run(page, self.render_timeout, move || job.run())?
+    }
+}
+
+/// What a render needs, owned, so that a render past its deadline can finish on its own thread.
+struct RenderJob {
+    pdf: Arc<Pdf>,
+    page: u32,
+    width: u32,
+    height: u32,
+    limits: budget::Limits,
+}
+
+impl RenderJob {
+    fn run(self) -> Result<RgbImage, PdfError> {
+        let RenderJob {
+            pdf,
+            page,
+            width,
+            height,
+            limits,
+        } = self;
+        // `render_page` checked that the page exists.
+        let pdf_page = &pdf.pages()[page as usize - 1];
         // hayro's interpreter is written not to panic, but it is young and parses untrusted
         // fonts, images and content streams; a panic on one page must not cost the others.
         // (No unwinding on wasm32, where a panic aborts the worker instead.)
         let pixmap = catch_unwind(AssertUnwindSafe(|| {
-            // Sizes were checked against MAX_SIDE above.
+            budget::check_page(pdf_page, &limits)?;
+            let (w, h) = pdf_page.render_dimensions();
+            let transform = Affine::scale_non_uniform(
+                f64::from(width) / f64::from(w),
+                f64::from(height) / f64::from(h),
+            ) * pdf_page.initial_transform(true).to_kurbo();
+            // Sizes were checked against MAX_SIDE by `render_size`.
             let (width, height) = (width as u16, height as u16);
             let mut ctx = RenderContext::new(width, height);
             let cache = RenderCache::new();
@@ -681,12 +763,12 @@ impl PdfDocument {
                     ..Default::default()
                 },
             );
-            pixmap
+            Ok(pixmap)
         }))
         .map_err(|payload| PdfError::RenderFailed {
             page,
             detail: panic_detail(payload.as_ref()),
-        })?;
+        })??;
         // The pixmap is premultiplied; painted over opaque white every pixel stays opaque, but
         // compositing onto white again (c + 255 - a) is exact either way.
         let rgb = pixmap
