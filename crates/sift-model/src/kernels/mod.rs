@@ -22,15 +22,15 @@ use burn::tensor::Tensor;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Q4Kernels {
-    /// sift's fused kernel (packed weights dequantized in shared memory, summed in f32) where
-    /// the layer multiplies in f32, its 128-wide tiles where they give the GPU enough
-    /// workgroups; where it multiplies in f16, burn's dequantize to f16 and its f16 matmul,
-    /// which measured faster (docs/performance.md).
+    /// sift's fused kernel (packed weights dequantized in shared memory, summed in f32) in
+    /// 64 × 64 tiles where the layer multiplies in f32; where it multiplies in f16, burn's
+    /// dequantize to f16 and its f16 matmul, which measured faster (docs/performance.md).
     #[default]
     Measured,
     /// sift's fused kernel in 64 × 64 tiles for every layer.
     Fused,
-    /// sift's fused kernel in 128 × 128 tiles for every layer.
+    /// sift's fused kernel in 128 × 128 tiles for every layer (8 × 8 outputs per invocation;
+    /// not yet measured on a GPU, so not yet chosen by `Measured`).
     Wide,
     /// burn's dequantize, then burn's matmul, for every layer.
     Dequantize,

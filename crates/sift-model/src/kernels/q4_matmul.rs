@@ -32,9 +32,6 @@ const WIDE_TILE: u32 = 128;
 /// Inputs per step along `K` in the wide kernel: a `16 × 128` tile of inputs and one of
 /// weights in f32 are again 16 KiB of shared memory.
 const WIDE_STEP: u32 = 16;
-/// Fewer wide workgroups than this leave GPUs idle (an H100 has 132 cores): the 64-wide kernel
-/// then runs, with four times as many workgroups.
-const WIDE_MIN_WORKGROUPS: u32 = 256;
 
 /// The output shape of `x · Wᵀ`: `x`'s rows, `W`'s rows (what burn's fusion records).
 #[cfg(feature = "wgpu")]
@@ -71,13 +68,9 @@ impl Q4MatmulOps for CubeBackend {
             dtype_to_storage_type(scales.dtype),
         ];
         let (m, n) = (m as u32, n as u32);
-        let wide_workgroups = n.div_ceil(WIDE_TILE) * m.div_ceil(WIDE_TILE);
-        let wide = match super::q4_kernels() {
-            Q4Kernels::Wide => true,
-            Q4Kernels::Measured => wide_workgroups >= WIDE_MIN_WORKGROUPS,
-            Q4Kernels::Fused | Q4Kernels::Dequantize => false,
-        };
-        if wide {
+        // The 128-wide tiles run only where chosen until a GPU has measured them
+        // (docs/performance.md).
+        if super::q4_kernels() == Q4Kernels::Wide {
             q4_matmul_wide_kernel::launch(
                 &x.client,
                 CubeCount::new_2d(n.div_ceil(WIDE_TILE), m.div_ceil(WIDE_TILE)),
