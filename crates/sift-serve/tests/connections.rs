@@ -90,14 +90,16 @@ fn slow_headers_never_crowd_out_other_clients_and_are_cut_off() {
     // (A loaded machine may delay a connect by a SYN retry of a second or more.)
     assert_others_served(&server, "1,000 slow connections open");
     assert!(server.metric("sift_open_connections") >= 1000.0);
-    // Each is closed by the server once its header has taken 10 s (read: end of file or reset).
+    // Each is closed by the server once its header has taken 10 s (read: end of file or reset);
+    // 30 s leaves room for a loaded 2-core machine to get round 1,000 closings, and is still
+    // far short of a connection held for ever.
     for stream in &mut slow {
-        let left = Duration::from_secs(16).saturating_sub(started.elapsed());
+        let left = Duration::from_secs(30).saturating_sub(started.elapsed());
         let answer = answer_of(stream, left.max(Duration::from_millis(1)));
         assert!(!answer.contains("200 OK"), "{answer}");
     }
     assert!(
-        started.elapsed() < Duration::from_secs(16),
+        started.elapsed() < Duration::from_secs(30),
         "slow connections were held past --header-timeout"
     );
     // This request's connection, and perhaps the last one's, still closing.
