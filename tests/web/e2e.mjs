@@ -9,7 +9,11 @@
 // again) and gets the model from the browser's storage with no request for it; damages a
 // stored shard and sees it fetched again; cuts text at a length limit as native does; a query
 // image that cannot be read (said once, by the query); bad files, each with its error in the
-// page's words, across its row; the query video's sampling note under it alone; converts the
+// page's words, across its row; the query video's sampling note under it alone; PDFs dropped
+// on the page, one document per page drawn by the page's renderer worker, each page's score
+// equal to native `sift rerank` on the PDF, a damaged and a password-protected PDF each its own
+// error, a renderer that aborts or hangs on a page restarted with that page alone failed, the
+// PDFs kept across a reload and drawn again from the kept file; converts the
 // same model from a hub-style server (sharded checkpoint, files behind redirects) in the page,
 // cut off and resumed, into the bytes `sift quantize` writes, and scores with it; crashes the
 // worker mid-run and sees the page recover with its inputs intact; on the next visit, the model
@@ -116,11 +120,27 @@ const media = {
   empty: ['bad_inputs/empty.png', 'empty.png'],
   wide: ['bad_inputs/wide_201_to_1.png', 'wide_201_to_1.png'],
   pdf: ['bad_inputs/notes.pdf', 'notes.pdf'],
+  report: ['pdf/report.pdf', 'report.pdf'],
+  damaged: ['pdf/damaged.pdf', 'damaged.pdf'],
+  encrypted: ['pdf/encrypted.pdf', 'encrypted.pdf'],
 };
 for (const [from, name] of Object.values(media)) {
   fs.copyFileSync(path.join(golden, from), path.join(files, name));
 }
 const file = (key) => path.join(files, media[key][1]);
+// A file of no kind the page takes.
+const keynote = path.join(files, 'slides.key');
+fs.writeFileSync(keynote, Buffer.from('not a format sift reads\n'));
+// 101 blank Letter pages, one more than the page takes of one PDF (no cross-reference table:
+// the renderer rebuilds it, as it does for a damaged file).
+const longPdf = path.join(files, 'long.pdf');
+{
+  const ids = Array.from({ length: 101 }, (_, i) => i + 3);
+  fs.writeFileSync(longPdf, '%PDF-1.4\n1 0 obj <</Type/Catalog/Pages 2 0 R>> endobj\n'
+    + `2 0 obj <</Type/Pages/Kids[${ids.map((i) => `${i} 0 R`).join(' ')}]/Count ${ids.length}>> endobj\n`
+    + ids.map((i) => `${i} 0 obj <</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>> endobj\n`).join('')
+    + 'trailer <</Root 1 0 R>>\n%%EOF\n');
+}
 // Not a video at all, under a video's name.
 const brokenVideo = path.join(files, 'broken.mp4');
 fs.writeFileSync(brokenVideo, Buffer.from('this is no video, only text under a video name\n'.repeat(40)));
@@ -158,6 +178,14 @@ const nativeScores = (...extra) => Object.fromEntries(JSON.parse(execFileSync(si
 const nativeScore = nativeScores();
 const nativeCut = nativeScores('--max-length', String(maxLength));
 log(`native scores: ${JSON.stringify(nativeScore)}; at --max-length ${maxLength}: ${JSON.stringify(nativeCut)}`);
+// The PDFs against the same query: one result per page, labelled with its file and page.
+fs.writeFileSync(path.join(files, 'request-pdf.json'), JSON.stringify({
+  query: request.query,
+  documents: [{ pdf: 'damaged.pdf' }, { pdf: 'encrypted.pdf' }, { pdf: 'report.pdf' }],
+}));
+const nativePdf = JSON.parse(execFileSync(siftBin,
+  ['rerank', '--model', modelDir, path.join(files, 'request-pdf.json')]).toString()).results;
+log(`native PDF pages: ${JSON.stringify(nativePdf.map(({ pdf, page, score }) => ({ pdf, page, score })))}`);
 const videoGolden = JSON.parse(fs.readFileSync(path.join(golden, 'video/vp9/expected.json')));
 // Bytes of the quantized model's files, as the page should report them stored.
 const modelBytes = fs.readdirSync(modelDir).reduce((sum, f) => sum + fs.statSync(path.join(modelDir, f)).size, 0);
@@ -323,6 +351,52 @@ function compare(got, nativeIndex, expected, what) {
     log(`${what}, ${row.kind} ${index}: page ${row.score}, native ${expected[index]}, difference ${diff.toExponential(2)}`);
     assert.ok(diff <= tolerance, `${what}: ${row.kind} ${index} score ${row.score} vs native ${expected[index]}`);
   }
+}
+/// Drops `paths` on the drop zone, as a person drags files from a folder.
+async function dropFiles(paths) {
+  const transfer = await page.evaluateHandle((list) => {
+    const data = new DataTransfer();
+    for (const [name, base64] of list) {
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      data.items.add(new File([bytes], name, { type: 'application/pdf' }));
+    }
+    return data;
+  }, paths.map((p) => [path.basename(p), fs.readFileSync(p).toString('base64')]));
+  await byTestId('drop').dispatchEvent('drop', { dataTransfer: transfer });
+}
+/// The PDF rows of the ranking: file and page from their label, as `results()` reads them.
+async function pdfResults() {
+  const labels = await page.$$eval('[data-testid="result"]', (rows) => rows.map((r) => r.querySelector('.name')?.textContent ?? ''));
+  return (await results()).map((row, i) => {
+    const [, pdf, page] = labels[i].match(/^(.*?\.pdf)(?: · page (\d+))?$/) ?? [];
+    return { ...row, pdf, page: page ? Number(page) : undefined };
+  }).filter((row) => row.kind === 'pdf');
+}
+/// PDF rows against native `sift rerank` on the same PDFs: every page within 1e-5, the files
+/// that cannot be opened with their error in the page's words.
+function comparePdf(rows, what) {
+  for (const row of rows) {
+    const native = nativePdf.find((r) => r.pdf === row.pdf && r.page === row.page);
+    assert.ok(native, `${what}: ${row.pdf} page ${row.page} is one of native's`);
+    if (native.score === null) {
+      assert.equal(row.state, 'failed', `${what}: ${row.pdf} fails natively`);
+      assert.ok(row.error.startsWith(row.pdf), `${what}: the error names ${row.pdf}: ${row.error}`);
+      assert.doesNotMatch(row.error, cliWording, `${what}: ${row.pdf}: no CLI wording`);
+      continue;
+    }
+    assert.equal(row.state, 'scored', `${what}: ${row.pdf} page ${row.page}: ${row.error}`);
+    const diff = Math.abs(row.score - native.score);
+    log(`${what}, ${row.pdf} page ${row.page}: page ${row.score}, native ${native.score}, difference ${diff.toExponential(2)}`);
+    assert.ok(diff <= 1e-5, `${what}: ${row.pdf} page ${row.page} score ${row.score} vs native ${native.score}`);
+  }
+}
+/// Runs `act` on the page's worker named `name`: the model's (`sift-model`) or the PDF
+/// renderer (`sift-renderer`).
+async function inWorker(name, act) {
+  for (const worker of page.workers()) {
+    if (await worker.evaluate(() => self.name).catch(() => null) === name) return act(worker);
+  }
+  throw new Error(`no worker named ${name}`);
 }
 async function removeDoc(id) {
   await page.locator(`[data-testid="doc"][data-id="${id}"] [data-testid="remove-doc"]`).click();
@@ -548,9 +622,12 @@ try {
   section('bad files: each its error in the page\'s words, across its row; a query video\'s note under it alone');
   await byTestId('query-video-input').setInputFiles(file('video'));
   const goodIds = await docIds();
-  await byTestId('doc-files').setInputFiles([file('corrupt'), file('empty'), file('wide'), file('pdf'), brokenVideo, rotated]);
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 10);
-  assert.match(await byTestId('notice').textContent(), /notes\.pdf/, 'a file of no kind the page takes is named');
+  await byTestId('doc-files').setInputFiles([file('corrupt'), file('empty'), file('wide'), file('pdf'), brokenVideo, rotated, keynote]);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="doc"]').length === 11);
+  assert.match(await byTestId('notice').textContent(), /slides\.key/, 'a file of no kind the page takes is named');
+  // A PDF with no page tree says so as soon as it is added.
+  assert.match(await page.locator('[data-testid="doc"]:has-text("notes.pdf") [data-testid="pdf-error"]').textContent(),
+    /^notes\.pdf /);
   // The rotated photo is shown as stored (landscape), as the model reads it.
   const rotatedBox = await page.locator('[data-testid="doc"]:has-text("rotated.jpg") img').boundingBox();
   assert.ok(rotatedBox.width > rotatedBox.height, `shown as stored: ${JSON.stringify(rotatedBox)}`);
@@ -564,7 +641,7 @@ try {
     assert.ok(row.error.includes(names[i]), `the error names ${names[i]}: ${row.error}`);
     assert.doesNotMatch(row.error, cliWording, `${names[i]}: no CLI wording`);
   }
-  assert.deepEqual(got.filter((r) => r.state === 'failed').length, 4, 'the four bad files fail');
+  assert.deepEqual(got.filter((r) => r.state === 'failed').length, 5, 'the five bad files fail');
   assert.ok(got.find((r) => r.kind === 'image' && names[got.indexOf(r)] === 'rotated.jpg').state === 'scored');
   const layout = await page.$$eval('[data-testid="result"][data-state="failed"]', (rows) => rows.map((row) => ({
     row: row.getBoundingClientRect().width,
@@ -584,6 +661,107 @@ try {
     if (!goodIds.includes(id)) await removeDoc(id);
   }
   await page.locator('[data-testid="query"] button[aria-label="Remove the query video"]').click();
+
+  section('PDFs dropped on the page: a document per page, drawn in the renderer worker, scored as native');
+  await dropFiles([file('report'), file('damaged'), file('encrypted')]);
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="doc"]').length === n, goodIds.length + 6);
+  const pdfLabels = await page.$$eval('[data-testid="doc"][data-kind="pdf"] .name', (n) => n.map((x) => x.textContent));
+  assert.deepEqual(pdfLabels, ['damaged.pdf', 'encrypted.pdf', 'report.pdf · page 1', 'report.pdf · page 2',
+    'report.pdf · page 3', 'report.pdf · page 4'], 'one document per page, in name order');
+  const openErrors = await page.$$eval('[data-testid="doc"] [data-testid="pdf-error"]', (n) => n.map((x) => x.textContent));
+  log(`PDFs that cannot be opened: ${openErrors.join(' | ')}`);
+  assert.match(openErrors[0], /^damaged\.pdf is damaged/);
+  assert.match(openErrors[1], /^encrypted\.pdf is protected by a password/);
+  for (const error of openErrors) assert.doesNotMatch(error, cliWording);
+  await byTestId('rerank').click();
+  // Progress per page; the run reads every document before it scores them, so the time from
+  // one page's line to the next is the time the renderer took to draw it.
+  const drawing = async (n) => {
+    await page.waitForFunction((n) => new RegExp(`rendering report\\.pdf, page ${n} of 4`).test(
+      document.querySelector('[data-testid="run-status"]')?.textContent ?? ''), n, { timeout: 120_000, polling: 50 });
+    return Date.now();
+  };
+  const firstPage = await drawing(1);
+  log(`while drawing: ${await byTestId('run-status').textContent()}`);
+  log(`page 1 drawn in ${((await drawing(2)) - firstPage) / 1000} s`);
+  got = await waitDone();
+  const pdfRows = await pdfResults();
+  comparePdf(pdfRows, 'PDF pages');
+  const thumbs = await page.$$eval('[data-testid="result"] [data-testid="pdf-thumb"] img', async (imgs) => Promise.all(
+    imgs.map(async (img) => { await img.decode(); return [img.naturalWidth, img.naturalHeight]; })));
+  assert.deepEqual(thumbs, Array(4).fill([1120, 1600]), 'each page shown as drawn for the model (A4 at 1120×1600)');
+  json = await exported();
+  const exportedPdf = json.results.filter((r) => r.pdf).map(({ pdf, page, score }) => ({ pdf, page, score }));
+  assert.deepEqual(exportedPdf.map(({ pdf, page }) => `${pdf} ${page}`).sort(),
+    nativePdf.map(({ pdf, page }) => `${pdf} ${page}`).sort(), 'the export labels each page as the CLI does');
+  // The ranking alone, from the whole page (the column is sticky, so not by itself).
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const ranking = await page.locator('#results').boundingBox();
+  await page.screenshot({ path: path.join(shots, 'pdf-pages.png'), fullPage: true,
+    clip: { x: ranking.x - 12, y: ranking.y - 12, width: ranking.width + 24, height: ranking.height + 24 } });
+  await page.locator('[data-testid="result"] [data-testid="pdf-thumb"]').first().click();
+  const large = await page.locator('[data-testid="viewer"] img').boundingBox();
+  const small = await page.locator('[data-testid="result"] [data-testid="pdf-thumb"] img').first().boundingBox();
+  assert.ok(large.height > 3 * small.height, `opened, the page is shown larger: ${large.height} against ${small.height} px`);
+  await page.screenshot({ path: path.join(shots, 'pdf-page-open.png') });
+  await page.keyboard.press('Escape');
+  assert.equal(await byTestId('viewer').count(), 0, 'Escape closes it');
+
+  section('the renderer aborts on a page, then hangs on one: restarted, that page alone fails, the rest scored');
+  // Two pages are enough here (a page costs a minute of SwiftShader): the first fails, the
+  // second is drawn by the restarted renderer.
+  const pageDoc = async (label) => page.$eval(`[data-testid="doc"][data-kind="pdf"]:has(.name:text-is("${label}"))`,
+    (d) => Number(d.dataset.id));
+  for (const n of [3, 4]) await removeDoc(await pageDoc(`report.pdf · page ${n}`));
+  // What wasm32 does on a renderer panic or a failed allocation: the worker dies mid-message.
+  await inWorker('sift-renderer', (w) => w.evaluate(() => {
+    const handler = self.onmessage;
+    self.onmessage = () => { self.onmessage = handler; throw new Error('simulated renderer abort'); };
+  }));
+  got = await rerankAndWait();
+  let failedPages = (await pdfResults()).filter((r) => r.state === 'failed' && r.page);
+  assert.deepEqual(failedPages.map((r) => r.page), [1], 'the page being drawn fails');
+  log(`aborted: ${failedPages[0].error}`);
+  assert.match(failedPages[0].error, /^Page 1 of report\.pdf stopped the PDF renderer \(.*simulated renderer abort.*\).*the other documents are/);
+  const afterAbort = (await pdfResults()).filter((r) => r.page !== 1);
+  assert.ok(afterAbort.some((r) => r.page === 2), 'the restarted renderer drew the next page');
+  comparePdf(afterAbort, 'after the renderer aborted');
+  // A page that never finishes: stopped at the page's deadline. The run reads every document
+  // before it scores them, so the others' scores show that it went on.
+  await removeDoc(await pageDoc('report.pdf · page 2'));
+  await inWorker('sift-renderer', (w) => w.evaluate(() => {
+    const handler = self.onmessage;
+    self.onmessage = () => { self.onmessage = handler; for (const end = Date.now() + 600_000; Date.now() < end;); };
+  }));
+  got = await rerankAndWait();
+  failedPages = (await pdfResults()).filter((r) => r.state === 'failed' && r.page);
+  assert.deepEqual(failedPages.map((r) => r.page), [1], 'the page past its deadline fails');
+  log(`hung: ${failedPages[0].error}`);
+  assert.match(failedPages[0].error, /^Page 1 of report\.pdf took more than 30 s to draw and was stopped/);
+  assert.ok(got.filter((r) => r.kind !== 'pdf').every((r) => r.state === 'scored'), 'the other documents are scored');
+  comparePdf((await pdfResults()).filter((r) => r.page !== 1), 'after the renderer hung');
+  assert.equal(await byTestId('model-status').getAttribute('data-state'), 'ready', 'the model was never reloaded');
+  // The PDF pages survive a reload (the file is kept once), the unopenable ones with their error.
+  const pdfCards = () => page.$$eval('[data-testid="doc"][data-kind="pdf"]', (d) => d.map((x) => [
+    x.querySelector('.name').textContent, x.querySelector('[data-testid="pdf-error"]')?.textContent ?? null]));
+  const pdfDocs = await pdfCards();
+  await page.reload();
+  await waitReady();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="doc"][data-kind="pdf"]').length === n,
+    pdfDocs.length, { timeout: 60_000 });
+  assert.deepEqual(await pdfCards(), pdfDocs, 'the PDF documents are restored, errors and all');
+  got = await rerankAndWait();
+  comparePdf(await pdfResults(), 'from the kept file, after a reload');
+  // A PDF longer than the page takes: its first 100 pages, and the notice says so.
+  const docsBefore = (await docIds()).length;
+  await byTestId('doc-files').setInputFiles(longPdf);
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="doc"]').length === n, docsBefore + 100);
+  assert.match(await byTestId('notice').textContent(), /^long\.pdf has 101 pages; pages 1–100 were added, as at most 100 pages of one PDF are ranked\./);
+  assert.deepEqual(await page.$$eval('[data-testid="doc"][data-kind="pdf"] .name', (n) => n.slice(-2).map((x) => x.textContent)),
+    ['long.pdf · page 99', 'long.pdf · page 100']);
+  for (const id of await docIds()) {
+    if (!goodIds.includes(id)) await removeDoc(id);
+  }
 
   section('a document removed during a run leaves its ranking, status and export');
   await byTestId('rerank').click();
@@ -646,10 +824,8 @@ try {
   section('the worker crashes mid-run: the page recovers with its inputs intact');
   await byTestId('rerank').click();
   await page.waitForSelector('[data-testid="run-status"][data-running="true"]');
-  const [worker] = page.workers();
-  assert.ok(worker, 'the model runs in a worker');
   // An uncaught error, as a panic (a GPU lost or out of memory inside burn) ends in.
-  await worker.evaluate(() => setTimeout(() => { throw new Error('simulated crash'); }));
+  await inWorker('sift-model', (worker) => worker.evaluate(() => setTimeout(() => { throw new Error('simulated crash'); })));
   await page.waitForSelector('[data-testid="notice"]', { timeout: 60_000 });
   const notice = await byTestId('notice').textContent();
   log(`notice: ${notice}`);

@@ -1,12 +1,15 @@
 //! Files the user picks or drops (many at once, whole folders too), sorted into images,
-//! videos and text documents; anything else is named in a notice, never silently dropped.
+//! videos, text documents and PDFs (one document per page, opened by the renderer); anything
+//! else is named in a notice, never silently dropped.
 
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DragEvent, File, FileList, FileSystemDirectoryEntry, FileSystemEntry};
 
-use crate::state::{AppState, Item, MediaFile};
+use crate::kept_files;
+use crate::renderer::Renderer;
+use crate::state::{AppState, Item, MediaFile, PdfFile};
 
 const TEXT_EXTENSIONS: &[&str] = &[
     "txt", "md", "markdown", "csv", "tsv", "json", "jsonl", "html", "htm", "xml", "rst", "log",
@@ -21,13 +24,16 @@ pub enum Kind {
     Image,
     Video,
     Text,
+    Pdf,
 }
 
 pub fn kind_of(file: &File) -> Option<Kind> {
     let mime = file.type_();
     let name = file.name().to_lowercase();
     let extension = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    if mime.starts_with("image/") || IMAGE_EXTENSIONS.contains(&extension) {
+    if mime == "application/pdf" || extension == "pdf" {
+        Some(Kind::Pdf)
+    } else if mime.starts_with("image/") || IMAGE_EXTENSIONS.contains(&extension) {
         Some(Kind::Image)
     } else if mime.starts_with("video/") || VIDEO_EXTENSIONS.contains(&extension) {
         Some(Kind::Video)
@@ -46,13 +52,19 @@ pub fn list(files: Option<FileList>) -> Vec<File> {
     (0..files.length()).filter_map(|i| files.get(i)).collect()
 }
 
-/// Adds each file as a document of its own, in name order; says which files were skipped and
-/// why.
-pub async fn add_documents(state: AppState, mut files: Vec<File>) {
+/// Adds each file as a document of its own (a PDF as one per page), in name order; says which
+/// files were skipped and why, and which pages of a PDF were left out.
+pub async fn add_documents(state: AppState, renderer: Renderer, mut files: Vec<File>) {
     files.sort_by_key(|f| f.name());
     let mut skipped = Vec::new();
+    let mut notes = Vec::new();
     for file in files {
         match kind_of(&file) {
+            Some(Kind::Pdf) => {
+                if let Some(note) = add_pdf(state, &renderer, file).await {
+                    notes.push(note);
+                }
+            }
             Some(Kind::Image) => {
                 state.add(vec![Item::Image(MediaFile::new(file))]);
             }
@@ -75,11 +87,85 @@ pub async fn add_documents(state: AppState, mut files: Vec<File>) {
         }
     }
     if !skipped.is_empty() {
-        state.notice.set(Some(format!(
+        notes.push(format!(
             "Not added: {}. Add images (PNG, JPEG, WebP, GIF, BMP, TIFF), videos (MP4, WebM, \
-             MOV) or UTF-8 text files.",
+             MOV), PDFs or UTF-8 text files.",
             skipped.join(", ")
-        )));
+        ));
+    }
+    if !notes.is_empty() {
+        state.notice.set(Some(notes.join(" ")));
+    }
+}
+
+/// Adds a PDF as one document per page, up to the library's limits (pages of one PDF, PDF
+/// pages of one rerank); one that cannot be opened is one document holding why. Says which
+/// pages were left out, if any.
+async fn add_pdf(state: AppState, renderer: &Renderer, file: File) -> Option<String> {
+    let id = state.next_id.get_untracked();
+    state.next_id.set(id + 1);
+    let opened = renderer.open(&file).await;
+    let name = file.name();
+    let pdf = |pages| PdfFile {
+        id,
+        name: name.clone(),
+        file: file.clone(),
+        pages,
+    };
+    let info = match opened {
+        Ok(info) => info,
+        Err(why) => {
+            kept_files::store(kept_files::pdf_key(id), file.clone());
+            state.add(vec![Item::PdfPage {
+                pdf: pdf(0),
+                page: Err(why),
+            }]);
+            return None;
+        }
+    };
+    let pages_so_far = state.docs.with_untracked(|docs| {
+        docs.iter()
+            .flat_map(|d| &d.parts)
+            .filter(|p| matches!(p, Item::PdfPage { page: Ok(_), .. }))
+            .count() as u32
+    });
+    let room = info.max_run_pages.saturating_sub(pages_so_far);
+    let taken = info.pages.min(info.max_pages).min(room);
+    if taken > 0 {
+        kept_files::store(kept_files::pdf_key(id), file.clone());
+    }
+    for page in 1..=taken {
+        state.add(vec![Item::PdfPage {
+            pdf: pdf(info.pages),
+            page: Ok(page),
+        }]);
+    }
+    let pages = |n: u32| match n {
+        1 => "1 page".to_string(),
+        n => format!("{n} pages"),
+    };
+    if taken == info.pages {
+        None
+    } else if taken == 0 {
+        Some(format!(
+            "{name} was not added: a rerank takes at most {} PDF pages, and the documents \
+             already hold {pages_so_far}. Remove some pages to make room.",
+            info.max_run_pages
+        ))
+    } else if taken < info.max_pages.min(info.pages) {
+        Some(format!(
+            "{name} has {}; only pages 1–{taken} were added, as a rerank takes at most {} PDF \
+             pages. Remove some pages to make room for more.",
+            pages(info.pages),
+            info.max_run_pages
+        ))
+    } else {
+        Some(format!(
+            "{name} has {}; pages 1–{taken} were added, as at most {} pages of one PDF are \
+             ranked. To rank the others, split it into smaller PDFs in a PDF editor and add them.",
+            pages(info.pages),
+            info.max_pages
+        ))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The user's files kept for the next visit in the Origin Private File System (private to this
-//! site, never uploaded), each under a key: a document's, or the query's image or video.
+//! site, never uploaded), each under a key: a document's, a PDF's (shared by its pages' documents),
+//! or the query's image or video.
 
 use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
@@ -15,6 +16,10 @@ pub fn part_key(id: u32, part: usize) -> String {
         0 => format!("doc-{id}"),
         _ => format!("doc-{id}-{part}"),
     }
+}
+/// The stored name of a PDF, kept once for all the documents of its pages.
+pub fn pdf_key(pdf: u32) -> String {
+    format!("pdf-{pdf}")
 }
 pub const QUERY_IMAGE: &str = "query-image";
 pub const QUERY_VIDEO: &str = "query-video";

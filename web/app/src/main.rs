@@ -1,6 +1,7 @@
-//! sift's page: rank your own photos, videos and notes against a query, privately, on your
+//! sift's page: rank your own photos, videos, PDFs and notes against a query, privately, on your
 //! GPU. The page owns the inputs and the display; the model runs in `sift-worker`, a Web
-//! Worker, so the page never freezes and survives the worker's crashes.
+//! Worker, so the page never freezes and survives the worker's crashes; PDFs are opened and
+//! drawn by a second instance of it, the renderer, which the page restarts when a PDF stops it.
 
 #[cfg(target_arch = "wasm32")]
 mod capture;
@@ -14,6 +15,8 @@ mod format;
 mod kept_files;
 #[cfg(target_arch = "wasm32")]
 mod messages;
+#[cfg(target_arch = "wasm32")]
+mod renderer;
 #[cfg(target_arch = "wasm32")]
 mod session;
 #[cfg(target_arch = "wasm32")]

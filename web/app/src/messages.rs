@@ -4,14 +4,20 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sift_web_protocol::{FromWorker, ModelSource, Stage, ToWorker};
 
+use crate::renderer::Renderer;
 use crate::state::{
     AppState, DocResult, Item, LastModel, ModelState, Progress, QUERY_MEDIA, media_part,
 };
 use crate::worker::ModelWorker;
 
-pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
+pub fn handle(worker: &ModelWorker, renderer: &Renderer, state: AppState, message: FromWorker) {
     match message {
-        FromWorker::Ready { .. } | FromWorker::Fatal(_) => {}
+        // The renderer's answers go to it, not here.
+        FromWorker::Ready { .. }
+        | FromWorker::Fatal(_)
+        | FromWorker::PdfOpened { .. }
+        | FromWorker::PageRendered { .. }
+        | FromWorker::PageNotRendered { .. } => {}
         FromWorker::Probed {
             gpu,
             storage,
@@ -117,6 +123,55 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
                 }),
             }
         }
+        FromWorker::NeedPage {
+            job,
+            media,
+            settings,
+        } => {
+            let (doc, part) = media_part(media);
+            let item = state.docs.with_untracked(|docs| {
+                docs.iter()
+                    .find(|d| d.id == doc)
+                    .and_then(|d| d.parts.get(part).cloned())
+            });
+            let worker = worker.clone();
+            let failed = move |message: String| ToWorker::PageFailed {
+                job,
+                media,
+                message,
+            };
+            match item {
+                Some(Item::PdfPage {
+                    pdf,
+                    page: Ok(page),
+                }) => {
+                    let renderer = renderer.clone();
+                    spawn_local(async move {
+                        match renderer.render(pdf, page, settings).await {
+                            Ok(drawn) => {
+                                show_render(state, doc, &drawn.preview);
+                                let transfer = js_sys::Array::of1(&drawn.rgb.buffer());
+                                worker.send_with_transfer(
+                                    &ToWorker::Page {
+                                        job,
+                                        media,
+                                        width: drawn.width,
+                                        height: drawn.height,
+                                        rgb: drawn.rgb,
+                                    },
+                                    Some(transfer),
+                                );
+                            }
+                            Err(message) => worker.send(&failed(message)),
+                        }
+                    });
+                }
+                Some(Item::PdfPage { page: Err(why), .. }) => worker.send(&failed(why)),
+                _ => worker.send(&failed(
+                    "This page was removed from the page before it was drawn.".into(),
+                )),
+            }
+        }
         FromWorker::QueryVideos { job, videos } => state.run.update(|run| {
             if run.job == job {
                 run.query_videos = videos;
@@ -159,6 +214,24 @@ pub fn handle(worker: &ModelWorker, state: AppState, message: FromWorker) {
                 run.finished = Some(js_sys::Date::now());
             }
         }),
+    }
+}
+
+/// Keeps a drawn PDF page to show with its document (the last drawing replaces the one
+/// before).
+fn show_render(state: AppState, doc: u32, png: &web_sys::Blob) {
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(png) else {
+        return;
+    };
+    if state
+        .docs
+        .with_untracked(|docs| !docs.iter().any(|d| d.id == doc))
+    {
+        let _ = web_sys::Url::revoke_object_url(&url);
+        return;
+    }
+    if let Some(old) = state.renders.try_update(|r| r.insert(doc, url)).flatten() {
+        let _ = web_sys::Url::revoke_object_url(&old);
     }
 }
 

@@ -3,7 +3,7 @@
 //! the model used last (loaded again on the next visit) and a rerank that a reload cut short
 //! (said after the reload, with an offer to run it again).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use gloo_storage::Storage;
 use leptos::prelude::*;
@@ -13,8 +13,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, File, FileSystemDirectoryHandle, FileSystemFileHandle};
 
-use crate::kept_files::{QUERY_IMAGE, QUERY_VIDEO, folder, part_key};
-use crate::state::{AppState, Doc, Item, LastModel, MediaFile};
+use crate::kept_files::{QUERY_IMAGE, QUERY_VIDEO, folder, part_key, pdf_key};
+use crate::state::{AppState, Doc, Item, LastModel, MediaFile, PdfFile};
 
 const KEY: &str = "sift.session";
 /// Present while a rerank runs: found at start-up, it means a reload interrupted one.
@@ -54,9 +54,19 @@ struct SavedFile {
 
 #[derive(Serialize, Deserialize)]
 enum SavedItem {
-    Text { text: String, name: Option<String> },
+    Text {
+        text: String,
+        name: Option<String>,
+    },
     Image(SavedFile),
     Video(SavedFile),
+    /// A PDF's page (the file is kept once, under the PDF's id), or why it cannot be opened.
+    PdfPage {
+        file: SavedFile,
+        pdf: u32,
+        pages: u32,
+        page: Result<u32, String>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +87,15 @@ fn saved_item(item: &Item) -> SavedItem {
         },
         Item::Image(m) => SavedItem::Image(saved_file(m)),
         Item::Video(m) => SavedItem::Video(saved_file(m)),
+        Item::PdfPage { pdf, page } => SavedItem::PdfPage {
+            file: SavedFile {
+                name: pdf.name.clone(),
+                mime: pdf.file.type_(),
+            },
+            pdf: pdf.id,
+            pages: pdf.pages,
+            page: page.clone(),
+        },
     }
 }
 
@@ -170,6 +189,8 @@ async fn restore_files(
     let mut missing = 0;
     let mut restored = Vec::new();
     let mut keep = HashSet::new();
+    // A PDF is read once for all its pages.
+    let mut pdfs: HashMap<u32, Option<File>> = HashMap::new();
     for doc in docs {
         let mut parts = Vec::new();
         for (part, item) in doc.item.into_iter().chain(doc.parts).enumerate() {
@@ -182,10 +203,37 @@ async fn restore_files(
                 SavedItem::Video(f) => read(&folder, &key, &f)
                     .await
                     .map(|file| Item::Video(MediaFile::new(file))),
+                SavedItem::PdfPage {
+                    file,
+                    pdf,
+                    pages,
+                    page,
+                } => {
+                    let stored = match pdfs.get(&pdf) {
+                        Some(stored) => stored.clone(),
+                        None => {
+                            let stored = read(&folder, &pdf_key(pdf), &file).await;
+                            pdfs.insert(pdf, stored.clone());
+                            stored
+                        }
+                    };
+                    stored.map(|stored| Item::PdfPage {
+                        pdf: PdfFile {
+                            id: pdf,
+                            name: file.name,
+                            file: stored,
+                            pages,
+                        },
+                        page,
+                    })
+                }
             };
             match item {
                 Some(item) => {
-                    keep.insert(key);
+                    keep.insert(match item.pdf() {
+                        Some(pdf) => pdf_key(pdf.id),
+                        None => key,
+                    });
                     parts.push(item);
                 }
                 None => missing += 1,
@@ -230,7 +278,15 @@ async fn remove_unused(
 ) {
     let in_use: HashSet<String> = state.docs.with_untracked(|docs| {
         docs.iter()
-            .flat_map(|d| (0..d.parts.len()).map(|part| part_key(d.id, part)))
+            .flat_map(|d| {
+                d.parts
+                    .iter()
+                    .enumerate()
+                    .map(|(part, item)| match item.pdf() {
+                        Some(pdf) => pdf_key(pdf.id),
+                        None => part_key(d.id, part),
+                    })
+            })
             .collect()
     });
     let keys = folder.keys();

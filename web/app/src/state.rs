@@ -31,7 +31,18 @@ impl MediaFile {
     }
 }
 
-/// A part of a document (or of the query): a text, an image or a video.
+/// A PDF the user added, shared by the documents of its pages (and kept once for the next
+/// visit, under its id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PdfFile {
+    pub id: u32,
+    pub name: String,
+    pub file: File,
+    /// Pages in the file.
+    pub pages: u32,
+}
+
+/// A part of a document (or of the query): a text, an image, a video or a PDF's page.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// Typed or pasted text, or a text file's contents (`name` is the file's).
@@ -41,6 +52,11 @@ pub enum Item {
     },
     Image(MediaFile),
     Video(MediaFile),
+    /// A page of a PDF (1-based), the whole of its document; or why the PDF cannot be opened.
+    PdfPage {
+        pdf: PdfFile,
+        page: Result<u32, String>,
+    },
 }
 
 impl Item {
@@ -49,10 +65,11 @@ impl Item {
             Item::Text { .. } => "text",
             Item::Image(_) => "image",
             Item::Video(_) => "video",
+            Item::PdfPage { .. } => "pdf",
         }
     }
 
-    /// A short name for lists: the file name, or the text's first words.
+    /// A short name for lists: the file name (and a PDF's page), or the text's first words.
     pub fn label(&self) -> String {
         match self {
             Item::Text {
@@ -60,13 +77,26 @@ impl Item {
             } => name.clone(),
             Item::Text { text, .. } => excerpt(text, 60),
             Item::Image(m) | Item::Video(m) => m.name.clone(),
+            Item::PdfPage {
+                pdf,
+                page: Ok(page),
+            } => format!("{} · page {page}", pdf.name),
+            Item::PdfPage { pdf, .. } => pdf.name.clone(),
         }
     }
 
+    /// An image or video file (a PDF is kept once for all its pages, by its own key).
     pub fn media(&self) -> Option<&MediaFile> {
         match self {
-            Item::Text { .. } => None,
+            Item::Text { .. } | Item::PdfPage { .. } => None,
             Item::Image(m) | Item::Video(m) => Some(m),
+        }
+    }
+
+    pub fn pdf(&self) -> Option<&PdfFile> {
+        match self {
+            Item::PdfPage { pdf, .. } => Some(pdf),
+            _ => None,
         }
     }
 }
@@ -312,6 +342,12 @@ pub struct AppState {
     pub last_model: RwSignal<Option<LastModel>>,
     /// Poster frames of videos, by the video's object URL.
     pub posters: RwSignal<HashMap<String, Poster>>,
+    /// PDF pages as the renderer drew them for the model (PNG object URLs), by document id.
+    pub renders: RwSignal<HashMap<u32, String>>,
+    /// What the PDF renderer is doing ("rendering report.pdf, page 3 of 12"), if anything.
+    pub pdf_activity: RwSignal<Option<String>>,
+    /// A drawn PDF page shown large over the page: its URL and its label.
+    pub viewing: RwSignal<Option<(String, String)>>,
     /// A problem to show at the top of the page: the worker stopped, a file was refused.
     pub notice: RwSignal<Option<String>>,
 }
@@ -344,6 +380,9 @@ impl AppState {
             interrupted: RwSignal::new(None),
             last_model: RwSignal::new(None),
             posters: RwSignal::new(HashMap::new()),
+            renders: RwSignal::new(HashMap::new()),
+            pdf_activity: RwSignal::new(None),
+            viewing: RwSignal::new(None),
             notice: RwSignal::new(None),
         }
     }
@@ -361,7 +400,7 @@ impl AppState {
     }
 
     /// Removes a document, and its result from the run (during a run too: the ranking, the
-    /// counts and the export go on without it).
+    /// counts and the export go on without it). A PDF's file is forgotten with its last page.
     pub fn remove(&self, id: u32) {
         self.docs.update(|docs| {
             if let Some(i) = docs.iter().position(|d| d.id == id) {
@@ -371,9 +410,21 @@ impl AppState {
                         let _ = web_sys::Url::revoke_object_url(&m.url);
                         kept_files::forget(kept_files::part_key(id, part));
                     }
+                    if let Some(pdf) = item.pdf() {
+                        let used = docs
+                            .iter()
+                            .flat_map(|d| &d.parts)
+                            .any(|p| p.pdf().is_some_and(|other| other.id == pdf.id));
+                        if !used {
+                            kept_files::forget(kept_files::pdf_key(pdf.id));
+                        }
+                    }
                 }
             }
         });
+        if let Some(url) = self.renders.try_update(|r| r.remove(&id)).flatten() {
+            let _ = web_sys::Url::revoke_object_url(&url);
+        }
         self.run.update(|run| {
             if run.docs.contains(&id) {
                 run.removed.insert(id);

@@ -30,7 +30,7 @@ struct Inner {
 
 /// What the page does with each message from the worker (its readiness and its death are
 /// handled here first).
-pub type Handler = fn(&ModelWorker, AppState, FromWorker);
+pub type Handler = Rc<dyn Fn(&ModelWorker, AppState, FromWorker)>;
 
 /// A cheap handle to the worker; clones share it.
 #[derive(Clone)]
@@ -52,14 +52,19 @@ impl ModelWorker {
     }
 
     fn spawn(&self) {
-        let script = format!(
-            "importScripts({});wasm_bindgen({{module_or_path:{}}});",
-            js_string(&asset_url("sift-worker.js")),
-            js_string(&asset_url("sift-worker_bg.wasm"))
-        );
-        let spawned = blob_url(&script).and_then(|url| Ok((Worker::new(&url)?, url)));
-        let (worker, script_url) = match spawned {
-            Ok(spawned) => spawned,
+        let on_message = {
+            let this = self.clone();
+            move |message: Result<FromWorker, String>| match message {
+                Ok(message) => this.receive(message),
+                Err(e) => this.died(&format!("it sent a message the page cannot read ({e})")),
+            }
+        };
+        let on_error = {
+            let this = self.clone();
+            move |detail: String| this.died(&detail)
+        };
+        let launched = match launch("sift-model", on_message, on_error) {
+            Ok(launched) => launched,
             Err(e) => {
                 self.state.model.set(ModelState::Failed(format!(
                     "the model worker could not start ({e:?}); reload the page"
@@ -67,35 +72,11 @@ impl ModelWorker {
                 return;
             }
         };
-        let on_message = {
-            let this = self.clone();
-            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-                let event: MessageEvent = event.unchecked_into();
-                match decode::<FromWorker>(event.data()) {
-                    Ok(message) => this.receive(message),
-                    Err(e) => this.died(&format!("it sent a message the page cannot read ({e})")),
-                }
-            })
-        };
-        // A plain `Event` when the script cannot load, an `ErrorEvent` for an uncaught error
-        // (a panic ends in one).
-        let on_error = {
-            let this = self.clone();
-            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-                let detail = event
-                    .dyn_ref::<web_sys::ErrorEvent>()
-                    .map(|e| e.message())
-                    .unwrap_or_else(|| "its code could not be loaded".into());
-                this.died(&detail);
-            })
-        };
-        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let mut inner = self.inner.borrow_mut();
-        inner.worker = Some(worker);
+        inner.worker = Some(launched.worker);
         inner.ready = false;
-        inner.handlers = vec![on_message, on_error];
-        inner.script_url = Some(script_url);
+        inner.handlers = launched.handlers;
+        inner.script_url = Some(launched.script_url);
     }
 
     /// Sends a message now, or once the worker is ready.
@@ -111,12 +92,7 @@ impl ModelWorker {
         let value = encode(message);
         let mut inner = self.inner.borrow_mut();
         match (&inner.worker, inner.ready) {
-            (Some(worker), true) => {
-                let _ = match &transfer {
-                    Some(list) => worker.post_message_with_transfer(&value, list),
-                    None => worker.post_message(&value),
-                };
-            }
+            (Some(worker), true) => post(worker, &value, transfer.as_ref()),
             _ => inner.queued.push((value, transfer)),
         }
     }
@@ -152,10 +128,7 @@ impl ModelWorker {
             let inner = self.inner.borrow();
             if let Some(worker) = &inner.worker {
                 for (value, transfer) in queued {
-                    let _ = match &transfer {
-                        Some(list) => worker.post_message_with_transfer(&value, list),
-                        None => worker.post_message(&value),
-                    };
+                    post(worker, &value, transfer.as_ref());
                 }
             }
         }
@@ -208,6 +181,68 @@ fn explain_crash(detail: &str, was_running: bool) -> String {
          your query and documents are kept."
     };
     format!("{cause}{after}")
+}
+
+/// A started worker (sift-worker's code, which says `Ready` once it runs), with the handlers
+/// that must live as long as it does and the `blob:` URL it started from.
+pub struct Launched {
+    pub worker: Worker,
+    pub handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    pub script_url: String,
+}
+
+/// Starts sift's worker code in a new worker named `name` (as developer tools list it):
+/// `message` gets each message (or why it cannot be read), `error` why the worker stopped (an
+/// uncaught error; a panic, which aborts wasm, ends in one).
+pub fn launch(
+    name: &str,
+    message: impl Fn(Result<FromWorker, String>) + 'static,
+    error: impl Fn(String) + 'static,
+) -> Result<Launched, JsValue> {
+    let script = format!(
+        "importScripts({});wasm_bindgen({{module_or_path:{}}});",
+        js_string(&asset_url("sift-worker.js")),
+        js_string(&asset_url("sift-worker_bg.wasm"))
+    );
+    let script_url = blob_url(&script)?;
+    // `new Worker(url, { name })`, built by hand: this build of web-sys has no `WorkerOptions`.
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"name".into(), &name.into())?;
+    let class = js_sys::Reflect::get(&js_sys::global(), &"Worker".into())?;
+    let worker: Worker = js_sys::Reflect::construct(
+        class.unchecked_ref::<js_sys::Function>(),
+        &js_sys::Array::of2(&script_url.clone().into(), &options),
+    )?
+    .unchecked_into();
+    let on_message = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let event: MessageEvent = event.unchecked_into();
+        message(decode::<FromWorker>(event.data()));
+    });
+    // A plain `Event` when the script cannot load, an `ErrorEvent` for an uncaught error.
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        error(
+            event
+                .dyn_ref::<web_sys::ErrorEvent>()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "its code could not be loaded".into()),
+        );
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    Ok(Launched {
+        worker,
+        handlers: vec![on_message, on_error],
+        script_url,
+    })
+}
+
+/// Posts a message, moving the `transfer` objects (pixel buffers) with it.
+pub fn post(worker: &Worker, value: &JsValue, transfer: Option<&js_sys::Array>) {
+    // Posting fails only for values that cannot be cloned, which protocol messages never are.
+    let _ = match transfer {
+        Some(list) => worker.post_message_with_transfer(value, list),
+        None => worker.post_message(value),
+    };
 }
 
 fn js_string(text: &str) -> String {

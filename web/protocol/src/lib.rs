@@ -40,6 +40,39 @@ pub struct Side {
     pub texts: Vec<String>,
     pub images: Vec<Media>,
     pub videos: Vec<Media>,
+    /// A page of a PDF: the whole document (the library's PDF documents hold nothing else).
+    #[serde(default)]
+    pub pdf: Option<PdfPart>,
+}
+
+/// A page of a PDF the user added: the file (`media.id` names the document's part) and the
+/// page, 1-based; `None` for a PDF that could not be opened (the page holds why).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PdfPart {
+    pub media: Media,
+    pub page: Option<u32>,
+}
+
+/// What sets the size a PDF page is drawn at: the loaded model's image budget
+/// (`ImageOptions`) and its `preprocessor_config.json`, so that the renderer draws the page at
+/// exactly the size the model reads, as natively.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderSettings {
+    pub min_pixels: u64,
+    pub max_pixels: u64,
+    pub max_decoded_pixels: u64,
+    /// The text of the model's `preprocessor_config.json`; `None`: the reference's defaults.
+    pub processor: Option<String>,
+}
+
+/// A PDF as the renderer opened it, with the library's limits on pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdfInfo {
+    pub pages: u32,
+    /// Most pages taken from one PDF (`PdfOptions::max_pages`).
+    pub max_pages: u32,
+    /// Most PDF pages one rerank takes, over all its PDFs (`MAX_REQUEST_PDF_PAGES`).
+    pub max_run_pages: u32,
 }
 
 /// A rerank request: the query against every document, in the CLI's request shape.
@@ -87,6 +120,40 @@ pub enum ToWorker {
     FramesFailed {
         job: u32,
         video: u32,
+        message: String,
+    },
+    /// To the renderer (the page's second worker): open a PDF and count its pages; answered
+    /// by `PdfOpened`.
+    OpenPdf {
+        request: u32,
+        name: String,
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        file: web_sys::Blob,
+    },
+    /// To the renderer: draw page `page` of the PDF the page calls `pdf` (an opened document
+    /// is kept for its next page); answered by `PageRendered` or `PageNotRendered`.
+    RenderPage {
+        request: u32,
+        pdf: u32,
+        name: String,
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        file: web_sys::Blob,
+        page: u32,
+        settings: RenderSettings,
+    },
+    /// To the model worker: the PDF page `NeedPage` asked for, as RGB pixels.
+    Page {
+        job: u32,
+        media: u32,
+        width: u32,
+        height: u32,
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        rgb: js_sys::Uint8Array,
+    },
+    /// To the model worker: the page could not be drawn: why, as a sentence for the user.
+    PageFailed {
+        job: u32,
+        media: u32,
         message: String,
     },
 }
@@ -214,6 +281,35 @@ pub enum FromWorker {
         job: u32,
         video: u32,
         seek_times: Vec<f64>,
+    },
+    /// Draw the PDF page of document part `media` at these settings and send its pixels
+    /// (`Page`), or why it cannot be drawn (`PageFailed`).
+    NeedPage {
+        job: u32,
+        media: u32,
+        settings: RenderSettings,
+    },
+    /// From the renderer: a PDF's page count, or why it cannot be opened (a sentence for the
+    /// user).
+    PdfOpened {
+        request: u32,
+        result: Result<PdfInfo, String>,
+    },
+    /// From the renderer: a page drawn at the model's size, as RGB pixels, and the same page
+    /// as a PNG to show.
+    PageRendered {
+        request: u32,
+        width: u32,
+        height: u32,
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        rgb: js_sys::Uint8Array,
+        #[serde(with = "serde_wasm_bindgen::preserve")]
+        preview: web_sys::Blob,
+    },
+    /// From the renderer: why the page cannot be drawn, a sentence for the user.
+    PageNotRendered {
+        request: u32,
+        message: String,
     },
     /// How the query's videos were sampled, once they are read.
     QueryVideos {

@@ -2,6 +2,7 @@
 //! in the page. The CLI keeps its own wording (paths, flags, ffmpeg command lines, "image 0 of
 //! the document"); a person using the page has none of those.
 
+use sift::pdf::PdfError;
 use sift::{DocError, ImageError, TokenizerError, VideoError};
 use sift_web_protocol::Side;
 
@@ -97,6 +98,7 @@ pub fn doc_error(error: &DocError, names: Names) -> String {
             names.whole().to_lowercase()
         ),
         DocError::Query(_) => NOT_SCORED.to_string(),
+        DocError::Pdf { name, page, error } => pdf_error(name, *page, error),
         DocError::Crashed(e) => format!(
             "The model stopped on {} ({e}). Press Rerank to try again; if it happens again, \
              reload the page.",
@@ -209,6 +211,90 @@ pub fn video_error(name: &str, error: &VideoError) -> String {
         ),
         VideoError::NotPlayable { detail } => format!("{name}: {detail}"),
         other => format!("{name} cannot be used: {other}."),
+    }
+}
+
+/// How to get a PDF this page opens.
+const PRINT_PDF: &str = "Open it in a PDF reader and print it to a new PDF (\"Save as PDF\"), \
+                         remove it here and add the new file.";
+const PRINT_PDF_LOWER: &str = "open it in a PDF reader and print it to a new PDF (\"Save as \
+                               PDF\"), remove it here and add the new file.";
+
+/// A PDF's error (`page` None: the file as a whole), for the person who added it.
+pub fn pdf_error(name: &str, page: Option<u32>, error: &PdfError) -> String {
+    let place = match page {
+        Some(page) => format!("Page {page} of {name}"),
+        None => name.to_string(),
+    };
+    match error.cause() {
+        PdfError::Empty => format!("{name} is empty (0 bytes). Remove it and add the whole file."),
+        PdfError::NotPdf { found } => format!(
+            "{name} is not a PDF (it starts with \"{found}\"; a PDF starts with \"%PDF-\"). \
+             Remove it here; add an image or text as what it is."
+        ),
+        PdfError::TooLarge { size, limit } => format!(
+            "{name} is {} MB, more than the {} MB this page opens. Split it into smaller PDFs \
+             in a PDF editor, remove it here and add the parts.",
+            size / 1_000_000,
+            limit / 1_000_000
+        ),
+        PdfError::Encrypted => format!(
+            "{name} is protected by a password, and this page takes no passwords. Open it in a \
+             PDF reader with its password and print it to a new PDF (\"Save as PDF\"), remove \
+             it here and add the new file."
+        ),
+        PdfError::UnsupportedEncryption { detail } => {
+            format!("{name} is encrypted in a way this page cannot read ({detail}). {PRINT_PDF}")
+        }
+        PdfError::Damaged => format!(
+            "{name} is damaged: no page could be read from it (its page index is missing or \
+             broken). Download or export it again, remove it here and add the new copy."
+        ),
+        PdfError::NoPages => format!("{name} has no pages. Remove it here."),
+        PdfError::PageOutOfRange { page, pages } => format!(
+            "{name} has no page {page} (it has {pages}): it changed since it was added. Remove \
+             its pages here and add it again."
+        ),
+        PdfError::PageAspectRatio { ratio, max, .. } => format!(
+            "{place} is {ratio:.0} times as long as it is wide; the model takes pages up to \
+             {max} to 1. Remove this page here; the others are ranked."
+        ),
+        PdfError::PageTooLarge { width, height, .. } => format!(
+            "{place} would be drawn at {width}×{height} pixels, more than this page decodes. \
+             Remove this page here; the others are ranked."
+        ),
+        PdfError::PageImageTooLarge {
+            width,
+            height,
+            limit,
+            ..
+        } => format!(
+            "{place} holds an image of {width}×{height} pixels, more than the {} megapixels \
+             this page decodes per image. Remove this page here; the others are ranked.",
+            megapixels(*limit)
+        ),
+        PdfError::PageDecodesTooLarge { limit, .. } => format!(
+            "{place} would unpack to more than {} MB of data, far more than real pages hold: \
+             the file is damaged or built to exhaust memory. Remove this page here; the others \
+             are ranked.",
+            limit / 1_000_000
+        ),
+        PdfError::PageTooComplex { .. } => format!(
+            "{place} reaches more parts (fonts, images, drawings) than any real page: the file \
+             is damaged or hostile. Remove this page here; or, for all its pages, \
+             {PRINT_PDF_LOWER}"
+        ),
+        PdfError::RenderTimedOut { limit, .. } => format!(
+            "{place} took longer than {} s to draw. Remove this page here; or, for all its \
+             pages, {PRINT_PDF_LOWER}",
+            limit.as_secs()
+        ),
+        PdfError::RenderFailed { detail, .. } => format!(
+            "{place} stopped the PDF renderer ({detail}): the page is damaged or uses \
+             something the renderer does not handle. Remove this page here; or, for all its \
+             pages, {PRINT_PDF_LOWER}"
+        ),
+        other => format!("{place} cannot be used: {other}."),
     }
 }
 

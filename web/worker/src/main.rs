@@ -2,7 +2,8 @@
 //! that the page never freezes. It takes `ToWorker` messages from the page, one job at a time
 //! (frames for a video in progress are delivered as they come), and answers with `FromWorker`.
 //! A panic (a GPU lost or out of memory inside burn) is reported as `Fatal` before the worker
-//! dies; the page then starts a new one.
+//! dies; the page then starts a new one. The page runs a second instance as its PDF renderer
+//! (`render`), so that a PDF that stops the renderer costs neither the model nor the run.
 
 #[cfg(target_arch = "wasm32")]
 mod convert;
@@ -16,6 +17,8 @@ mod js;
 mod media;
 #[cfg(target_arch = "wasm32")]
 mod model;
+#[cfg(target_arch = "wasm32")]
+mod render;
 #[cfg(target_arch = "wasm32")]
 mod reply;
 #[cfg(target_arch = "wasm32")]

@@ -12,7 +12,7 @@ use futures::channel::mpsc;
 use js_sys::{ArrayBuffer, Uint8Array};
 use sift::video::{ContainerInfo, FrameCollector, SamplePlan, group_timestamps, probe_container};
 use sift::{RgbImage, VideoError, VideoFrames};
-use sift_web_protocol::{FromWorker, Media, VideoSample};
+use sift_web_protocol::{FromWorker, Media, PdfPart, RenderSettings, VideoSample};
 use web_sys::{Blob, FileReaderSync};
 
 use crate::js::js_error;
@@ -102,7 +102,7 @@ pub fn probe(blob: &Blob) -> Result<ContainerInfo, VideoError> {
     probe_container(reader)
 }
 
-/// A captured frame, or why the page could not capture one.
+/// A captured frame or a drawn PDF page, or why the page could not capture or draw it.
 pub enum FrameMessage {
     Frame {
         index: usize,
@@ -110,13 +110,19 @@ pub enum FrameMessage {
         height: u32,
         rgba: Uint8Array,
     },
+    Page {
+        width: u32,
+        height: u32,
+        rgb: Uint8Array,
+    },
     Failed(String),
 }
 
-/// Where the frames of each video being captured go, by (job, video).
+/// Where the frames of each video being captured (or the PDF page being drawn) go, by (job,
+/// media id).
 type Waiting = HashMap<(u32, u32), mpsc::UnboundedSender<FrameMessage>>;
 
-/// Routes frames the page sends to the video waiting for them.
+/// Routes frames and PDF pages the page sends to the document part waiting for them.
 #[derive(Clone, Default)]
 pub struct FrameInbox {
     waiting: Rc<RefCell<Waiting>>,
@@ -127,6 +133,46 @@ impl FrameInbox {
     pub fn deliver(&self, job: u32, video: u32, message: FrameMessage) {
         if let Some(sender) = self.waiting.borrow().get(&(job, video)) {
             let _ = sender.unbounded_send(message);
+        }
+    }
+
+    /// Asks the page for the PDF page of `pdf`, drawn by the page's renderer at `settings`; or
+    /// why it could not be drawn, as the page words it.
+    pub async fn page(
+        &self,
+        job: u32,
+        pdf: &PdfPart,
+        settings: &RenderSettings,
+    ) -> Result<RgbImage, String> {
+        let (sender, mut replies) = mpsc::unbounded();
+        let key = (job, pdf.media.id);
+        self.waiting.borrow_mut().insert(key, sender);
+        post(&FromWorker::NeedPage {
+            job,
+            media: pdf.media.id,
+            settings: settings.clone(),
+        });
+        let reply = replies.next().await;
+        self.waiting.borrow_mut().remove(&key);
+        let place = match pdf.page {
+            Some(page) => format!("Page {page} of {}", pdf.media.name),
+            None => pdf.media.name.clone(),
+        };
+        match reply {
+            Some(FrameMessage::Page { width, height, rgb }) => RgbImage::from_raw(
+                width,
+                height,
+                rgb.to_vec(),
+            )
+            .ok_or_else(|| {
+                format!(
+                    "{place} arrived with the wrong number of pixels. Press Rerank to try again."
+                )
+            }),
+            Some(FrameMessage::Failed(message)) => Err(message),
+            Some(FrameMessage::Frame { .. }) | None => Err(format!(
+                "{place} was not drawn: the page sent something else. Press Rerank to try again."
+            )),
         }
     }
 
@@ -164,6 +210,11 @@ impl FrameInbox {
                 Some(FrameMessage::Frame { index, .. }) => {
                     result = Err(VideoError::Corrupt {
                         detail: format!("frame {index} arrived where frame {expected} was due"),
+                    });
+                }
+                Some(FrameMessage::Page { .. }) => {
+                    result = Err(VideoError::Corrupt {
+                        detail: format!("a PDF page arrived where frame {expected} was due"),
                     });
                 }
                 Some(FrameMessage::Failed(detail)) => {

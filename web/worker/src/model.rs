@@ -10,7 +10,7 @@ use sift::{
     Content, Device, FileEntry, GpuInfo, ImageSource, Loading, Manifest, ModelFiles, Precision,
     Request, Requirements, RerankOptions, Reranker, RgbImage,
 };
-use sift_web_protocol::{FromWorker, ModelSource, ModelSummary, Stage};
+use sift_web_protocol::{FromWorker, ModelSource, ModelSummary, RenderSettings, Stage};
 
 use crate::fit::fit;
 use crate::reply::{Progress, post};
@@ -26,14 +26,14 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Loads the model `source` names onto `device`, downloading or copying what storage lacks; its
 /// linear layers in f16 if `f16` and the GPU has it, document text cut at `max_length` tokens
-/// (else at the reference's length).
+/// (else at the reference's length). With it, how its PDF pages are to be drawn.
 pub async fn load(
     source: ModelSource,
     f16: bool,
     max_length: Option<usize>,
     device: &Device,
     gpu: &GpuInfo,
-) -> Result<(Reranker, ModelSummary), String> {
+) -> Result<(Reranker, ModelSummary, RenderSettings), String> {
     let source = Source::new(source)?;
     // A URL's model is stored under its URL, so a later visit finds it offline; picked files
     // under their manifest.
@@ -95,6 +95,11 @@ pub async fn load(
             None => None,
         },
     };
+    // The renderer parses the same text the loader does.
+    let processor = files
+        .preprocessor_config
+        .as_ref()
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
     let f16 = f16 && gpu.f16;
     let options = RerankOptions {
         precision: if f16 { Precision::F16 } else { Precision::F32 },
@@ -154,7 +159,14 @@ pub async fn load(
     }
     let reranker = loading.finish().map_err(|e| e.to_string())?;
     warm_up(&reranker).await?;
-    Ok((reranker, summary))
+    let image = &reranker.options().image;
+    let render = RenderSettings {
+        min_pixels: image.min_pixels,
+        max_pixels: image.max_pixels,
+        max_decoded_pixels: image.max_decoded_pixels,
+        processor,
+    };
+    Ok((reranker, summary, render))
 }
 
 fn stage_of(source: &Source) -> Stage {

@@ -11,6 +11,12 @@ pub fn post(message: &FromWorker) {
     let _ = scope.post_message(&encode(message));
 }
 
+/// Sends a message whose `transfer` objects (pixel buffers) move to the page, not copied.
+pub fn post_with_transfer(message: &FromWorker, transfer: &js_sys::Array) {
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let _ = scope.post_message_with_transfer(&encode(message), transfer);
+}
+
 /// Progress of a long step, sent to the page at most every 100 ms.
 pub struct Progress {
     stage: Stage,

@@ -7,14 +7,15 @@ use sift::{
     Content, DocError, ImageSource, ModelError, Request, Reranker, Video, VideoError,
     VideoSampling, VideoSource,
 };
-use sift_web_protocol::{FromWorker, Media, RerankJob, Side, Stage, VideoSample};
+use sift_web_protocol::{FromWorker, Media, RenderSettings, RerankJob, Side, Stage, VideoSample};
 
 use crate::explain::{NOT_SCORED, Names, doc_error, video_error};
 use crate::media::{FrameInbox, probe, read_blob, sample_info};
 use crate::reply::{Progress, post};
 
-pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
-    let budget = VideoBudget {
+pub async fn run(reranker: &Reranker, render: &RenderSettings, inbox: &FrameInbox, job: RerankJob) {
+    let budget = Budget {
+        render: render.clone(),
         sampling: VideoSampling {
             fps: job.fps,
             max_frames: job.max_frames,
@@ -128,8 +129,25 @@ pub async fn run(reranker: &Reranker, inbox: &FrameInbox, job: RerankJob) {
     let scores: Vec<Result<f32, String>> = scores.into_iter().flatten().collect();
     post(&FromWorker::Done {
         job: job.job,
-        results_json: sift::results_json(&scores, None).to_string(),
+        results_json: with_pdf_pages(sift::results_json(&scores, None), &job.documents).to_string(),
     });
+}
+
+/// Each PDF page's result with its file and page, as `sift rerank` prints a request's
+/// (`sift::request_results_json`).
+fn with_pdf_pages(mut json: serde_json::Value, documents: &[Side]) -> serde_json::Value {
+    if let Some(results) = json["results"].as_array_mut() {
+        for result in results {
+            let index = result["index"].as_u64().unwrap_or(u64::MAX) as usize;
+            if let Some(pdf) = documents.get(index).and_then(|d| d.pdf.as_ref()) {
+                result["pdf"] = pdf.media.name.clone().into();
+                if let Some(page) = pdf.page {
+                    result["page"] = page.into();
+                }
+            }
+        }
+    }
+    json
 }
 
 /// Documents read before they are scored together: the library packs them into as few
@@ -167,9 +185,10 @@ fn ranking_so_far(scores: &[Option<Result<f32, String>>]) -> Vec<usize> {
         .collect()
 }
 
-/// How a request's videos are sampled, and the most image and video tokens a pair may hold
-/// (the loaded reranker's limit).
-struct VideoBudget {
+/// How a request's PDF pages are drawn and its videos sampled, and the most image and video
+/// tokens a pair may hold (the loaded reranker's limit).
+struct Budget {
+    render: RenderSettings,
     sampling: VideoSampling,
     max_tokens: usize,
     /// Most pixels of one frame, as for image files (`ImageOptions::max_decoded_pixels`).
@@ -184,7 +203,7 @@ async fn read_side(
     job: u32,
     side: &Side,
     names: Names<'_>,
-    budget: &VideoBudget,
+    budget: &Budget,
     videos: &mut Vec<VideoSample>,
 ) -> Result<Content, String> {
     let mut content = Content {
@@ -201,6 +220,10 @@ async fn read_side(
         })?;
         content.images.push(ImageSource::Bytes(bytes));
     }
+    if let Some(pdf) = &side.pdf {
+        let page = inbox.page(job, pdf, &budget.render).await?;
+        content.images.push(ImageSource::Pixels(page));
+    }
     for (index, media) in side.videos.iter().enumerate() {
         let frames = read_video(inbox, job, media, budget, videos)
             .await
@@ -216,7 +239,7 @@ async fn read_video(
     inbox: &FrameInbox,
     job: u32,
     media: &Media,
-    budget: &VideoBudget,
+    budget: &Budget,
     videos: &mut Vec<VideoSample>,
 ) -> Result<sift::VideoFrames, VideoError> {
     let info = probe(&media.file)?;

@@ -1,23 +1,27 @@
 //! The worker itself: the GPU and the model it holds, the messages it takes from the page one
-//! job at a time (frames for a video in progress are delivered as they come), and its start.
+//! job at a time (frames for a video in progress, and PDF pages, are delivered as they come),
+//! and its start. The page starts a second instance as its PDF renderer, which is sent only
+//! `OpenPdf` and `RenderPage` and never sets up the GPU.
 
 use futures::StreamExt;
 use futures::channel::mpsc;
 use sift::{Device, Reranker};
-use sift_web_protocol::{FromWorker, GpuInfo, ToWorker, decode};
+use sift_web_protocol::{FromWorker, GpuInfo, RenderSettings, ToWorker, decode};
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::media::{FrameInbox, FrameMessage};
+use crate::render::Renderer;
 use crate::reply::post;
 use crate::{model, rerank, storage};
 
-/// The GPU and the model, once set up.
+/// The GPU and the model, once set up (or, in the renderer, the PDF being drawn).
 #[derive(Default)]
 struct Worker {
     gpu: Option<(Device, sift::GpuInfo)>,
-    /// The loaded model and the key it is stored under.
-    reranker: Option<(Reranker, String)>,
+    /// The loaded model, the key it is stored under, and how its PDF pages are drawn.
+    reranker: Option<(Reranker, String, RenderSettings)>,
+    renderer: Renderer,
 }
 
 impl Worker {
@@ -83,8 +87,8 @@ impl Worker {
                     Err(e) => Err(e),
                 };
                 match loaded {
-                    Ok((reranker, summary)) => {
-                        self.reranker = Some((reranker, summary.key.clone()));
+                    Ok((reranker, summary, render)) => {
+                        self.reranker = Some((reranker, summary.key.clone(), render));
                         post(&FromWorker::Loaded(summary));
                     }
                     Err(e) => post(&FromWorker::LoadFailed(e)),
@@ -93,7 +97,7 @@ impl Worker {
             }
             ToWorker::Remove(key) => {
                 // Removing the model in use unloads it, freeing the GPU.
-                if self.reranker.as_ref().is_some_and(|(_, k)| *k == key) {
+                if self.reranker.as_ref().is_some_and(|(_, k, _)| *k == key) {
                     self.reranker = None;
                 }
                 if let Err(e) = storage::remove(&key).await {
@@ -102,13 +106,33 @@ impl Worker {
                 self.probe().await;
             }
             ToWorker::Rerank(job) => match &self.reranker {
-                Some((reranker, _)) => rerank::run(reranker, inbox, job).await,
+                Some((reranker, _, render)) => rerank::run(reranker, render, inbox, job).await,
                 None => post(&FromWorker::LoadFailed(
                     "no model is loaded: press Load model first".into(),
                 )),
             },
-            // Frames are delivered as they arrive, not queued behind the job.
-            ToWorker::Frame { .. } | ToWorker::FramesFailed { .. } => {}
+            ToWorker::OpenPdf {
+                request,
+                name,
+                file,
+            } => self.renderer.open(request, &name, &file),
+            ToWorker::RenderPage {
+                request,
+                pdf,
+                name,
+                file,
+                page,
+                settings,
+            } => {
+                self.renderer
+                    .render(request, pdf, &name, &file, page, &settings)
+                    .await
+            }
+            // Frames and pages are delivered as they arrive, not queued behind the job.
+            ToWorker::Frame { .. }
+            | ToWorker::FramesFailed { .. }
+            | ToWorker::Page { .. }
+            | ToWorker::PageFailed { .. } => {}
         }
     }
 }
@@ -178,6 +202,18 @@ pub fn start() {
                     video,
                     message,
                 }) => frames.deliver(job, video, FrameMessage::Failed(message)),
+                Ok(ToWorker::Page {
+                    job,
+                    media,
+                    width,
+                    height,
+                    rgb,
+                }) => frames.deliver(job, media, FrameMessage::Page { width, height, rgb }),
+                Ok(ToWorker::PageFailed {
+                    job,
+                    media,
+                    message,
+                }) => frames.deliver(job, media, FrameMessage::Failed(message)),
                 Ok(message) => {
                     let _ = jobs.unbounded_send(message);
                 }

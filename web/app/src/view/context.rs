@@ -4,18 +4,20 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sift_quant::MANIFEST;
-use sift_web_protocol::{Media, ModelSource, RerankJob, Side, ToWorker};
+use sift_web_protocol::{Media, ModelSource, PdfPart, RerankJob, Side, ToWorker};
 
 use crate::files::add_documents;
 use crate::messages::load;
+use crate::renderer::Renderer;
 use crate::state::{AppState, Item, MediaFile, QUERY_MEDIA, Run, media_id};
 use crate::worker::ModelWorker;
 
-/// What every component needs: the state and the worker.
+/// What every component needs: the state, the model worker and the PDF renderer.
 #[derive(Clone, Copy)]
 pub struct Ctx {
     pub state: AppState,
     pub worker: StoredValue<ModelWorker, LocalStorage>,
+    pub renderer: StoredValue<Renderer, LocalStorage>,
 }
 
 impl Ctx {
@@ -51,7 +53,7 @@ impl Ctx {
             self.worker
                 .with_value(|w| load(w, state, ModelSource::Files(array)));
         } else {
-            spawn_local(add_documents(state, files));
+            spawn_local(add_documents(state, self.renderer.get_value(), files));
         }
     }
 
@@ -85,6 +87,8 @@ impl Ctx {
                 .map(|m| media(QUERY_MEDIA, &m))
                 .into_iter()
                 .collect(),
+            // The query cannot be a PDF (the library's rule).
+            pdf: None,
         };
         let docs = state.docs.get_untracked();
         let documents = docs
@@ -96,6 +100,16 @@ impl Ctx {
                         Item::Text { text, .. } => side.texts.push(text.clone()),
                         Item::Image(m) => side.images.push(media(media_id(d.id, part), m)),
                         Item::Video(m) => side.videos.push(media(media_id(d.id, part), m)),
+                        Item::PdfPage { pdf, page } => {
+                            side.pdf = Some(PdfPart {
+                                media: Media {
+                                    id: media_id(d.id, part),
+                                    name: pdf.name.clone(),
+                                    file: pdf.file.clone().into(),
+                                },
+                                page: page.as_ref().ok().copied(),
+                            })
+                        }
                     }
                 }
                 side

@@ -1,6 +1,7 @@
 //! The documents: typed or pasted texts, with images or a video attached to make one document
-//! of several parts, and files picked or dropped (images, videos, text files, whole folders),
-//! each its own document. Each is shown as a card of its parts and is removable.
+//! of several parts, and files picked or dropped (images, videos, text files, PDFs, whole
+//! folders), each its own document (a PDF one per page). Each is shown as a card of its parts
+//! and is removable.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -56,7 +57,7 @@ pub fn DocumentsPanel() -> impl IntoView {
         if !refused.is_empty() {
             state.notice.set(Some(format!(
                 "Not attached: {}. A document holds a text and up to {} images and videos; \
-                 add text files as documents of their own.",
+                 add text files and PDFs as documents of their own.",
                 refused.join(", "),
                 MAX_PARTS - 1
             )));
@@ -114,17 +115,20 @@ pub fn DocumentsPanel() -> impl IntoView {
                 on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
                 on:dragleave=move |_| dragging.set(false)
                 on:drop=on_drop>
-                <p>"Drop images, videos, text files or whole folders here: each file is a document"</p>
+                <p>"Drop images, videos, PDFs, text files or whole folders here: each file is a document, each PDF page one"</p>
                 <p>
                     <button on:click=move |_| { if let Some(i) = files.get() { i.click(); } }>"Choose files"</button>
                     " "
                     <button on:click=move |_| { if let Some(i) = folder.get() { i.click(); } }>"Choose a folder"</button>
                 </p>
                 <input type="file" class="hidden" multiple node_ref=files data-testid="doc-files"
-                    accept="image/*,video/*,text/*,.md,.csv,.json,.txt" on:change=on_files/>
+                    accept="image/*,video/*,text/*,.md,.csv,.json,.txt,application/pdf,.pdf" on:change=on_files/>
                 <input type="file" class="hidden" multiple node_ref=folder prop:webkitdirectory=true
                     on:change=on_files/>
             </div>
+            {move || state.pdf_activity.get().filter(|_| !state.run.with(|r| r.running)).map(|doing| view! {
+                <p class="hint" role="status" data-testid="pdf-activity">{capitalized(&doing)} "…"</p>
+            })}
             <ol class="docs" data-testid="docs">
                 <For each=move || state.docs.get() key=|d| d.id let(doc)>
                     <DocCard doc=doc/>
@@ -132,6 +136,15 @@ pub fn DocumentsPanel() -> impl IntoView {
             </ol>
         </section>
     }
+}
+
+/// "Opening report.pdf" from "opening report.pdf".
+pub fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// What a document is made of, for its card: "image", or "text + image".
@@ -151,6 +164,11 @@ fn DocCard(doc: Doc) -> impl IntoView {
     let id = doc.id;
     let label = doc.label();
     let body = preview(&doc, 240, &[]);
+    // A PDF that cannot be opened says why as soon as it is added.
+    let pdf_error = doc.parts.iter().find_map(|p| match p {
+        Item::PdfPage { page: Err(why), .. } => Some(why.clone()),
+        _ => None,
+    });
     view! {
         <li class="doc" data-testid="doc" data-id=id data-kind=doc.kind()>
             <span class="kind">{kinds(&doc)}</span>
@@ -158,6 +176,7 @@ fn DocCard(doc: Doc) -> impl IntoView {
             <button class="small remove" aria-label=format!("Remove document {label}")
                 data-testid="remove-doc"
                 on:click=move |_| ctx.state.remove(id)>"Remove"</button>
+            {pdf_error.map(|why| view! { <p class="error wide" data-testid="pdf-error">{why}</p> })}
         </li>
     }
 }

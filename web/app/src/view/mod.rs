@@ -11,6 +11,7 @@ mod results;
 use leptos::prelude::*;
 use sift_web_protocol::ToWorker;
 
+use crate::renderer::Renderer;
 use crate::state::AppState;
 use crate::worker::ModelWorker;
 use context::Ctx;
@@ -19,11 +20,19 @@ use context::Ctx;
 pub fn App() -> impl IntoView {
     let state = AppState::new();
     crate::session::restore_and_save(state);
-    let worker = ModelWorker::start(state, crate::messages::handle);
+    let renderer = Renderer::new(state);
+    let handler = {
+        let renderer = renderer.clone();
+        std::rc::Rc::new(move |worker: &ModelWorker, state, message| {
+            crate::messages::handle(worker, &renderer, state, message)
+        })
+    };
+    let worker = ModelWorker::start(state, handler);
     worker.send(&ToWorker::Probe);
     let ctx = Ctx {
         state,
         worker: StoredValue::new_local(worker),
+        renderer: StoredValue::new_local(renderer),
     };
     provide_context(ctx);
     // Ctrl+Enter (⌘+Enter) reranks from anywhere on the page.
@@ -31,6 +40,8 @@ pub fn App() -> impl IntoView {
         if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) {
             ev.prevent_default();
             ctx.rerank();
+        } else if ev.key() == "Escape" {
+            state.viewing.set(None);
         }
     };
     view! {
@@ -39,7 +50,7 @@ pub fn App() -> impl IntoView {
                 <div class="brand">
                     <h1>"sift"</h1>
                     <p class="tagline">
-                        "Rank your photos, videos and notes against a question, on your own GPU. "
+                        "Rank your photos, videos, PDFs and notes against a question, on your own GPU. "
                         "Nothing you add leaves this page."
                     </p>
                 </div>
@@ -57,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <results::ResultsPanel/>
                 </div>
             </main>
+            <Viewer/>
             <footer class="foot">
                 "sift runs Qwen3-VL-Reranker with WebGPU in this tab. Models are kept in this "
                 "browser's private storage; your files are never uploaded."
@@ -85,6 +97,29 @@ fn GpuBadge() -> impl IntoView {
 
 fn short(name: &str) -> String {
     crate::state::excerpt(name, 40)
+}
+
+/// A drawn PDF page, large, over the page; a click outside it, Close or Escape closes it.
+#[component]
+fn Viewer() -> impl IntoView {
+    let state = expect_context::<Ctx>().state;
+    move || {
+        state.viewing.get().map(|(url, label)| {
+            let name = label.clone();
+            view! {
+                <div class="viewer" role="dialog" aria-modal="true" aria-label=name
+                    data-testid="viewer" on:click=move |_| state.viewing.set(None)>
+                    <figure on:click=|ev| ev.stop_propagation()>
+                        <img src=url alt=label.clone()/>
+                        <figcaption class="row">
+                            <span class="grow">{label}</span>
+                            <button data-testid="viewer-close" on:click=move |_| state.viewing.set(None)>"Close"</button>
+                        </figcaption>
+                    </figure>
+                </div>
+            }
+        })
+    }
 }
 
 /// The latest problem, with what to do; dismissable.

@@ -1,5 +1,6 @@
 //! A document as the lists show it: each of its parts, images as the model sees them, videos
-//! as a poster frame, and under each video how the last rerank sampled it.
+//! as a poster frame, PDF pages as the renderer drew them for the model (once drawn; opened
+//! larger on a click), and under each video how the last rerank sampled it.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -18,14 +19,14 @@ pub fn preview(doc: &Doc, chars: usize, samples: &[VideoSample]) -> AnyView {
         .map(|(part, item)| {
             let id = media_id(doc.id, part);
             let sample = samples.iter().find(|s| s.video == id).cloned();
-            part_view(item, chars, sample)
+            part_view(doc.id, item, chars, sample)
         })
         .collect_view();
     view! { <div class="parts">{parts}</div> }.into_any()
 }
 
-/// One part, with its file name; a video with its sampling note.
-pub fn part_view(item: &Item, chars: usize, sample: Option<VideoSample>) -> AnyView {
+/// One part of document `doc`, with its file name; a video with its sampling note.
+fn part_view(doc: u32, item: &Item, chars: usize, sample: Option<VideoSample>) -> AnyView {
     let (media, name) = match item {
         Item::Text { text, name } => (
             view! { <p class="excerpt">{excerpt(text, chars)}</p> }.into_any(),
@@ -35,6 +36,10 @@ pub fn part_view(item: &Item, chars: usize, sample: Option<VideoSample>) -> AnyV
         Item::Video(m) => (
             view! { <VideoThumb media=m.clone()/> }.into_any(),
             Some(m.name.clone()),
+        ),
+        Item::PdfPage { page, .. } => (
+            pdf_page(doc, item.label(), page.is_ok()),
+            Some(item.label()),
         ),
     };
     view! {
@@ -59,6 +64,29 @@ pub fn image(m: &MediaFile) -> AnyView {
                 on:error=move |_| broken.set(true)/>
         </Show>
     }
+    .into_any()
+}
+
+/// A PDF page as the renderer drew it for the model, once it has been (a click shows it
+/// larger); before that, when it will be.
+fn pdf_page(doc: u32, label: String, opened: bool) -> AnyView {
+    let state = expect_context::<Ctx>().state;
+    let drawn = move || state.renders.with(|r| r.get(&doc).cloned());
+    (move || match drawn() {
+        Some(url) => {
+            let (shown, title) = (url.clone(), label.clone());
+            view! {
+                <button class="page-thumb" data-testid="pdf-thumb"
+                    aria-label=format!("Show {label} larger")
+                    on:click=move |_| state.viewing.set(Some((shown.clone(), title.clone())))>
+                    <img src=url alt=label.clone()/>
+                </button>
+            }
+            .into_any()
+        }
+        None if opened => no_preview("the page is drawn when it is ranked").into_any(),
+        None => no_preview("the PDF cannot be opened").into_any(),
+    })
     .into_any()
 }
 

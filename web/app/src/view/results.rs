@@ -71,7 +71,12 @@ pub fn ResultsPanel() -> impl IntoView {
             Some(Ok(gpu)) => crate::state::excerpt(&gpu.name, 60),
             _ => "this GPU".into(),
         };
-        state.run.with(|run| summary(run, &gpu))
+        let status = state.run.with(|run| summary(run, &gpu));
+        // While a run draws a PDF page, which page (drawing takes about a second a page).
+        match state.pdf_activity.get() {
+            Some(doing) if state.run.with(|r| r.running) => format!("{status}; {doing}"),
+            _ => status,
+        }
     };
     let export = move || {
         let Some(json) = state.run.with(Run::export_json) else {
@@ -216,7 +221,7 @@ fn Steps() -> impl IntoView {
         <ol class="steps" data-testid="steps">
             {step(Signal::derive(move || state.model_ready()), "Load a model: it stays in this browser for next time.")}
             {step(has_query, "Say what you are looking for: a text, an image or a video.")}
-            {step(Signal::derive(move || state.docs.with(|d| !d.is_empty())), "Add the documents to rank: texts, photos, videos, whole folders.")}
+            {step(Signal::derive(move || state.docs.with(|d| !d.is_empty())), "Add the documents to rank: texts, photos, videos, PDFs, whole folders.")}
             {step(Signal::derive(|| false), "Press Rerank: the best match comes first.")}
         </ol>
     }
