@@ -115,16 +115,10 @@ fn hostile_documents_fail_alone_and_fast_while_the_others_are_scored() {
         m.contains("special tokens") && m.contains("--max-length"),
         "{m}"
     );
-    let mut next = 5;
+    // Document 5 is the video where the build reads videos.
     #[cfg(feature = "video")]
-    {
-        assert!(
-            scores[next].as_ref().unwrap().is_finite(),
-            "{:?}",
-            scores[next]
-        );
-        next += 1;
-    }
+    assert!(scores[5].as_ref().unwrap().is_finite(), "{:?}", scores[5]);
+    let next = if cfg!(feature = "video") { 6 } else { 5 };
     #[cfg(unix)]
     {
         let m = message(&scores[next]);
