@@ -61,33 +61,11 @@ pub fn max_file_bytes(opts: &ImageOptions) -> u64 {
 /// the limit. A header that the first bytes do not hold (a JPEG with large metadata first, a
 /// TIFF whose directory is at its end) passes here and is checked when the whole file is.
 fn check_header(head: &[u8], opts: &ImageOptions) -> Result<(), ImageError> {
-    let Ok(format) = image::guess_format(head) else {
-        return Ok(());
-    };
-    let be32 = |at: usize| {
-        head.get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let le16 = |at: usize| {
-        head.get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
-    };
-    let size = match format {
-        ImageFormat::Png if head.get(12..16) == Some(b"IHDR") => be32(16).zip(be32(20)),
-        ImageFormat::Gif => le16(6).zip(le16(8)),
-        ImageFormat::Jpeg => libjpeg_turbo_rs::probe(head)
-            .ok()
-            .map(|info| (info.width as u32, info.height as u32)),
-        ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff => {
-            image::ImageReader::with_format(Cursor::new(head), format)
-                .into_dimensions()
-                .ok()
-        }
-        _ => None,
-    };
-    match size {
-        Some((w, h)) => check_pixels(u64::from(w), u64::from(h), opts),
-        None => Ok(()),
+    // The header reader `sift serve` also uses for its request limits, so both read the same
+    // sizes.
+    match imagesize::blob_size(head) {
+        Ok(size) => check_pixels(size.width as u64, size.height as u64, opts),
+        Err(_) => Ok(()),
     }
 }
 
