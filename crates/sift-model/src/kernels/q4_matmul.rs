@@ -120,7 +120,6 @@ fn q4_matmul_kernel<F: Float, S: Float>(
     let col0 = CUBE_POS_X as usize * tile;
 
     let m = x.shape(0);
-    let k = x.shape(1);
     let n = output.shape(1);
     let words_per_row = words.shape(1);
     let scales_per_row = scales.shape(1);
@@ -144,16 +143,7 @@ fn q4_matmul_kernel<F: Float, S: Float>(
             let at = thread + r * threads;
             let quad = at % quads;
             let kk = at / quads;
-            let gk = k0 + kk;
-            let mut value = Quad::broadcast(0.0);
-            #[unroll]
-            for i in 0..4 {
-                let gm = row0 + quad * 4 + i;
-                if gm < m && gk < k {
-                    value.insert(i, f32::cast_from(x[gm * k + gk]));
-                }
-            }
-            inputs[at] = value;
+            inputs[at] = input_quad::<F>(x, row0 + quad * 4, k0 + kk);
         }
         // Weights: four consecutive weight rows, one word (8 values along `K`) of each, per
         // invocation of the first `quads · words_per_step`.
@@ -176,11 +166,8 @@ fn q4_matmul_kernel<F: Float, S: Float>(
                 let mut values = Quad::broadcast(0.0);
                 #[unroll]
                 for j in 0..4 {
-                    // A two's-complement nibble, sign-extended from bit 3.
-                    let nibble = packed[j] & 15u32;
+                    values.insert(j, nibble_value(packed[j]));
                     packed[j] /= 16u32;
-                    let signed = i32::cast_from(nibble) - i32::cast_from(nibble & 8u32) * 2;
-                    values.insert(j, f32::cast_from(signed));
                 }
                 weights[(w * 8 + v) * quads + quad] = values * scale;
             }
@@ -197,17 +184,31 @@ fn q4_matmul_kernel<F: Float, S: Float>(
         }
         sync_cube();
     }
+    store_four_by_four::<F>(output, &sums, row0 + ty * 4, col0 + tx * 4, m, n);
+}
+
+/// Four consecutive rows of `x` from `first_row` at column `gk`, as one quad (zero past `x`'s
+/// rows or columns: a partial tile, or the weight's padding along `K`).
+#[cube]
+fn input_quad<F: Float>(x: &Tensor<F>, first_row: usize, gk: usize) -> Quad {
+    let m = x.shape(0);
+    let k = x.shape(1);
+    let mut value = Quad::broadcast(0.0);
     #[unroll]
     for i in 0..4 {
-        let gm = row0 + ty * 4 + i;
-        #[unroll]
-        for j in 0..4 {
-            let gn = col0 + tx * 4 + j;
-            if gm < m && gn < n {
-                output[gm * n + gn] = F::cast_from(sums[i].extract(j));
-            }
+        let gm = first_row + i;
+        if gm < m && gk < k {
+            value.insert(i, f32::cast_from(x[gm * k + gk]));
         }
     }
+    value
+}
+
+/// The low four bits of `word` as a two's-complement nibble, sign-extended from bit 3.
+#[cube]
+fn nibble_value(word: u32) -> f32 {
+    let nibble = word & 15u32;
+    f32::cast_from(i32::cast_from(nibble) - i32::cast_from(nibble & 8u32) * 2)
 }
 
 /// The next step's inputs and packed weights, read from global memory into registers while
@@ -228,8 +229,6 @@ fn wide_step_load<F: Float, S: Float>(
     let step = WIDE_STEP as usize;
     let threads = (THREADS * THREADS) as usize;
     let thread = UNIT_POS as usize;
-    let m = x.shape(0);
-    let k = x.shape(1);
     let k0 = s * step;
     // Inputs: four consecutive rows at one `k` per quad; consecutive invocations read
     // consecutive `k` of the same rows (16 of them, 64 bytes a row).
@@ -238,16 +237,7 @@ fn wide_step_load<F: Float, S: Float>(
         let at = thread + r * threads;
         let kk = at % step;
         let quad = at / step;
-        let gk = k0 + kk;
-        let mut value = Quad::broadcast(0.0);
-        #[unroll]
-        for i in 0..4 {
-            let gm = row0 + quad * 4 + i;
-            if gm < m && gk < k {
-                value.insert(i, f32::cast_from(x[gm * k + gk]));
-            }
-        }
-        inputs[r] = value;
+        inputs[r] = input_quad::<F>(x, row0 + quad * 4, k0 + kk);
     }
     // Weights: four consecutive weight rows, the word holding this invocation's two steps of
     // `k` (eight invocations share each row's two words of a step).
@@ -345,10 +335,7 @@ fn q4_matmul_wide_kernel<F: Float, S: Float>(
             let mut values: Quad = Quad::broadcast(0.0);
             #[unroll]
             for j in 0..4 {
-                // A two's-complement nibble, sign-extended from bit 3.
-                let nibble: u32 = (packed[j] >> at_shift) & 15u32;
-                let signed: i32 = i32::cast_from(nibble) - i32::cast_from(nibble & 8u32) * 2;
-                values.insert(j, f32::cast_from(signed) * scale[j]);
+                values.insert(j, nibble_value(packed[j] >> at_shift) * scale[j]);
             }
             weights[(pair * 2 + v) * quads + weight_quad] = values;
             at_shift += 4u32;
@@ -392,15 +379,16 @@ fn q4_matmul_wide_kernel<F: Float, S: Float>(
     }
     let (rows, cols) = (row0 + ty * 4, col0 + tx * 4);
     let half_tile = tile / 2;
-    store_wide_quarter::<F>(output, &low_low, rows, cols, m, n);
-    store_wide_quarter::<F>(output, &low_high, rows, cols + half_tile, m, n);
-    store_wide_quarter::<F>(output, &high_low, rows + half_tile, cols, m, n);
-    store_wide_quarter::<F>(output, &high_high, rows + half_tile, cols + half_tile, m, n);
+    store_four_by_four::<F>(output, &low_low, rows, cols, m, n);
+    store_four_by_four::<F>(output, &low_high, rows, cols + half_tile, m, n);
+    store_four_by_four::<F>(output, &high_low, rows + half_tile, cols, m, n);
+    store_four_by_four::<F>(output, &high_high, rows + half_tile, cols + half_tile, m, n);
 }
 
-/// Four rows from `row` by four columns from `col` of the output, from `sums` (one row each).
+/// Four rows from `row` by four columns from `col` of the output, from `sums` (one row each),
+/// those inside the output.
 #[cube]
-fn store_wide_quarter<F: Float>(
+fn store_four_by_four<F: Float>(
     output: &mut Tensor<F>,
     sums: &Array<Quad>,
     row: usize,
