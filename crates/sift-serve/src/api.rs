@@ -425,6 +425,17 @@ pub enum Pdfs {
     Refused,
 }
 
+/// Items that are one content each (vLLM's `/score` pairs: no PDFs, no rank fields).
+pub async fn read_contents(
+    values: &[Value],
+    label: &str,
+    sampling: &VideoSampling,
+    media: &mut MediaReader<'_>,
+) -> Result<Vec<Content>, ApiError> {
+    let items = read_items(values, label, None, sampling, Pdfs::Refused, media).await?;
+    Ok(items.into_iter().map(|item| item.content).collect())
+}
+
 /// Reads a list of queries or documents, named `{label} {i}` in errors; a PDF document is one
 /// item per page.
 pub async fn read_items(

@@ -803,31 +803,10 @@ async fn score(
     }
     let sampling = api::sampling(body.fps, body.max_frames)?;
     let mut media = media_reader(&state);
-    let refused = api::Pdfs::Refused;
-    let mut read_queries: Vec<sift::Content> = api::read_items(
-        &queries,
-        "text_1 item",
-        None,
-        &sampling,
-        refused,
-        &mut media,
-    )
-    .await?
-    .into_iter()
-    .map(|item| item.content)
-    .collect();
-    let read_documents: Vec<sift::Content> = api::read_items(
-        &documents,
-        "text_2 item",
-        None,
-        &sampling,
-        refused,
-        &mut media,
-    )
-    .await?
-    .into_iter()
-    .map(|item| item.content)
-    .collect();
+    let mut read_queries =
+        api::read_contents(&queries, "text_1 item", &sampling, &mut media).await?;
+    let read_documents =
+        api::read_contents(&documents, "text_2 item", &sampling, &mut media).await?;
     let requests = if read_queries.len() == 1 {
         let query = read_queries.remove(0);
         vec![api::request(

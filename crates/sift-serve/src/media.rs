@@ -227,7 +227,7 @@ impl<'a> MediaReader<'a> {
         page_pixels: u64,
         at: &str,
     ) -> Result<Vec<sift::pdf::PdfPage>, ApiError> {
-        use sift::pdf::{MAX_REQUEST_PDF_PAGES, PdfOptions, PdfPage};
+        use sift::pdf::{MAX_REQUEST_PDF_PAGES, PdfOptions, PdfPage, looks_like_pdf};
         let media = self.read(reference, Kind::Pdf, at).await?;
         let not_pdf = || {
             ApiError::unsupported_media(format!(
@@ -243,7 +243,7 @@ impl<'a> MediaReader<'a> {
         };
         let pages = match media {
             Media::Bytes(bytes) => {
-                if !is_pdf(&bytes) {
+                if !looks_like_pdf(&bytes) {
                     return Err(not_pdf());
                 }
                 PdfPage::pages_of_bytes(bytes, &shown, pages, &options)
@@ -253,7 +253,7 @@ impl<'a> MediaReader<'a> {
                 std::fs::File::open(&path)
                     .and_then(|file| file.take(1024).read_to_end(&mut head))
                     .map_err(|e| internal(format!("{at}: the PDF could not be read: {e}")))?;
-                if !is_pdf(&head) {
+                if !looks_like_pdf(&head) {
                     return Err(not_pdf());
                 }
                 PdfPage::pages_of(&path, &shown, pages, &options)
@@ -354,12 +354,6 @@ impl<'a> MediaReader<'a> {
 
 /// A PDF's header, `%PDF-`, within its first 1024 bytes (PDF 32000-1:2008, annex H).
 #[cfg(feature = "pdf")]
-fn is_pdf(head: &[u8]) -> bool {
-    head[..head.len().min(1024)]
-        .windows(5)
-        .any(|w| w == b"%PDF-")
-}
-
 fn internal(message: String) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use sift_inputs::pdf::{PageRange, PdfDocument, PdfError, PdfOptions};
+pub use sift_inputs::pdf::{PageRange, PdfDocument, PdfError, PdfOptions, looks_like_pdf};
 use sift_inputs::{ImageOptions, ProcessorConfig, RgbImage};
 
 use crate::error::DocError;

@@ -473,15 +473,20 @@ impl fmt::Debug for PdfDocument {
     }
 }
 
+/// Whether `head`, a file's first bytes, has the `%PDF-` header within its first 1024 bytes,
+/// where readers accept it.
+pub fn looks_like_pdf(head: &[u8]) -> bool {
+    head[..head.len().min(HEADER_WINDOW)]
+        .windows(5)
+        .any(|w| w == b"%PDF-")
+}
+
 /// Refuses data without a `%PDF-` header in its first 1024 bytes.
 fn check_header(head: &[u8]) -> Result<(), PdfError> {
     if head.is_empty() {
         return Err(PdfError::Empty);
     }
-    if head[..head.len().min(HEADER_WINDOW)]
-        .windows(5)
-        .any(|w| w == b"%PDF-")
-    {
+    if looks_like_pdf(head) {
         return Ok(());
     }
     Err(PdfError::NotPdf {
