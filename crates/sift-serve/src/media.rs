@@ -352,8 +352,7 @@ impl<'a> MediaReader<'a> {
     }
 }
 
-/// A PDF's header, `%PDF-`, within its first 1024 bytes (PDF 32000-1:2008, annex H).
-#[cfg(feature = "pdf")]
+/// A failure of the server's own (a temporary file, a stopped fetch): 500.
 fn internal(message: String) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
 }
