@@ -235,3 +235,55 @@ fn q4_ranks_twenty_documents_like_f32() {
         "4-bit spread {q4_spread} against f32 {spread}"
     );
 }
+
+/// The page's *Measure speed* model, made in memory, is the bytes `sift bench --random` writes
+/// (with the same tokenizer), loads as a download does, and is timed on the workload, read back
+/// synchronously (the CLI) and asynchronously (the page).
+#[test]
+fn a_random_model_made_in_memory_equals_the_written_one_and_is_timed() {
+    use sift::bench::{
+        Formats, ModelSize, WeightStyle, Workload, load_in_memory, random_q4_model, time_workload,
+        time_workload_async, write_random_model,
+    };
+    let work = tempfile::tempdir().unwrap();
+    let written = write_random_model(
+        ModelSize::Tiny,
+        WeightStyle::default(),
+        None,
+        work.path(),
+        Formats::Q4,
+    )
+    .unwrap();
+    let mut reported = Vec::new();
+    let model = random_q4_model(ModelSize::Tiny, &Device::flex(), |done, total| {
+        reported.push((done, total))
+    })
+    .unwrap();
+    assert!(reported.last().is_some_and(|(done, total)| done == total));
+    let on_disk = sift::Manifest::from_json(
+        &std::fs::read(written.q4_dir.join(sift::MANIFEST)).unwrap(),
+        &written.q4_dir,
+    )
+    .unwrap();
+    assert_eq!(on_disk, model.manifest);
+    for (entry, bytes) in model.manifest.shards.iter().zip(&model.shards) {
+        assert!(
+            std::fs::read(written.q4_dir.join(&entry.file)).unwrap() == *bytes,
+            "{}",
+            entry.file
+        );
+    }
+    let mut shards_loaded = 0;
+    let reranker = load_in_memory(
+        model,
+        &Device::flex(),
+        RerankOptions::default(),
+        |done, _| shards_loaded = done,
+    )
+    .unwrap();
+    assert!(shards_loaded > 0);
+    let text = time_workload(&reranker, Workload::Text, 2, 1, false).unwrap();
+    assert_eq!((text.documents, text.tokens_per_pair), (2, 313));
+    let image = pollster::block_on(time_workload_async(&reranker, Workload::Image, 1, 1)).unwrap();
+    assert!(image.ms_per_pair > 0.0 && image.tokens_per_pair > 768);
+}

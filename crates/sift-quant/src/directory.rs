@@ -17,7 +17,7 @@ use crate::convert::{
 };
 use crate::error::{QuantError, io};
 use crate::manifest::{
-    Encoding, FileEntry, MANIFEST, QuantizedModel, hex, read_checked, sha256_hex,
+    Encoding, FileEntry, MANIFEST, Manifest, QuantizedModel, hex, read_checked, sha256_hex,
 };
 
 /// Bytes read from a file per call.
@@ -214,13 +214,51 @@ pub fn quantize_model(
     finish(&conversion, source, out)
 }
 
-/// Writes a 4-bit model directory from weights made in memory, one tensor at a time: they
-/// go through the same conversion as a checkpoint's, as one source file of f32 tensors.
+/// Output shards held in memory, each sized as planned.
+struct MemoryOutput {
+    shards: Vec<Vec<u8>>,
+}
+
+impl ShardOutput for MemoryOutput {
+    fn write_at(&mut self, shard: usize, offset: u64, bytes: &[u8]) -> Result<(), QuantError> {
+        let offset = offset as usize;
+        self.shards[shard][offset..offset + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Where a [`QuantizedWriter`] puts the shards.
+enum WriterOutput {
+    Dir(PathBuf, DirOutput),
+    Memory(MemoryOutput),
+}
+
+impl ShardOutput for WriterOutput {
+    fn write_at(&mut self, shard: usize, offset: u64, bytes: &[u8]) -> Result<(), QuantError> {
+        match self {
+            Self::Dir(_, out) => out.write_at(shard, offset, bytes),
+            Self::Memory(out) => out.write_at(shard, offset, bytes),
+        }
+    }
+}
+
+/// A 4-bit model made in memory ([`QuantizedWriter::in_memory`]): its manifest, its other
+/// files and its shards, as a download of the directory would give them.
+pub struct InMemoryModel {
+    pub manifest: Manifest,
+    /// The copied files (config, tokenizer) by name.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The shards, in the manifest's order.
+    pub shards: Vec<Vec<u8>>,
+}
+
+/// Writes a 4-bit model from weights made in memory, one tensor at a time, to a directory or
+/// into memory: they go through the same conversion as a checkpoint's, as one source file of
+/// f32 tensors.
 pub struct QuantizedWriter {
-    out: PathBuf,
     conversion: Conversion,
     writer: SourceWriter,
-    output: DirOutput,
+    output: WriterOutput,
     /// Index of the next tensor, in name order.
     next: usize,
     names: Vec<String>,
@@ -235,12 +273,41 @@ impl QuantizedWriter {
         tensors: &[(String, Vec<usize>)],
     ) -> Result<Self, QuantError> {
         std::fs::create_dir_all(out).map_err(io(out))?;
+        Self::start(conversion, tensors, |plan| {
+            Ok(WriterOutput::Dir(
+                out.to_path_buf(),
+                DirOutput::create(out, plan)?,
+            ))
+        })
+    }
+
+    /// Like [`create`](Self::create), keeping the shards in memory (where nothing can be
+    /// written, as in a browser): [`finish_in_memory`](Self::finish_in_memory) returns them.
+    pub fn in_memory(
+        conversion: Conversion,
+        tensors: &[(String, Vec<usize>)],
+    ) -> Result<Self, QuantError> {
+        Self::start(conversion, tensors, |plan| {
+            Ok(WriterOutput::Memory(MemoryOutput {
+                shards: plan
+                    .shards
+                    .iter()
+                    .map(|s| vec![0; s.bytes as usize])
+                    .collect(),
+            }))
+        })
+    }
+
+    fn start(
+        conversion: Conversion,
+        tensors: &[(String, Vec<usize>)],
+        output: impl FnOnce(&SourcePlan) -> Result<WriterOutput, QuantError>,
+    ) -> Result<Self, QuantError> {
         let listed = SourceTensor::laid_out(tensors, Dtype::F32);
         let names = listed.iter().map(|t| t.name.clone()).collect();
         let plan = conversion.plan(listed)?;
-        let output = DirOutput::create(out, &plan)?;
+        let output = output(&plan)?;
         Ok(Self {
-            out: out.to_path_buf(),
             conversion,
             writer: plan.into_writer(),
             output,
@@ -301,17 +368,62 @@ impl QuantizedWriter {
 
     /// Writes the manifest, with the model's other files (config, tokenizer, ...) copied from
     /// `files_from` where present. `source_bytes` in the report is the f32 size of the tensors.
+    ///
+    /// # Panics
+    /// If the writer was made [`in_memory`](Self::in_memory).
     pub fn finish(mut self, files_from: &Path) -> Result<QuantizeReport, QuantError> {
         let plan = self.writer.finish(&mut self.output)?;
-        drop(self.output);
+        let WriterOutput::Dir(out, output) = self.output else {
+            panic!("QuantizedWriter::finish is for a writer made by create");
+        };
+        drop(output);
         let written = plan
             .shards
             .iter()
-            .map(|s| file_entry(&self.out, &s.file))
+            .map(|s| file_entry(&out, &s.file))
             .collect::<Result<_, _>>()?;
         self.conversion
             .record("tensors made in memory", &plan, written)?;
-        finish(&self.conversion, files_from, &self.out)
+        finish(&self.conversion, files_from, &out)
+    }
+
+    /// The model made by a writer from [`in_memory`](Self::in_memory), with `files` (name and
+    /// bytes: the config and tokenizer) listed in its manifest.
+    ///
+    /// # Panics
+    /// If the writer was made by [`create`](Self::create).
+    pub fn finish_in_memory(
+        mut self,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<InMemoryModel, QuantError> {
+        let plan = self.writer.finish(&mut self.output)?;
+        let WriterOutput::Memory(MemoryOutput { shards }) = self.output else {
+            panic!("QuantizedWriter::finish_in_memory is for a writer made by in_memory");
+        };
+        let entry = |file: &str, bytes: &[u8]| FileEntry {
+            file: file.to_string(),
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        };
+        let written = plan
+            .shards
+            .iter()
+            .zip(&shards)
+            .map(|(s, bytes)| entry(&s.file, bytes))
+            .collect();
+        self.conversion
+            .record("tensors made in memory", &plan, written)?;
+        let manifest = self.conversion.manifest(
+            files
+                .iter()
+                .map(|(name, bytes)| entry(name, bytes))
+                .collect(),
+        );
+        Ok(InMemoryModel {
+            manifest,
+            files,
+            shards,
+        })
     }
 }
 

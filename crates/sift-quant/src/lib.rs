@@ -26,7 +26,9 @@ pub use convert::{
     CHECKPOINT_INDEX, COPIED_FILES, Conversion, HeaderReader, PlannedShard, ShardOutput,
     SourcePlan, SourceTensor, SourceWriter, checkpoint_shards, parse_header,
 };
-pub use directory::{QuantizeReport, QuantizedWriter, dequantize_model, quantize_model};
+pub use directory::{
+    InMemoryModel, QuantizeReport, QuantizedWriter, dequantize_model, quantize_model,
+};
 pub use encoding::decode_f32;
 pub use error::QuantError;
 pub use manifest::{

@@ -40,8 +40,14 @@ fn generate(args: &[String]) {
     let started = std::time::Instant::now();
     let with_f32 = args.iter().any(|a| a == "--with-f32");
     let formats = if with_f32 { Formats::Both } else { Formats::Q4 };
-    let model =
-        write_random_model(size, style, &required(args, "--tokenizer"), &out, formats).unwrap();
+    let model = write_random_model(
+        size,
+        style,
+        Some(&required(args, "--tokenizer")),
+        &out,
+        formats,
+    )
+    .unwrap();
     println!(
         "{}: written to {} (4-bit){} in {:.0} s",
         size.name(),

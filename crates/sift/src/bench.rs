@@ -4,18 +4,26 @@
 //! 16 frames of 448²), and milliseconds per (query, document) pair.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+#[cfg(not(target_family = "wasm"))]
+use std::path::Path;
+use std::path::PathBuf;
+// `std::time::Instant` panics in browsers; web-time's is the same type natively.
+use web_time::Instant;
 
 use half::bf16;
 use serde_json::json;
 use sift_model::{Device, ModelConfig};
 use sift_quant::{Conversion, QuantError, QuantizedWriter};
 
+pub use sift_quant::InMemoryModel;
+
 pub use sift_model::kernels::{FlashAttention, Q4Kernels, use_flash_attention, use_q4_kernels};
 pub use sift_model::{AttentionKernels, attention_measurements, use_attention_kernels};
 
-use crate::{Content, DocError, ImageSource, Request, Reranker, RgbImage, Video, VideoSource};
+use crate::{
+    Content, DocError, ImageSource, LoadError, Loading, ModelFiles, Request, RerankOptions,
+    Reranker, RgbImage, Video, VideoSource,
+};
 
 /// The real model shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +35,11 @@ pub enum ModelSize {
     /// Qwen3-VL-Reranker-8B.
     #[cfg_attr(feature = "clap", value(name = "8b"))]
     B8,
+    /// The same architecture a thousand times smaller (2 decoder layers of 64, 2 vision
+    /// layers of 64, the real vocabulary): the workload on a CPU-emulated GPU in CI, where
+    /// the 2B would take hours.
+    #[cfg_attr(feature = "clap", value(name = "tiny"))]
+    Tiny,
 }
 
 impl ModelSize {
@@ -34,24 +47,31 @@ impl ModelSize {
         match self {
             Self::B2 => "2B",
             Self::B8 => "8B",
+            Self::Tiny => "tiny",
         }
     }
 
-    /// The `config.json` of Qwen3-VL-Reranker-2B or -8B (spec §2).
+    /// The `config.json` of Qwen3-VL-Reranker-2B or -8B (spec §2), or of the tiny shape.
     pub fn config_json(self) -> String {
+        // (hidden, layers, heads, key-value heads, intermediate, head width, rotary sections)
         let (text, vision, tied) = match self {
             Self::B2 => (
-                (2048, 28, 16, 8, 6144),
-                (24, 1024, 16, 4096, [5, 11, 17]),
+                (2048, 28, 16, 8, 6144, 128, [24, 20, 20]),
+                (24, 1024, 16, 4096, vec![5, 11, 17]),
                 true,
             ),
             Self::B8 => (
-                (4096, 36, 32, 8, 12288),
-                (27, 1152, 16, 4304, [8, 16, 24]),
+                (4096, 36, 32, 8, 12288, 128, [24, 20, 20]),
+                (27, 1152, 16, 4304, vec![8, 16, 24]),
                 false,
             ),
+            Self::Tiny => (
+                (64, 2, 4, 2, 128, 16, [4, 2, 2]),
+                (2, 64, 2, 128, vec![0, 1]),
+                true,
+            ),
         };
-        let (hidden, layers, heads, kv_heads, intermediate) = text;
+        let (hidden, layers, heads, kv_heads, intermediate, head_dim, mrope_section) = text;
         let (depth, v_hidden, v_heads, v_intermediate, deepstack) = vision;
         let config = json!({
             "architectures": ["Qwen3VLForConditionalGeneration"],
@@ -60,12 +80,12 @@ impl ModelSize {
             "vision_start_token_id": 151652, "vision_end_token_id": 151653,
             "tie_word_embeddings": tied,
             "text_config": {
-                "attention_bias": false, "head_dim": 128, "hidden_act": "silu",
+                "attention_bias": false, "head_dim": head_dim, "hidden_act": "silu",
                 "hidden_size": hidden, "intermediate_size": intermediate,
                 "max_position_embeddings": 262144, "num_attention_heads": heads,
                 "num_hidden_layers": layers, "num_key_value_heads": kv_heads,
                 "rms_norm_eps": 1e-6,
-                "rope_scaling": {"mrope_interleaved": true, "mrope_section": [24, 20, 20], "rope_type": "default"},
+                "rope_scaling": {"mrope_interleaved": true, "mrope_section": mrope_section, "rope_type": "default"},
                 "rope_theta": 5000000.0, "tie_word_embeddings": tied, "vocab_size": 151936
             },
             "vision_config": {
@@ -121,12 +141,13 @@ pub struct RandomModel {
 }
 
 /// Writes a random model of `size` under `out` in `formats`. `tokenizer_dir` holds the Qwen
-/// `tokenizer.json` (and `tokenizer_config.json`), which the model is given. Deterministic:
-/// the same files on every run.
+/// `tokenizer.json` (and `tokenizer_config.json`), which the model is given; without it, the
+/// model gets [`workload_tokenizer`]. Deterministic: the same files on every run.
+#[cfg(not(target_family = "wasm"))]
 pub fn write_random_model(
     size: ModelSize,
     style: WeightStyle,
-    tokenizer_dir: &Path,
+    tokenizer_dir: Option<&Path>,
     out: &Path,
     formats: Formats,
 ) -> Result<RandomModel, QuantError> {
@@ -135,40 +156,36 @@ pub fn write_random_model(
         let path = path.to_path_buf();
         move |e: std::io::Error| QuantError::Source(format!("{}: {e}", path.display()))
     };
-    let config_json = size.config_json();
-    let config = ModelConfig::from_json(&config_json).expect("the real shapes are valid");
-    let names = sift_model::checkpoint_tensors(&config, &Device::flex())
-        .expect("the real shapes are planned");
     let f32_dir = out.join("f32");
     std::fs::create_dir_all(&f32_dir).map_err(io(&f32_dir))?;
+    let config_json = size.config_json();
     std::fs::write(f32_dir.join("config.json"), &config_json).map_err(io(&f32_dir))?;
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        let from = tokenizer_dir.join(file);
-        if from.is_file() {
-            std::fs::copy(&from, f32_dir.join(file)).map_err(io(&from))?;
+    match tokenizer_dir {
+        Some(dir) => {
+            for file in ["tokenizer.json", "tokenizer_config.json"] {
+                let from = dir.join(file);
+                if from.is_file() {
+                    std::fs::copy(&from, f32_dir.join(file)).map_err(io(&from))?;
+                }
+            }
         }
+        None => std::fs::write(f32_dir.join("tokenizer.json"), workload_tokenizer())
+            .map_err(io(&f32_dir))?,
     }
-    let tokenizer =
-        sift_inputs::prompt::PromptTokenizer::from_file(&f32_dir.join("tokenizer.json"))
-            .map_err(|e| QuantError::Source(e.to_string()))?;
-    let head_rows = [tokenizer.yes_id as usize, tokenizer.no_id as usize];
+    let tokenizer_json = std::fs::read(f32_dir.join("tokenizer.json")).map_err(io(&f32_dir))?;
+    let tensors = RandomTensors::new(size, style, &tokenizer_json, &Device::flex())?;
     let q4_dir = out.join("q4");
     let mut writer = match formats {
         Formats::F32 => None,
         _ => Some(QuantizedWriter::create(
             &q4_dir,
-            Conversion::new(&head_rows),
-            &names,
+            tensors.conversion(),
+            &tensors.names,
         )?),
     };
     let mut checkpoint: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
-    for (i, (name, shape)) in names.iter().enumerate() {
-        let scale = if style.scaled_residuals {
-            residual_branch_scale(name, &config)
-        } else {
-            1.0
-        };
-        let values = trained_like(name, shape, i as u64 + 1, style, scale);
+    for (i, (name, shape)) in tensors.names.iter().enumerate() {
+        let values = tensors.values(i);
         if with_f32 {
             let bytes = values
                 .iter()
@@ -197,6 +214,187 @@ pub fn write_random_model(
             .map_err(|e| QuantError::Source(format!("{}: {e}", path.display())))?;
     }
     Ok(RandomModel { f32_dir, q4_dir })
+}
+
+/// A random 4-bit model of `size` made in memory, with [`workload_tokenizer`]: what a
+/// download of its directory would give (manifest, config, tokenizer, shards), for measuring
+/// where nothing can be written or downloaded (the page's *Measure speed*). `progress(done,
+/// total)` is called after each tensor, in values. The same bytes as `write_random_model`'s
+/// `q4/` with that tokenizer. `device` is the one the model is for (nothing is allocated on it).
+pub fn random_q4_model(
+    size: ModelSize,
+    device: &Device,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<InMemoryModel, QuantError> {
+    let tokenizer_json = workload_tokenizer().into_bytes();
+    let tensors = RandomTensors::new(size, WeightStyle::default(), &tokenizer_json, device)?;
+    let total: u64 = tensors
+        .names
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .sum();
+    let mut writer = QuantizedWriter::in_memory(tensors.conversion(), &tensors.names)?;
+    let mut done = 0;
+    for (i, (name, shape)) in tensors.names.iter().enumerate() {
+        writer.add(name, shape, tensors.values(i))?;
+        done += shape.iter().product::<usize>() as u64;
+        progress(done, total);
+    }
+    writer.finish_in_memory(vec![
+        ("config.json".into(), size.config_json().into_bytes()),
+        ("tokenizer.json".into(), tokenizer_json),
+    ])
+}
+
+/// Loads a model made by [`random_q4_model`] onto `device`, shard by shard as a download is
+/// loaded, calling `progress(done, total)` after each shard (in shards).
+pub fn load_in_memory(
+    model: InMemoryModel,
+    device: &Device,
+    options: RerankOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Reranker, LoadError> {
+    let file = |name: &str| {
+        model
+            .files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, bytes)| bytes.clone())
+    };
+    let files = ModelFiles {
+        config: file("config.json").unwrap_or_default(),
+        tokenizer: file("tokenizer.json").unwrap_or_default(),
+        preprocessor_config: file("preprocessor_config.json"),
+    };
+    let total = model.shards.len();
+    let mut loading = Loading::start(model.manifest, "random weights", files, device, options)?;
+    for (index, shard) in model.shards.into_iter().enumerate() {
+        loading.add_shard(index, &shard)?;
+        progress(index + 1, total);
+    }
+    loading.finish()
+}
+
+/// The tensors of a random model and how each is drawn.
+struct RandomTensors {
+    config: ModelConfig,
+    style: WeightStyle,
+    /// Checkpoint names and shapes, in name order.
+    names: Vec<(String, Vec<usize>)>,
+    /// The score's token ids ("yes", "no"), whose head rows a 4-bit model keeps.
+    head_rows: [usize; 2],
+}
+
+impl RandomTensors {
+    fn new(
+        size: ModelSize,
+        style: WeightStyle,
+        tokenizer_json: &[u8],
+        device: &Device,
+    ) -> Result<Self, QuantError> {
+        let config = ModelConfig::from_json(&size.config_json()).expect("the shapes are valid");
+        let names =
+            sift_model::checkpoint_tensors(&config, device).expect("the shapes are planned");
+        let tokenizer = sift_inputs::prompt::PromptTokenizer::from_bytes(tokenizer_json)
+            .map_err(|e| QuantError::Source(e.to_string()))?;
+        Ok(Self {
+            config,
+            style,
+            names,
+            head_rows: [tokenizer.yes_id as usize, tokenizer.no_id as usize],
+        })
+    }
+
+    fn conversion(&self) -> Conversion {
+        Conversion::new(&self.head_rows)
+    }
+
+    /// The values of tensor `i`, row-major.
+    fn values(&self, i: usize) -> Vec<f32> {
+        let (name, shape) = &self.names[i];
+        let scale = if self.style.scaled_residuals {
+            residual_branch_scale(name, &self.config)
+        } else {
+            1.0
+        };
+        trained_like(name, shape, i as u64 + 1, self.style, scale)
+    }
+}
+
+/// A word-level tokenizer for benchmarks where the Qwen `tokenizer.json` is not at hand (the
+/// page's *Measure speed*, `sift bench --random` without `--tokenizer`): the workload's and the
+/// prompt's words, and the special tokens, "yes" and "no" at their Qwen ids, so prompts have the
+/// same structure and about the same length (a word is about one of Qwen's tokens; other
+/// words are one unknown token each). Speed does not depend on which ids the tokens are.
+pub fn workload_tokenizer() -> String {
+    const SPECIAL: [(&str, u32); 8] = [
+        ("<|endoftext|>", 151643),
+        ("<|im_start|>", 151644),
+        ("<|im_end|>", 151645),
+        ("<|vision_start|>", 151652),
+        ("<|vision_end|>", 151653),
+        ("<|vision_pad|>", 151654),
+        ("<|image_pad|>", 151655),
+        ("<|video_pad|>", 151656),
+    ];
+    let mut vocab: BTreeMap<String, u32> = BTreeMap::new();
+    vocab.insert("[UNK]".into(), 0);
+    vocab.insert("yes".into(), 9693);
+    vocab.insert("no".into(), 2152);
+    let query = query().texts.concat();
+    let document = Workload::Text.document(0).texts.concat();
+    let prompt = sift_inputs::prompt::prompt_text(
+        crate::DEFAULT_INSTRUCTION,
+        &Default::default(),
+        &Default::default(),
+    );
+    // Words as the tokenizer's Whitespace pre-tokenizer splits them: runs of word characters,
+    // runs of other non-space characters.
+    let mut next = 1000;
+    for mut text in [prompt, query, document] {
+        // Special tokens are matched before the text is split.
+        for (token, _) in SPECIAL {
+            text = text.replace(token, " ");
+        }
+        let mut word = String::new();
+        let mut word_chars = None;
+        for c in text.chars().chain([' ']) {
+            let kind = (!c.is_whitespace()).then(|| c.is_alphanumeric() || c == '_');
+            if kind != word_chars && !word.is_empty() {
+                if !vocab.contains_key(&word) {
+                    vocab.insert(word.clone(), next);
+                    next += 1;
+                }
+                word.clear();
+            }
+            word_chars = kind;
+            if kind.is_some() {
+                word.push(c);
+            }
+        }
+    }
+    for (token, id) in SPECIAL {
+        vocab.insert(token.into(), id);
+    }
+    let added: Vec<_> = SPECIAL
+        .iter()
+        .map(|(token, id)| {
+            json!({"id": id, "content": token, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tokenizer = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    serde_json::to_string(&tokenizer).expect("the tokenizer serialises")
 }
 
 /// xorshift64*: fast, deterministic, good enough for weights.
@@ -268,6 +466,13 @@ fn trained_like(
     };
     let mut values = vec![0f32; n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if threads == 1 {
+        // Browsers have no threads to spawn.
+        for (r, out) in values.chunks_mut(cols).enumerate() {
+            row(r, out);
+        }
+        return values;
+    }
     let rows_per_thread = rows.div_ceil(threads);
     std::thread::scope(|scope| {
         for (t, chunk) in values.chunks_mut(rows_per_thread * cols).enumerate() {
@@ -399,9 +604,6 @@ pub struct Timing {
     pub stages: Vec<(&'static str, f64)>,
 }
 
-/// Model inputs built to time the host's share of a pair.
-const HOST_SAMPLES: usize = 5;
-
 /// Times `reranker` on `documents` of `workload`'s documents against [`query`]: the
 /// same request first (unmeasured: kernels compile and are tuned), then `rounds` requests.
 pub fn time_workload(
@@ -411,13 +613,7 @@ pub fn time_workload(
     rounds: usize,
     profile: bool,
 ) -> Result<Timing, DocError> {
-    let request = Request {
-        query: query(),
-        documents: (0..documents.max(1))
-            .map(|index| workload.document(index))
-            .collect(),
-        ..Request::default()
-    };
+    let request = workload_request(workload, documents);
     // The request scored, failing on the first document that fails.
     let score = || {
         reranker
@@ -427,15 +623,7 @@ pub fn time_workload(
     };
     // Unmeasured: kernels compile and are tuned for this request's shapes.
     score()?;
-    // The host's part, after that request as the timed ones are (its first allocations of a
-    // pair's size fault their pages in, which later requests do not pay), averaged over a few
-    // builds: one varies by half with what else the cores are doing.
-    let host = Instant::now();
-    let mut tokens = 0;
-    for _ in 0..HOST_SAMPLES {
-        tokens = reranker.model_input(&request, 0)?.input_ids.len();
-    }
-    let host_ms = host.elapsed().as_secs_f64() * 1e3 / HOST_SAMPLES as f64;
+    let (host_ms, tokens) = host_share(reranker, &request)?;
     let started = Instant::now();
     for _ in 0..rounds.max(1) {
         score()?;
@@ -478,9 +666,118 @@ pub fn time_workload(
     })
 }
 
+/// [`time_workload`] with the scores read back asynchronously, as a browser must (one
+/// readback per pass, as the page scores), without a profile.
+pub async fn time_workload_async(
+    reranker: &Reranker,
+    workload: Workload,
+    documents: usize,
+    rounds: usize,
+) -> Result<Timing, DocError> {
+    let request = workload_request(workload, documents);
+    let score = async || {
+        let query = reranker.prepare_query(&request);
+        reranker
+            .score_documents_async(&query, &request.documents)
+            .await
+            .into_iter()
+            .try_for_each(|result| result.map(drop))
+    };
+    score().await?;
+    let (host_ms, tokens) = host_share(reranker, &request)?;
+    let started = Instant::now();
+    for _ in 0..rounds.max(1) {
+        score().await?;
+    }
+    let pairs = (rounds.max(1) * request.documents.len()) as f64;
+    Ok(Timing {
+        workload,
+        documents: request.documents.len(),
+        ms_per_pair: started.elapsed().as_secs_f64() * 1e3 / pairs,
+        host_ms_per_pair: host_ms,
+        tokens_per_pair: tokens,
+        rounds: rounds.max(1),
+        stages: Vec::new(),
+    })
+}
+
+/// `documents` of `workload`'s documents (at least one) against [`query`].
+fn workload_request(workload: Workload, documents: usize) -> Request {
+    Request {
+        query: query(),
+        documents: (0..documents.max(1))
+            .map(|index| workload.document(index))
+            .collect(),
+        ..Request::default()
+    }
+}
+
+/// Model inputs built to time the host's share of a pair.
+const HOST_SAMPLES: usize = 5;
+
+/// The host's part of a pair (prompt, tokens, decoding and resizing pixels) in ms, and the
+/// pair's tokens. Measured after the request was scored once, as the timed ones are (its first
+/// allocations of a pair's size fault their pages in, which later requests do not pay),
+/// averaged over a few builds: one varies by half with what else the cores are doing.
+fn host_share(reranker: &Reranker, request: &Request) -> Result<(f64, usize), DocError> {
+    let host = Instant::now();
+    let mut tokens = 0;
+    for _ in 0..HOST_SAMPLES {
+        tokens = reranker.model_input(request, 0)?.input_ids.len();
+    }
+    Ok((
+        host.elapsed().as_secs_f64() * 1e3 / HOST_SAMPLES as f64,
+        tokens,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The workload tokenizer gives the prompt its structure: the special tokens, "yes" and
+    /// "no" at Qwen's ids, one pad per visual token, and about as many tokens for the text
+    /// document as Qwen's (its prompt: 342 tokens).
+    #[test]
+    fn the_workload_tokenizer_keeps_the_prompts_structure() {
+        let tokenizer =
+            sift_inputs::prompt::PromptTokenizer::from_bytes(workload_tokenizer().as_bytes())
+                .unwrap();
+        assert_eq!((tokenizer.yes_id, tokenizer.no_id), (9693, 2152));
+        let image = sift_inputs::prompt::SideContent {
+            images: vec![4],
+            ..Default::default()
+        };
+        let ids = tokenizer
+            .encode(&sift_inputs::prompt::prompt_text(
+                crate::DEFAULT_INSTRUCTION,
+                &Default::default(),
+                &image,
+            ))
+            .unwrap();
+        let count = |id| ids.iter().filter(|&&i| i == id).count();
+        assert_eq!(
+            [151644, 151645, 151652, 151653, 151655].map(count),
+            [3, 2, 1, 1, 4]
+        );
+        assert!(
+            !ids.contains(&0),
+            "every word of the prompt is known: {ids:?}"
+        );
+        let side = |content: Content| sift_inputs::prompt::SideContent {
+            texts: content.texts,
+            ..Default::default()
+        };
+        let (query, text) = (side(query()), side(Workload::Text.document(0)));
+        let ids = tokenizer
+            .encode(&sift_inputs::prompt::prompt_text(
+                crate::DEFAULT_INSTRUCTION,
+                &query,
+                &text,
+            ))
+            .unwrap();
+        assert!((300..=360).contains(&ids.len()), "{} tokens", ids.len());
+    }
 
     /// Documents that repeated one another would share their tokens past the query, and the
     /// benchmark would time only what follows them (one token for identical texts).

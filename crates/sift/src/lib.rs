@@ -75,7 +75,7 @@
 //! `ranking` (results best first), `error`, `device`.
 
 pub mod batch;
-#[cfg(all(feature = "bench", not(target_family = "wasm")))]
+#[cfg(feature = "bench")]
 pub mod bench;
 mod device;
 mod error;
