@@ -17,7 +17,9 @@
 // same model from a hub-style server (sharded checkpoint, files behind redirects) in the page,
 // cut off and resumed, into the bytes `sift quantize` writes, and scores with it; crashes the
 // worker mid-run and sees the page recover with its inputs intact; on the next visit, the model
-// used last (converted, or a picked folder) loads by itself. Screenshots of the real page
+// used last (converted, or a picked folder) loads by itself; *Measure speed* (`?bench=tiny`) in
+// a second tab times the workload on random weights and prints its rows as ratios, the loaded
+// model untouched. Screenshots of the real page
 // (desktop and phone) go to docs/screenshots/.
 //
 // usage: node tests/web/e2e.mjs   (after the `trunk build`s of .ci/test)
@@ -842,6 +844,34 @@ try {
   await waitReady();
   assert.match(await byTestId('model-status').textContent(), /Hugging Face.*from this browser's storage/);
   assert.equal(hubRequests.length + modelRequests.length, hubBefore + modelBefore, 'nothing fetched');
+
+  section('Measure speed (?bench=tiny) in a second tab: random weights made in its own worker, each row timed, the loaded model left alone');
+  {
+    const before = [hubRequests.length, modelRequests.length];
+    const bench = await context.newPage();
+    await bench.goto(`${siteUrl}?bench=tiny`);
+    await bench.waitForSelector('[data-testid="speed-progress"]', { timeout: 60_000 });
+    await bench.waitForSelector('[data-testid="speed-table"][data-done="true"], [data-testid="speed-failed"]',
+      { timeout: 900_000 });
+    assert.equal(await bench.locator('[data-testid="speed-failed"]').count(), 0,
+      await bench.locator('[data-testid="speed-failed"]').textContent().catch(() => ''));
+    const rows = await bench.$$eval('[data-testid="speed-table"] tbody tr', (trs) => trs.map((tr) => ({
+      workload: tr.dataset.workload, documents: Number(tr.dataset.documents), ms: Number(tr.dataset.ms),
+    })));
+    assert.deepEqual(rows.map((r) => `${r.workload} ${r.documents}`), ['text 1', 'text 16', 'image 1', 'image 2']);
+    for (const row of rows) assert.ok(Number.isFinite(row.ms) && row.ms > 0, JSON.stringify(row));
+    assert.match(await bench.locator('[data-testid="speed-table"] caption').textContent(), /swiftshader.*tiny test shape/i);
+    // Printed as ratios, never judged: SwiftShader's speed says nothing about a GPU's.
+    const ms = Object.fromEntries(rows.map((r) => [`${r.workload} ${r.documents}`, r.ms]));
+    log(`speed on SwiftShader, ms per pair: ${rows.map((r) => `${r.workload} × ${r.documents} ${r.ms.toFixed(1)}`).join(', ')}`);
+    log(`ratios: 16 texts per pair against 1 text ${(ms['text 1'] / ms['text 16']).toFixed(2)}× faster; `
+      + `2 images per pair against 1 ${(ms['image 1'] / ms['image 2']).toFixed(2)}×; an image pair costs `
+      + `${(ms['image 1'] / ms['text 1']).toFixed(1)} text pairs`);
+    await bench.locator('[data-testid="speed"]').screenshot({ path: path.join(shots, 'speed.png') });
+    await bench.close();
+    assert.deepEqual([hubRequests.length, modelRequests.length], before, 'measuring fetched nothing');
+    assert.equal(await byTestId('model-status').getAttribute('data-state'), 'ready', 'the loaded model stayed');
+  }
 
   section('the site built for a sub-path (--public-url /sift/) runs there, with a model folder picked; the next visit loads it by itself');
   const sub = await serve(subPort, distSub, { prefix: '/sift/' });

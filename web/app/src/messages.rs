@@ -12,12 +12,15 @@ use crate::worker::ModelWorker;
 
 pub fn handle(worker: &ModelWorker, renderer: &Renderer, state: AppState, message: FromWorker) {
     match message {
-        // The renderer's answers go to it, not here.
+        // The renderer's and the speed measurement's answers go to them, not here.
         FromWorker::Ready { .. }
         | FromWorker::Fatal(_)
         | FromWorker::PdfOpened { .. }
         | FromWorker::PageRendered { .. }
-        | FromWorker::PageNotRendered { .. } => {}
+        | FromWorker::PageNotRendered { .. }
+        | FromWorker::SpeedRow(_)
+        | FromWorker::SpeedDone { .. }
+        | FromWorker::SpeedFailed(_) => {}
         FromWorker::Probed {
             gpu,
             storage,

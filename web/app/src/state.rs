@@ -350,6 +350,8 @@ pub struct AppState {
     pub viewing: RwSignal<Option<(String, String)>>,
     /// A problem to show at the top of the page: the worker stopped, a file was refused.
     pub notice: RwSignal<Option<String>>,
+    /// The speed measurement (*Measure speed*), running or last done.
+    pub speed: RwSignal<crate::speed::SpeedState>,
 }
 
 impl AppState {
@@ -384,6 +386,7 @@ impl AppState {
             pdf_activity: RwSignal::new(None),
             viewing: RwSignal::new(None),
             notice: RwSignal::new(None),
+            speed: RwSignal::new(Default::default()),
         }
     }
 

@@ -89,6 +89,27 @@ pub struct RerankJob {
     pub max_frames: usize,
 }
 
+/// The model shape the page's speed measurement times (random 4-bit weights made in the
+/// worker, nothing downloaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BenchShape {
+    /// Qwen3-VL-Reranker-2B's.
+    B2,
+    /// The same architecture a thousand times smaller (`?bench=tiny`): for a CPU-emulated GPU,
+    /// as in CI.
+    Tiny,
+}
+
+/// One row of the speed measurement: `documents` documents of a workload against one query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeedRow {
+    /// "text" (about 256 tokens of text) or "image" (one 1024×768 image).
+    pub workload: String,
+    pub documents: usize,
+    pub ms_per_pair: f64,
+    pub tokens_per_pair: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToWorker {
     /// Set up the GPU and look at storage; answered by `Probed`.
@@ -102,6 +123,13 @@ pub enum ToWorker {
         /// Tokens of a prompt kept before its 5-token suffix (`RerankOptions::max_length`):
         /// longer document text is cut. `None`: the reference's default.
         max_length: Option<usize>,
+    },
+    /// To a worker of its own (the model worker's model stays): time `sift bench`'s workload
+    /// on random weights of `shape`, its linear layers in f16 if `f16` (where the GPU has it);
+    /// answered by `Progress`, a `SpeedRow` per row, then `SpeedDone` or `SpeedFailed`.
+    MeasureSpeed {
+        shape: BenchShape,
+        f16: bool,
     },
     /// Delete the stored model with this key; answered by `Probed`.
     Remove(String),
@@ -206,6 +234,10 @@ pub enum Stage {
     WarmingUp,
     /// Scoring documents (`done`/`total` in documents).
     Scoring,
+    /// Making random weights for the speed measurement (values).
+    MakingWeights,
+    /// Timing the speed measurement's rows (rows).
+    Measuring,
 }
 
 /// What a loaded model is.
@@ -337,6 +369,15 @@ pub enum FromWorker {
         job: u32,
         results_json: String,
     },
+    /// A row of the speed measurement, as soon as it is timed.
+    SpeedRow(SpeedRow),
+    /// The speed measurement is done: the GPU it ran on, and whether in f16.
+    SpeedDone {
+        gpu: String,
+        f16: bool,
+    },
+    /// The speed measurement stopped: why, a sentence for the user.
+    SpeedFailed(String),
     /// The worker cannot go on (a GPU lost or out of memory, a bug): the page restarts it.
     Fatal(String),
 }

@@ -1,7 +1,8 @@
 //! The worker itself: the GPU and the model it holds, the messages it takes from the page one
 //! job at a time (frames for a video in progress, and PDF pages, are delivered as they come),
 //! and its start. The page starts a second instance as its PDF renderer, which is sent only
-//! `OpenPdf` and `RenderPage` and never sets up the GPU.
+//! `OpenPdf` and `RenderPage` and never sets up the GPU, and a third, for the page's speed
+//! measurement, which is sent only `MeasureSpeed`.
 
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -13,7 +14,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 use crate::media::{FrameInbox, FrameMessage};
 use crate::render::Renderer;
 use crate::reply::post;
-use crate::{model, rerank, storage};
+use crate::{model, rerank, speed, storage};
 
 /// The GPU and the model, once set up (or, in the renderer, the PDF being drawn).
 #[derive(Default)]
@@ -95,6 +96,10 @@ impl Worker {
                 }
                 self.probe().await;
             }
+            ToWorker::MeasureSpeed { shape, f16 } => match self.gpu().await {
+                Ok((device, gpu)) => speed::measure(shape, f16, &device, &gpu).await,
+                Err(e) => post(&FromWorker::SpeedFailed(e)),
+            },
             ToWorker::Remove(key) => {
                 // Removing the model in use unloads it, freeing the GPU.
                 if self.reranker.as_ref().is_some_and(|(_, k, _)| *k == key) {

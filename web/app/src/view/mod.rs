@@ -7,6 +7,7 @@ mod model;
 mod preview;
 mod query;
 mod results;
+mod speed;
 
 use leptos::prelude::*;
 use sift_web_protocol::ToWorker;
@@ -29,6 +30,10 @@ pub fn App() -> impl IntoView {
     };
     let worker = ModelWorker::start(state, handler);
     worker.send(&ToWorker::Probe);
+    // `?bench`: measure speed as soon as the page opens (a link to share, and CI's test).
+    if let Some(shape) = crate::speed::requested_shape() {
+        crate::speed::measure(state, shape);
+    }
     let ctx = Ctx {
         state,
         worker: StoredValue::new_local(worker),

@@ -127,6 +127,7 @@ pub fn ModelPanel() -> impl IntoView {
             <ModelStatus/>
             <FitLine/>
             <StorageLine/>
+            <super::speed::SpeedPanel/>
         </section>
     }
 }
@@ -151,7 +152,7 @@ fn url_problem(url: &str) -> Option<String> {
     })
 }
 
-fn stage_name(stage: Stage) -> &'static str {
+pub(super) fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::Checking => "Checking the model",
         Stage::Downloading => "Downloading",
@@ -160,6 +161,8 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Loading => "Loading onto the GPU",
         Stage::WarmingUp => "Compiling GPU kernels (first run)",
         Stage::Scoring => "Scoring",
+        Stage::MakingWeights => "Making random weights",
+        Stage::Measuring => "Timing",
     }
 }
 
