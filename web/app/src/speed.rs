@@ -43,16 +43,16 @@ impl SpeedState {
     }
 }
 
-/// The shape `?bench` asks for, if the page was opened with it.
+/// The shape `?bench` (the 2B's, also `?bench=2b`) or `?bench=tiny` asks for, if the page was
+/// opened with one; another value is ignored.
 pub fn requested_shape() -> Option<BenchShape> {
     let search = web_sys::window()?.location().search().ok()?;
     let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
-    let value = params.get("bench")?;
-    Some(if value == "tiny" {
-        BenchShape::Tiny
-    } else {
-        BenchShape::B2
-    })
+    match params.get("bench")?.as_str() {
+        "" | "2b" => Some(BenchShape::B2),
+        "tiny" => Some(BenchShape::Tiny),
+        _ => None,
+    }
 }
 
 thread_local! {
@@ -74,13 +74,14 @@ pub fn measure(state: AppState, shape: BenchShape) {
         Ok(message) => receive(state, shape, f16, message),
         Err(e) => stopped(
             state,
+            shape,
             &format!("it sent a message the page cannot read ({e})"),
         ),
     };
-    let on_error = move |detail: String| stopped(state, &detail);
+    let on_error = move |detail: String| stopped(state, shape, &detail);
     match launch("sift-speed", on_message, on_error) {
         Ok(launched) => RUNNING.with(|r| *r.borrow_mut() = Some(launched)),
-        Err(e) => stopped(state, &format!("its worker could not start ({e:?})")),
+        Err(e) => stopped(state, shape, &format!("its worker could not start ({e:?})")),
     }
 }
 
@@ -140,23 +141,35 @@ fn receive(state: AppState, shape: BenchShape, f16: bool, message: FromWorker) {
                 rows,
             });
         }
-        FromWorker::Fatal(detail) => stopped(state, &detail),
+        FromWorker::Fatal(detail) => stopped(state, shape, &detail),
         _ => {}
     }
 }
 
-/// The measurement's worker died (a GPU out of memory, a crash): say so, keep the rows.
-fn stopped(state: AppState, detail: &str) {
+/// The measurement's worker died (a GPU or the tab out of memory, a crash): say so, keep the
+/// rows.
+fn stopped(state: AppState, shape: BenchShape, detail: &str) {
     end();
     let rows = state.speed.with_untracked(|s| s.rows().to_vec());
     let lower = detail.to_lowercase();
-    let advice = if lower.contains("memory") {
-        " This GPU or this tab ran out of memory for the 2B's random weights (about 2 GB): close \
-         other tabs that use the GPU and try again; a model too large to measure here is too \
-         large to run here."
-    } else {
-        " Reload the page and try again; if it happens again, this browser's WebGPU cannot run \
-         the model."
+    // A wasm allocation that fails ends in `unreachable`, a JavaScript one in a RangeError.
+    let out_of_memory = ["memory", "unreachable", "rangeerror"]
+        .iter()
+        .any(|sign| lower.contains(sign));
+    let advice = match (out_of_memory, shape) {
+        (true, BenchShape::B2) => {
+            " This GPU or this tab ran out of memory for the 2B's random weights (about 2 GB): \
+             close other tabs that use the GPU and try again; a model that cannot be measured \
+             here cannot run here either."
+        }
+        (true, BenchShape::Tiny) => {
+            " This GPU or this tab ran out of memory: close other tabs that use the GPU and try \
+             again."
+        }
+        (false, _) => {
+            " Reload the page and try again; if it happens again, this browser's WebGPU cannot \
+             run the model."
+        }
     };
     state.speed.set(SpeedState::Failed {
         why: format!("Measuring speed stopped: {detail}.{advice}"),
@@ -168,6 +181,8 @@ fn stopped(state: AppState, detail: &str) {
 fn end() {
     if let Some(launched) = RUNNING.with(|r| r.borrow_mut().take()) {
         launched.worker.terminate();
+        // Revoked on `Ready` too; a worker that never got there still holds its script's URL.
+        let _ = web_sys::Url::revoke_object_url(&launched.script_url);
         // Its handlers are dropped after the one running now returns.
         leptos::task::spawn_local(async move { drop(launched) });
     }

@@ -95,8 +95,8 @@ pub struct RerankJob {
 pub enum BenchShape {
     /// Qwen3-VL-Reranker-2B's.
     B2,
-    /// The same architecture a thousand times smaller (`?bench=tiny`): for a CPU-emulated GPU,
-    /// as in CI.
+    /// The same architecture, tiny (`?bench=tiny`; about 200 times fewer parameters): for a
+    /// CPU-emulated GPU, as in CI.
     Tiny,
 }
 
