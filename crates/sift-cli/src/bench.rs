@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// With --random: the directory holding the Qwen `tokenizer.json`. Without it, a word-level
     /// tokenizer of the workload's words (the page's *Measure speed* uses the same): prompts
     /// of the same structure, 313 tokens for the text pair against 342 with Qwen's.
-    #[arg(long, requires = "random")]
+    #[arg(long, requires = "random", conflicts_with = "model")]
     tokenizer: Option<PathBuf>,
     /// With --random: the weights to time, f32 (a bf16 checkpoint computed in f32) or q4.
     #[arg(long, value_enum, default_value_t = Weights::F32)]
