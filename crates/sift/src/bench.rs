@@ -15,6 +15,7 @@ use half::bf16;
 use serde_json::json;
 use sift_model::{Device, ModelConfig};
 use sift_quant::{Conversion, QuantError, QuantizedWriter};
+use tokenizers::PreTokenizer;
 
 pub use sift_quant::InMemoryModel;
 
@@ -371,8 +372,6 @@ pub fn workload_tokenizer() -> String {
         &Default::default(),
         &Default::default(),
     );
-    // Words as the tokenizer's Whitespace pre-tokenizer splits them: runs of word characters,
-    // runs of other non-space characters.
     // Above "yes" and "no", below the special tokens: no id is taken twice.
     let mut next = 100_000;
     for mut text in [prompt, query, document] {
@@ -380,20 +379,18 @@ pub fn workload_tokenizer() -> String {
         for (token, _) in SPECIAL {
             text = text.replace(token, " ");
         }
-        let mut word = String::new();
-        let mut word_chars = None;
-        for c in text.chars().chain([' ']) {
-            let kind = (!c.is_whitespace()).then(|| c.is_alphanumeric() || c == '_');
-            if kind != word_chars && !word.is_empty() {
-                if !vocab.contains_key(&word) {
-                    vocab.insert(word.clone(), next);
-                    next += 1;
-                }
-                word.clear();
-            }
-            word_chars = kind;
-            if kind.is_some() {
-                word.push(c);
+        // Split as the tokenizer itself will split it.
+        let mut words = tokenizers::PreTokenizedString::from(text.as_str());
+        tokenizers::pre_tokenizers::whitespace::Whitespace
+            .pre_tokenize(&mut words)
+            .expect("splitting on whitespace cannot fail");
+        for (word, _, _) in words.get_splits(
+            tokenizers::OffsetReferential::Original,
+            tokenizers::OffsetType::Byte,
+        ) {
+            if !vocab.contains_key(word) {
+                vocab.insert(word.to_string(), next);
+                next += 1;
             }
         }
     }
