@@ -68,19 +68,12 @@ pub fn handle(worker: &ModelWorker, renderer: &Renderer, state: AppState, messag
             if stage == Stage::Scoring {
                 return;
             }
-            let now = js_sys::Date::now();
             state.model.update(|model| {
-                let started = match model {
-                    ModelState::Working(p) if p.stage == stage => p.started,
-                    _ => (done, now),
+                let previous = match model {
+                    ModelState::Working(p) => Some(&*p),
+                    _ => None,
                 };
-                *model = ModelState::Working(Progress {
-                    stage,
-                    done,
-                    total,
-                    detail,
-                    started,
-                });
+                *model = ModelState::Working(Progress::after(previous, stage, done, total, detail));
             });
         }
         FromWorker::Loaded(summary) => {

@@ -104,18 +104,13 @@ fn receive(state: AppState, shape: BenchShape, f16: bool, message: FromWorker) {
             detail,
         } => state.speed.update(|speed| {
             if let SpeedState::Running { progress, .. } = speed {
-                let now = js_sys::Date::now();
-                let started = match progress {
-                    Some(p) if p.stage == stage => p.started,
-                    _ => (done, now),
-                };
-                *progress = Some(Progress {
+                *progress = Some(Progress::after(
+                    progress.as_ref(),
                     stage,
                     done,
                     total,
                     detail,
-                    started,
-                });
+                ));
             }
         }),
         FromWorker::SpeedRow(row) => state.speed.update(|speed| {

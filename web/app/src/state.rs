@@ -183,6 +183,30 @@ pub struct Progress {
     pub started: (u64, f64),
 }
 
+impl Progress {
+    /// A worker's progress message as a step of `previous`: the same stage keeps its start
+    /// (for the rate and the time left), a new one starts now.
+    pub fn after(
+        previous: Option<&Progress>,
+        stage: Stage,
+        done: u64,
+        total: u64,
+        detail: String,
+    ) -> Self {
+        let started = match previous {
+            Some(p) if p.stage == stage => p.started,
+            _ => (done, js_sys::Date::now()),
+        };
+        Self {
+            stage,
+            done,
+            total,
+            detail,
+            started,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelState {
     /// The worker is starting or looking at the GPU.

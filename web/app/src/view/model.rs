@@ -258,7 +258,7 @@ fn ModelStatus() -> impl IntoView {
                 }
                 _ => String::new(),
             };
-            let indeterminate = p.total == 0 || p.stage == Stage::WarmingUp;
+            let known = p.total > 0 && p.stage != Stage::WarmingUp;
             view! {
                 <div class="progress" data-testid="progress" data-stage=format!("{:?}", p.stage)>
                     <p class="status">
@@ -266,15 +266,23 @@ fn ModelStatus() -> impl IntoView {
                         {(!figures.is_empty()).then(|| format!(" · {figures}"))}
                         {(!p.detail.is_empty()).then(|| format!(" · {}", p.detail))}
                     </p>
-                    <div class="bar" class:indeterminate=indeterminate role="progressbar"
-                        aria-valuemin="0" aria-valuemax="100"
-                        aria-valuenow=format!("{:.0}", fraction * 100.0)>
-                        <div class="fill" style:width=format!("{:.1}%", fraction * 100.0)></div>
-                    </div>
+                    <ProgressBar fraction=known.then_some(fraction)/>
                 </div>
             }
             .into_any()
         }
+    }
+}
+
+/// A progress bar at `fraction` done, or moving without a figure (`None`).
+#[component]
+pub(super) fn ProgressBar(fraction: Option<f64>) -> impl IntoView {
+    let percent = fraction.unwrap_or(0.0) * 100.0;
+    view! {
+        <div class="bar" class:indeterminate=fraction.is_none() role="progressbar"
+            aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{percent:.0}")>
+            <div class="fill" style:width=format!("{percent:.1}%")></div>
+        </div>
     }
 }
 

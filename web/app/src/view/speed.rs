@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use sift_web_protocol::{BenchShape, SpeedRow};
 
 use super::context::Ctx;
-use super::model::stage_name;
+use super::model::{ProgressBar, stage_name};
 use crate::speed::{self, SpeedState};
 
 #[component]
@@ -34,11 +34,8 @@ pub fn SpeedPanel() -> impl IntoView {
                             <strong>{progress.as_ref().map_or("Starting", |p| stage_name(p.stage))}</strong>
                             {progress.as_ref().filter(|p| !p.detail.is_empty()).map(|p| format!(" · {}", p.detail))}
                         </p>
-                        <div class="bar" class:indeterminate=progress.as_ref().is_none_or(|p| p.total == 0)
-                            role="progressbar">
-                            <div class="fill" style:width=progress.as_ref().filter(|p| p.total > 0)
-                                .map_or("0%".into(), |p| format!("{:.1}%", p.done as f64 * 100.0 / p.total as f64))></div>
-                        </div>
+                        <ProgressBar fraction=progress.as_ref().filter(|p| p.total > 0)
+                            .map(|p| p.done as f64 / p.total as f64)/>
                     </div>
                     <SpeedTable rows=rows caption=None/>
                 }.into_any()),
